@@ -1,0 +1,239 @@
+// recurrent — gru_cell.hpp: the gated recurrent unit, in both of its published variants.
+#pragma once
+
+#include <recurrent/activations.hpp>
+#include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/maps.hpp>
+#include <recurrent/parameters.hpp>
+#include <recurrent/state.hpp>
+#include <recurrent/step.hpp>
+
+#include <Eigen/Core>
+
+namespace recurrent {
+
+/// Where the reset gate acts in the GRU's candidate state n.
+enum class GRUVariant {
+  /// n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)): the reset gate scales the recurrent
+  /// product. PyTorch's nn.GRU, cuDNN, ONNX (linear_before_reset = 1), Keras reset_after=True.
+  ResetAfter,
+  /// n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn): the reset gate scales h before the
+  /// product. Cho et al. (2014), Keras reset_after=False.
+  ResetBefore,
+};
+
+/// GRUCell<Scalar, Variant>: the gated recurrent unit of Cho et al. (2014), in PyTorch's
+/// conventions (torch.nn.GRU, one layer) and, with GRUVariant::ResetBefore, as first published.
+///
+/// For one step, with x the input (I) and h the state (H):
+///
+///     r  = σ(W_ir x + b_ir + W_hr h + b_hr)                 reset gate
+///     z  = σ(W_iz x + b_iz + W_hz h + b_hz)                 update gate
+///     n  = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))        candidate (ResetAfter, default)
+///     n  = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)        candidate (ResetBefore)
+///     h' = (1 − z) ⊙ n + z ⊙ h                              hidden state
+///
+/// Parameters (see CellParameters), gate blocks stacked by rows in the order r, z, n:
+///
+///     weight_ih  3H × I    = [W_ir; W_iz; W_in]
+///     weight_hh  3H × H    = [W_hr; W_hz; W_hn]
+///     bias_ih, bias_hh  3H
+///
+/// Backward (dh flows in from step t+1 and from the loss; A_* are pre-activations):
+///
+///     dA_n = dh ⊙ (1 − z) ⊙ (1 − n²)
+///     dA_z = dh ⊙ (h − n) ⊙ z(1 − z)
+///     ResetAfter:  with m = W_hn h + b_hn,
+///         dA_r = dA_n ⊙ m ⊙ r(1 − r);  the recurrent side of n sees dA_n ⊙ r
+///         dh  ← W_hhᵀ [dA_r; dA_z; dA_n ⊙ r] + dh ⊙ z
+///     ResetBefore: with d(rh) = W_hnᵀ dA_n,
+///         dA_r = d(rh) ⊙ h ⊙ r(1 − r)
+///         dh  ← [W_hr; W_hz]ᵀ [dA_r; dA_z] + d(rh) ⊙ r + dh ⊙ z
+template <typename Scalar_, GRUVariant Variant = GRUVariant::ResetAfter>
+class GRUCell {
+ public:
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using Parameters = CellParameters<Scalar>;
+  using State = HiddenState<Scalar>;
+
+  static constexpr GRUVariant kVariant = Variant;
+  static constexpr Eigen::Index kGates = 3;  ///< r, z, n
+  static constexpr bool kHasCellState = false;
+  /// ResetAfter: the recurrent side of n gets dA_n ⊙ r, not dA_n, so dGh is its own buffer.
+  static constexpr bool kSeparateRecurrentGradient = (Variant == GRUVariant::ResetAfter);
+
+  GRUCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
+      : m_inputSize(detail::checkPositive("GRUCell", "input_size", inputSize)),
+        m_hiddenSize(detail::checkPositive("GRUCell", "hidden_size", hiddenSize)),
+        m_params(kGates, inputSize, hiddenSize) {}
+
+  Eigen::Index inputSize() const { return m_inputSize; }
+  Eigen::Index hiddenSize() const { return m_hiddenSize; }
+  Eigen::Index outputSize() const { return m_hiddenSize; }
+
+  Parameters& parameters() { return m_params; }
+  const Parameters& parameters() const { return m_params; }
+  Parameters zeroGradients() const { return Parameters(kGates, m_inputSize, m_hiddenSize); }
+  State zeroState(Eigen::Index batch) const { return State{Matrix::Zero(m_hiddenSize, batch)}; }
+
+  /// PyTorch's initialisation: every parameter from U(-1/√H, 1/√H), drawn from `rng`.
+  template <typename Rng>
+  void initialize(Rng& rng) {
+    detail::initializeUniform(m_params, m_hiddenSize, rng);
+  }
+
+  void checkParameters(const char* where) const {
+    m_params.checkShape(kGates, m_inputSize, m_hiddenSize, where, "cell parameter");
+  }
+
+  // ---- the step API (used by Sequence; see step.hpp) -------------------------------------
+
+  /// extra: ResetAfter keeps m = W_hn h + b_hn, ResetBefore keeps r ⊙ h (H rows each).
+  Eigen::Index extraRows() const { return m_hiddenSize; }
+  /// scratch: ResetAfter needs W_hh h (3H); ResetBefore needs W_hnᵀ dA_n in backward (H).
+  Eigen::Index scratchRows() const {
+    return Variant == GRUVariant::ResetAfter ? kGates * m_hiddenSize : m_hiddenSize;
+  }
+
+  /// The bias added to W_ih·x before forwardStep(): b_ih plus the part of b_hh that is not
+  /// inside the reset product (all of it for ResetBefore; b_hr and b_hz for ResetAfter).
+  template <typename Derived>
+  void foldedBias(Eigen::MatrixBase<Derived>& bias) const {
+    bias = m_params.bias_ih + m_params.bias_hh;
+    if (Variant == GRUVariant::ResetAfter) {
+      bias.tail(m_hiddenSize) = m_params.bias_ih.tail(m_hiddenSize);
+    }
+  }
+
+  void forwardStep(ForwardStep<Scalar>& s) const {
+    if constexpr (Variant == GRUVariant::ResetAfter) {
+      forwardResetAfter(s);
+    } else {
+      forwardResetBefore(s);
+    }
+  }
+
+  void backwardStep(BackwardStep<Scalar>& s) const {
+    if constexpr (Variant == GRUVariant::ResetAfter) {
+      backwardResetAfter(s);
+    } else {
+      backwardResetBefore(s);
+    }
+  }
+
+  void accumulateGradients(const StepsGradients<Scalar>& steps, Parameters& grads,
+                           Eigen::Ref<Matrix> dx) const {
+    detail::accumulateInputGradients(m_params, steps, grads, dx);
+    if constexpr (Variant == GRUVariant::ResetAfter) {
+      detail::accumulateRecurrentGradients(steps, grads);
+    } else {
+      // r and z see h, n sees r ⊙ h (kept in `extra`).
+      const Eigen::Index H = m_hiddenSize;
+      grads.weight_hh.topRows(2 * H).noalias() +=
+          steps.dGh.topRows(2 * H) * steps.hPrev.transpose();
+      grads.weight_hh.bottomRows(H).noalias() += steps.dGh.bottomRows(H) * steps.extra.transpose();
+      grads.bias_hh.noalias() += steps.dGh.rowwise().sum();
+    }
+  }
+
+ private:
+  // ResetAfter forward: scratch = W_hh h = [W_hr h; W_hz h; W_hn h], one GEMM; then
+  // r, z, m = W_hn h + b_hn (kept in extra), n, h'.
+  void forwardResetAfter(ForwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize;
+    s.scratch.noalias() = m_params.weight_hh * s.hPrev;
+    detail::ConstArrayMap<Scalar> bn(m_params.bias_hh.data() + 2 * H, H);
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::ArrayMap<Scalar> rz = detail::segment(s.gates, 0, 2 * H, j);
+      detail::ArrayMap<Scalar> r = detail::segment(s.gates, 0, H, j);
+      detail::ArrayMap<Scalar> z = detail::segment(s.gates, H, H, j);
+      detail::ArrayMap<Scalar> n = detail::segment(s.gates, 2 * H, H, j);
+      detail::ArrayMap<Scalar> m = detail::segment(s.extra, 0, H, j);
+      detail::ArrayMap<Scalar> h = detail::segment(s.h, 0, H, j);
+      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, 0, H, j);
+      rz = sigmoid(rz + detail::segment(s.scratch, 0, 2 * H, j));
+      m = detail::segment(s.scratch, 2 * H, H, j) + bn;
+      n = (n + r * m).tanh();
+      h = n + z * (hPrev - n);
+    }
+  }
+
+  void backwardResetAfter(BackwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize;
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::ConstArrayMap<Scalar> r = detail::csegment(s.gates, 0, H, j);
+      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H, H, j);
+      detail::ConstArrayMap<Scalar> n = detail::csegment(s.gates, 2 * H, H, j);
+      detail::ConstArrayMap<Scalar> m = detail::csegment(s.extra, 0, H, j);
+      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, 0, H, j);
+      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, 0, H, j);
+      detail::ArrayMap<Scalar> dAr = detail::segment(s.dGx, 0, H, j);
+      detail::ArrayMap<Scalar> dAz = detail::segment(s.dGx, H, H, j);
+      detail::ArrayMap<Scalar> dAn = detail::segment(s.dGx, 2 * H, H, j);
+      dAn = dh * (Scalar(1) - z) * tanhGradFromOutput(n);
+      dAz = dh * (hPrev - n) * sigmoidGradFromOutput(z);
+      dAr = dAn * m * sigmoidGradFromOutput(r);
+      detail::segment(s.dGh, 0, 2 * H, j) = detail::segment(s.dGx, 0, 2 * H, j);
+      detail::segment(s.dGh, 2 * H, H, j) = dAn * r;
+    }
+    s.dhPrev.noalias() = m_params.weight_hh.transpose() * s.dGh;
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::segment(s.dhPrev, 0, H, j) +=
+          detail::segment(s.dh, 0, H, j) * detail::segment(s.gates, H, H, j);
+    }
+  }
+
+  // ResetBefore forward: [A_r; A_z] += [W_hr; W_hz] h; r, z; rh = r ⊙ h (kept in extra);
+  // A_n += W_hn rh; n, h'.
+  void forwardResetBefore(ForwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize;
+    s.gates.topRows(2 * H).noalias() += m_params.weight_hh.topRows(2 * H) * s.hPrev;
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::ArrayMap<Scalar> rz = detail::segment(s.gates, 0, 2 * H, j);
+      rz = sigmoid(rz);
+      detail::segment(s.extra, 0, H, j) =
+          detail::segment(s.gates, 0, H, j) * detail::segment(s.hPrev, 0, H, j);
+    }
+    s.gates.bottomRows(H).noalias() += m_params.weight_hh.bottomRows(H) * s.extra;
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H, H, j);
+      detail::ArrayMap<Scalar> n = detail::segment(s.gates, 2 * H, H, j);
+      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, 0, H, j);
+      n = n.tanh();
+      detail::segment(s.h, 0, H, j) = n + z * (hPrev - n);
+    }
+  }
+
+  void backwardResetBefore(BackwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize;
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H, H, j);
+      detail::ConstArrayMap<Scalar> n = detail::csegment(s.gates, 2 * H, H, j);
+      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, 0, H, j);
+      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, 0, H, j);
+      detail::segment(s.dGx, 2 * H, H, j) = dh * (Scalar(1) - z) * tanhGradFromOutput(n);
+      detail::segment(s.dGx, H, H, j) = dh * (hPrev - n) * sigmoidGradFromOutput(z);
+    }
+    s.scratch.noalias() = m_params.weight_hh.bottomRows(H).transpose() * s.dGx.bottomRows(H);
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::ConstArrayMap<Scalar> r = detail::csegment(s.gates, 0, H, j);
+      detail::ConstArrayMap<Scalar> dRh = detail::csegment(s.scratch, 0, H, j);
+      detail::segment(s.dGx, 0, H, j) =
+          dRh * detail::segment(s.hPrev, 0, H, j) * sigmoidGradFromOutput(r);
+    }
+    s.dhPrev.noalias() = m_params.weight_hh.topRows(2 * H).transpose() * s.dGx.topRows(2 * H);
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::segment(s.dhPrev, 0, H, j) +=
+          detail::segment(s.scratch, 0, H, j) * detail::segment(s.gates, 0, H, j) +
+          detail::segment(s.dh, 0, H, j) * detail::segment(s.gates, H, H, j);
+    }
+  }
+
+  Eigen::Index m_inputSize;
+  Eigen::Index m_hiddenSize;
+  Parameters m_params;
+};
+
+}  // namespace recurrent

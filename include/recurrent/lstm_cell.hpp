@@ -1,0 +1,167 @@
+// recurrent — lstm_cell.hpp: the long short-term memory cell.
+#pragma once
+
+#include <recurrent/activations.hpp>
+#include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/maps.hpp>
+#include <recurrent/parameters.hpp>
+#include <recurrent/state.hpp>
+#include <recurrent/step.hpp>
+
+#include <Eigen/Core>
+
+namespace recurrent {
+
+/// LSTMCell<Scalar>: the LSTM of Hochreiter & Schmidhuber (1997) with the forget gate of
+/// Gers, Schmidhuber & Cummins (2000), in PyTorch's conventions (torch.nn.LSTM, one layer).
+///
+/// For one step, with x the input (I) and h, c the state (H each):
+///
+///     i  = σ(W_ii x + b_ii + W_hi h + b_hi)      input gate
+///     f  = σ(W_if x + b_if + W_hf h + b_hf)      forget gate
+///     g  = tanh(W_ig x + b_ig + W_hg h + b_hg)   candidate cell state
+///     o  = σ(W_io x + b_io + W_ho h + b_ho)      output gate
+///     c' = f ⊙ c + i ⊙ g                         cell state update
+///     h' = o ⊙ tanh(c')                          hidden state
+///
+/// Parameters (see CellParameters), gate blocks stacked by rows in the order i, f, g, o:
+///
+///     weight_ih  4H × I    = [W_ii; W_if; W_ig; W_io]
+///     weight_hh  4H × H    = [W_hi; W_hf; W_hg; W_ho]
+///     bias_ih, bias_hh  4H
+///
+/// Backward (dh, dc flow in from step t+1 and from the loss; A_* are pre-activations):
+///
+///     dc_t  = dc + dh ⊙ o ⊙ (1 − tanh²c')        total gradient on c'
+///     dA_o  = dh ⊙ tanh(c') ⊙ o(1 − o)
+///     dA_i  = dc_t ⊙ g ⊙ i(1 − i)
+///     dA_f  = dc_t ⊙ c ⊙ f(1 − f)
+///     dA_g  = dc_t ⊙ i ⊙ (1 − g²)
+///     dc    ← dc_t ⊙ f,   dh ← W_hhᵀ dA          gradients on the previous state
+///
+/// The cell owns its parameters and keeps no per-sequence state: it is const while a
+/// Sequence runs it, so one cell can serve several Sequences on several threads.
+template <typename Scalar_>
+class LSTMCell {
+ public:
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using Parameters = CellParameters<Scalar>;
+  using State = LSTMState<Scalar>;
+
+  static constexpr Eigen::Index kGates = 4;                  ///< i, f, g, o
+  static constexpr bool kHasCellState = true;                ///< the state has c besides h
+  static constexpr bool kSeparateRecurrentGradient = false;  ///< dGh is dGx
+
+  /// A cell for inputs of `inputSize` and a state of `hiddenSize`, parameters zero.
+  LSTMCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
+      : m_inputSize(detail::checkPositive("LSTMCell", "input_size", inputSize)),
+        m_hiddenSize(detail::checkPositive("LSTMCell", "hidden_size", hiddenSize)),
+        m_params(kGates, inputSize, hiddenSize) {}
+
+  Eigen::Index inputSize() const { return m_inputSize; }
+  Eigen::Index hiddenSize() const { return m_hiddenSize; }
+  /// Rows of h (and of each output step).
+  Eigen::Index outputSize() const { return m_hiddenSize; }
+
+  Parameters& parameters() { return m_params; }
+  const Parameters& parameters() const { return m_params; }
+
+  /// Zero tensors shaped like the parameters, to accumulate gradients into.
+  Parameters zeroGradients() const { return Parameters(kGates, m_inputSize, m_hiddenSize); }
+
+  /// A zero state for a batch of `batch` sequences.
+  State zeroState(Eigen::Index batch) const {
+    return State{Matrix::Zero(m_hiddenSize, batch), Matrix::Zero(m_hiddenSize, batch)};
+  }
+
+  /// PyTorch's initialisation: every parameter from U(-1/√H, 1/√H), drawn from `rng`.
+  template <typename Rng>
+  void initialize(Rng& rng) {
+    detail::initializeUniform(m_params, m_hiddenSize, rng);
+  }
+
+  /// Throws std::invalid_argument if a parameter tensor no longer has the cell's shape.
+  void checkParameters(const char* where) const {
+    m_params.checkShape(kGates, m_inputSize, m_hiddenSize, where, "cell parameter");
+  }
+
+  // ---- the step API (used by Sequence; see step.hpp) -------------------------------------
+
+  /// Rows of ForwardStep::extra / BackwardStep::extra and of the scratch buffer.
+  Eigen::Index extraRows() const { return 0; }
+  Eigen::Index scratchRows() const { return 0; }
+
+  /// The bias the caller adds to W_ih·x before forwardStep(): b_ih + b_hh (4H).
+  template <typename Derived>
+  void foldedBias(Eigen::MatrixBase<Derived>& bias) const {
+    bias = m_params.bias_ih + m_params.bias_hh;
+  }
+
+  /// One step forward: gates += W_hh·h_prev, then the gate math of the class comment.
+  /// Leaves the activations [i; f; g; o] in s.gates, c' in s.c and h' in s.h.
+  void forwardStep(ForwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize;
+    s.gates.noalias() += m_params.weight_hh * s.hPrev;  // [A_i; A_f; A_g; A_o], 4H × n
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::ArrayMap<Scalar> iF = detail::segment(s.gates, 0, 2 * H, j);  // i and f are adjacent
+      detail::ArrayMap<Scalar> i = detail::segment(s.gates, 0, H, j);
+      detail::ArrayMap<Scalar> f = detail::segment(s.gates, H, H, j);
+      detail::ArrayMap<Scalar> g = detail::segment(s.gates, 2 * H, H, j);
+      detail::ArrayMap<Scalar> o = detail::segment(s.gates, 3 * H, H, j);
+      detail::ConstArrayMap<Scalar> cPrev = detail::csegment(s.cPrev, 0, H, j);
+      detail::ArrayMap<Scalar> c = detail::segment(s.c, 0, H, j);
+      detail::ArrayMap<Scalar> h = detail::segment(s.h, 0, H, j);
+      iF = sigmoid(iF);
+      g = g.tanh();
+      o = sigmoid(o);
+      c = f * cPrev + i * g;
+      h = o * c.tanh();
+    }
+  }
+
+  /// One step backward: the pre-activation gradients dA = [dA_i; dA_f; dA_g; dA_o] into
+  /// s.dGx (= s.dGh), dL/dc_{t-1} into s.dcPrev and dL/dh_{t-1} = W_hhᵀ dA into s.dhPrev.
+  void backwardStep(BackwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize;
+    for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
+      detail::ConstArrayMap<Scalar> i = detail::csegment(s.gates, 0, H, j);
+      detail::ConstArrayMap<Scalar> f = detail::csegment(s.gates, H, H, j);
+      detail::ConstArrayMap<Scalar> g = detail::csegment(s.gates, 2 * H, H, j);
+      detail::ConstArrayMap<Scalar> o = detail::csegment(s.gates, 3 * H, H, j);
+      detail::ConstArrayMap<Scalar> c = detail::csegment(s.c, 0, H, j);
+      detail::ConstArrayMap<Scalar> cPrev = detail::csegment(s.cPrev, 0, H, j);
+      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, 0, H, j);
+      detail::ConstArrayMap<Scalar> dc = detail::csegment(s.dc, 0, H, j);
+      detail::ArrayMap<Scalar> dAi = detail::segment(s.dGx, 0, H, j);
+      detail::ArrayMap<Scalar> dAf = detail::segment(s.dGx, H, H, j);
+      detail::ArrayMap<Scalar> dAg = detail::segment(s.dGx, 2 * H, H, j);
+      detail::ArrayMap<Scalar> dAo = detail::segment(s.dGx, 3 * H, H, j);
+      detail::ArrayMap<Scalar> dcT = detail::segment(s.dcPrev, 0, H, j);  // dc_t, then dc_{t-1}
+      dAo = c.tanh();  // tanh(c') kept here for the two lines below
+      dcT = dc + dh * o * tanhGradFromOutput(dAo);
+      dAo = dh * dAo * sigmoidGradFromOutput(o);
+      dAi = dcT * g * sigmoidGradFromOutput(i);
+      dAf = dcT * cPrev * sigmoidGradFromOutput(f);
+      dAg = dcT * i * tanhGradFromOutput(g);
+      dcT *= f;
+    }
+    s.dhPrev.noalias() = m_params.weight_hh.transpose() * s.dGx;
+  }
+
+  /// After the backward time loop: every weight and bias gradient as one GEMM over all
+  /// steps, and dL/dx = W_ihᵀ dA into `dx` (I × N).
+  void accumulateGradients(const StepsGradients<Scalar>& steps, Parameters& grads,
+                           Eigen::Ref<Matrix> dx) const {
+    detail::accumulateInputGradients(m_params, steps, grads, dx);
+    detail::accumulateRecurrentGradients(steps, grads);
+  }
+
+ private:
+  Eigen::Index m_inputSize;
+  Eigen::Index m_hiddenSize;
+  Parameters m_params;
+};
+
+}  // namespace recurrent
