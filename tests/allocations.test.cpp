@@ -1,0 +1,133 @@
+// Zero heap allocations in repeated forward, infer and backward calls of one shape, after the
+// first. Both operator new and malloc are hooked: Eigen's aligned allocator calls std::malloc.
+// This test replaces the C allocator, so it is built without sanitizers (see CMakeLists.txt).
+#include "catch.hpp"
+#include "support.hpp"
+
+#include <recurrent/recurrent.hpp>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+// ---- counting allocator ------------------------------------------------------------------------
+
+// glibc's own allocator entry points, which the replacements below forward to.
+// NOLINTBEGIN(bugprone-reserved-identifier)
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+void __libc_free(void*);
+}
+// NOLINTEND(bugprone-reserved-identifier)
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_allocations{0};
+void count() {
+  if (g_counting.load(std::memory_order_relaxed))
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+extern "C" {
+void* malloc(std::size_t n) {
+  count();
+  return __libc_malloc(n);
+}
+void* calloc(std::size_t n, std::size_t size) {
+  count();
+  return __libc_calloc(n, size);
+}
+void* realloc(void* p, std::size_t n) {
+  count();
+  return __libc_realloc(p, n);
+}
+void* memalign(std::size_t alignment, std::size_t n) {
+  count();
+  return __libc_memalign(alignment, n);
+}
+void* aligned_alloc(std::size_t alignment, std::size_t n) {
+  count();
+  return __libc_memalign(alignment, n);
+}
+int posix_memalign(void** p, std::size_t alignment, std::size_t n) {
+  count();
+  *p = __libc_memalign(alignment, n);
+  return *p == nullptr ? 12 /* ENOMEM */ : 0;
+}
+void free(void* p) { __libc_free(p); }
+}
+
+void* operator new(std::size_t n) {
+  count();
+  if (void* p = __libc_malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { __libc_free(p); }
+void operator delete[](void* p) noexcept { __libc_free(p); }
+void operator delete(void* p, std::size_t) noexcept { __libc_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { __libc_free(p); }
+
+namespace {
+
+/// Allocations made by f().
+template <typename F>
+long allocationsIn(F&& f) {
+  g_allocations = 0;
+  g_counting = true;
+  f();
+  g_counting = false;
+  return g_allocations.load();
+}
+
+template <typename Case>
+void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, test::Index H) {
+  using Cell = typename Case::Cell;
+  using S = typename Cell::Scalar;
+  std::mt19937 rng(5);
+  Cell cell = Case::make(I, H);
+  test::randomize(cell, rng);
+  const test::Index B = static_cast<test::Index>(lengths.size());
+  const test::Mat<S> x = test::uniform<S>(I, T * B, rng);
+  const test::Mat<S> dy = test::uniform<S>(H, T * B, rng);
+  const typename Cell::State h0 = test::randomState(cell, B, rng);
+  const typename Cell::State dFinal = test::randomState(cell, B, rng);
+  recurrent::Sequence<Cell> seq(cell);
+  auto grads = cell.zeroGradients();
+  auto once = [&] {
+    seq.forward(x, lengths, h0);
+    seq.backward(dy, dFinal, grads);
+    seq.infer(x, lengths, h0);
+    seq.infer(x, lengths);
+    seq.forward(x, lengths);
+    seq.backward(dy, grads);
+    grads.setZero();
+  };
+  once();  // sizes the workspaces
+  INFO(Case::kName << " T=" << T << " B=" << B << " I=" << I << " H=" << H);
+  CHECK(allocationsIn([&] {
+          for (int k = 0; k < 3; ++k) once();
+        }) == 0);
+  // The hooks do count: a fresh Sequence allocates its workspaces.
+  CHECK(allocationsIn([&] {
+          recurrent::Sequence<Cell> fresh(cell);
+          fresh.forward(x, lengths, h0);
+        }) > 0);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("repeated calls of one shape allocate nothing", "[sequence][allocations]",
+                   test::LSTM<float>, test::GRU<float>, test::GRUResetBefore<float>,
+                   test::RNNTanh<float>, test::LSTM<double>, test::GRU<double>) {
+  // Shapes whose GEMM packing buffers Eigen keeps on the stack (EIGEN_STACK_ALLOCATION_LIMIT).
+  using S = typename TestType::Cell::Scalar;
+  const test::Index H = sizeof(S) == 4 ? 64 : 32;
+  SECTION("unequal lengths, small") { checkNoAllocation<TestType>({7, 3, 5}, 7, 4, 8); }
+  SECTION("equal lengths") { checkNoAllocation<TestType>({20, 20, 20, 20}, 20, 32, H); }
+  SECTION("unequal lengths") { checkNoAllocation<TestType>({30, 10, 25}, 30, 16, H); }
+}

@@ -1,0 +1,420 @@
+// Sequence<Cell>: BPTT against finite differences, training vs inference, invariances,
+// truncated BPTT, sharing a cell between threads, and every argument error.
+#include "catch.hpp"
+#include "support.hpp"
+
+#include <recurrent/recurrent.hpp>
+
+#include <iostream>
+#include <thread>
+
+using namespace test;
+using recurrent::Sequence;
+
+namespace {
+
+/// The worst gradient-check error seen by any test, printed at the end of each check.
+double g_worstGradError = 0.0;
+
+template <typename Cell>
+struct Problem {
+  using S = typename Cell::Scalar;
+  using State = typename Cell::State;
+  Cell cell;
+  Mat<S> x;
+  std::vector<int> lengths;
+  State h0;
+  LinearLoss<Cell> loss;
+};
+
+template <typename Case>
+Problem<typename Case::Cell> makeProblem(std::vector<int> lengths, Index T, unsigned seed,
+                                         Index I = 3, Index H = 4) {
+  using Cell = typename Case::Cell;
+  using S = typename Cell::Scalar;
+  std::mt19937 rng(seed);
+  Cell cell = Case::make(I, H);
+  randomize(cell, rng);
+  const Index B = static_cast<Index>(lengths.size());
+  Mat<S> x = uniform<S>(I, T * B, rng);
+  typename Cell::State h0 = randomState(cell, B, rng);
+  LinearLoss<Cell> loss = randomLoss(cell, T, B, rng);
+  return Problem<Cell>{std::move(cell), std::move(x), std::move(lengths), std::move(h0),
+                       std::move(loss)};
+}
+
+template <typename Tensor>
+void checkGradient(const char* cellName, const char* tensorName, Tensor& tensor,
+                   const MatrixXd& analytic, const std::function<double()>& loss) {
+  const MatrixXd numeric = numericGradient(tensor, loss);
+  const double err = relativeError(analytic, numeric);
+  g_worstGradError = std::max(g_worstGradError, err);
+  INFO(cellName << " " << tensorName << ": relative error " << err);
+  std::cout << "gradcheck " << cellName << " " << tensorName << ": relative error " << err
+            << " (worst so far " << g_worstGradError << ")\n";
+  CHECK(numeric.cwiseAbs().maxCoeff() > 1e-3);  // the check is not vacuous
+  CHECK(err <= 1e-6);
+}
+
+template <typename Case>
+void gradientCheck(std::vector<int> lengths, Index T) {
+  using Cell = typename Case::Cell;
+  Problem<Cell> p = makeProblem<Case>(std::move(lengths), T, 7);
+  Sequence<Cell> seq(p.cell);
+  seq.forward(p.x, p.lengths, p.h0);
+  typename Cell::Parameters grads = p.cell.zeroGradients();
+  seq.backward(p.loss.wy, p.loss.wFinal, grads);
+
+  auto loss = [&] {
+    Sequence<Cell> s(p.cell);
+    s.infer(p.x, p.lengths, p.h0);
+    return p.loss(s.output(), s.finalState());
+  };
+  auto& params = p.cell.parameters();
+  checkGradient(Case::kName, "weight_ih", params.weight_ih, grads.weight_ih, loss);
+  checkGradient(Case::kName, "weight_hh", params.weight_hh, grads.weight_hh, loss);
+  checkGradient(Case::kName, "bias_ih", params.bias_ih, grads.bias_ih, loss);
+  checkGradient(Case::kName, "bias_hh", params.bias_hh, grads.bias_hh, loss);
+  checkGradient(Case::kName, "input", p.x, seq.inputGradient(), loss);
+  checkGradient(Case::kName, "h0", p.h0.h, seq.initialStateGradient().h, loss);
+  if constexpr (Cell::kHasCellState) {
+    checkGradient(Case::kName, "c0", p.h0.c, seq.initialStateGradient().c, loss);
+  }
+}
+
+/// Max |a − b| / max(1, max |b|).
+template <typename A, typename B>
+double maxDiff(const A& a, const B& b) {
+  const double scale = std::max(1.0, static_cast<double>(b.cwiseAbs().maxCoeff()));
+  return static_cast<double>((a - b).cwiseAbs().maxCoeff()) / scale;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("BPTT gradients match central differences", "[sequence][bptt][gradcheck]",
+                   LSTM<double>, GRU<double>, GRUResetBefore<double>, RNNTanh<double>,
+                   RNNRelu<double>) {
+  SECTION("unequal, unsorted lengths") { gradientCheck<TestType>({4, 6, 1, 3}, 6); }
+  SECTION("equal lengths") { gradientCheck<TestType>({5, 5}, 5); }
+  SECTION("one sequence") { gradientCheck<TestType>({4}, 4); }
+}
+
+TEMPLATE_TEST_CASE("training and inference forward agree", "[sequence]", LSTM<double>, GRU<double>,
+                   GRUResetBefore<double>, RNNTanh<double>, LSTM<float>, GRU<float>) {
+  using Cell = typename TestType::Cell;
+  using S = typename Cell::Scalar;
+  // T = 300 makes infer() run its input projection in several blocks.
+  const Index T = 300;
+  for (const std::vector<int>& lengths :
+       {std::vector<int>{300, 120, 299, 1}, std::vector<int>{300, 300}}) {
+    Problem<Cell> p = makeProblem<TestType>(lengths, T, 3, 5, 6);
+    Sequence<Cell> train(p.cell), infer(p.cell);
+    train.forward(p.x, p.lengths, p.h0);
+    infer.infer(p.x, p.lengths, p.h0);
+    const double tol = std::is_same<S, float>::value ? 1e-6 : 1e-13;
+    CHECK(maxDiff(infer.output(), train.output()) <= tol);
+    CHECK(maxDiff(infer.finalState().h, train.finalState().h) <= tol);
+    if constexpr (Cell::kHasCellState) {
+      CHECK(maxDiff(infer.finalState().c, train.finalState().c) <= tol);
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("a sequence's result does not depend on the rest of its batch",
+                   "[sequence][invariance]", LSTM<double>, GRU<double>, GRUResetBefore<double>,
+                   RNNTanh<double>) {
+  using Cell = typename TestType::Cell;
+  const Index T = 6;
+  Problem<Cell> p = makeProblem<TestType>({4, 6, 1, 3}, T, 11);
+  const Index B = 4;
+  Sequence<Cell> batch(p.cell);
+  batch.forward(p.x, p.lengths, p.h0);
+  auto grads = p.cell.zeroGradients();
+  batch.backward(p.loss.wy, p.loss.wFinal, grads);
+
+  SECTION("alone in its batch") {
+    for (Index b = 0; b < B; ++b) {
+      const int len = p.lengths[static_cast<std::size_t>(b)];
+      MatrixXd x(p.x.rows(), len), wy(p.loss.wy.rows(), len);
+      for (Index t = 0; t < len; ++t) {
+        x.col(t) = p.x.col(t * B + b);
+        wy.col(t) = p.loss.wy.col(t * B + b);
+      }
+      const typename Cell::State h0 = stateColumn<Cell>(p.h0, b);
+      const typename Cell::State wFinal = stateColumn<Cell>(p.loss.wFinal, b);
+      Sequence<Cell> one(p.cell);
+      one.forward(x, {len}, h0);
+      auto g = p.cell.zeroGradients();
+      one.backward(wy, wFinal, g);
+      for (Index t = 0; t < len; ++t) {
+        CHECK(maxDiff(one.output().col(t), batch.output().col(t * B + b)) <= 1e-14);
+        CHECK(maxDiff(one.inputGradient().col(t), batch.inputGradient().col(t * B + b)) <= 1e-13);
+      }
+      CHECK(maxDiff(one.finalState().h, batch.finalState().h.col(b)) <= 1e-14);
+      CHECK(maxDiff(one.initialStateGradient().h, batch.initialStateGradient().h.col(b)) <= 1e-13);
+    }
+  }
+
+  SECTION("in any batch order") {
+    const std::vector<Index> perm = {2, 0, 3, 1};  // new position k holds old sequence perm[k]
+    MatrixXd x(p.x.rows(), p.x.cols()), wy(p.loss.wy.rows(), p.loss.wy.cols());
+    typename Cell::State h0 = p.h0, wFinal = p.loss.wFinal;
+    std::vector<int> lengths(4);
+    for (Index k = 0; k < B; ++k) {
+      const Index b = perm[static_cast<std::size_t>(k)];
+      lengths[static_cast<std::size_t>(k)] = p.lengths[static_cast<std::size_t>(b)];
+      for (Index t = 0; t < T; ++t) {
+        x.col(t * B + k) = p.x.col(t * B + b);
+        wy.col(t * B + k) = p.loss.wy.col(t * B + b);
+      }
+      h0.h.col(k) = p.h0.h.col(b);
+      wFinal.h.col(k) = p.loss.wFinal.h.col(b);
+      if constexpr (Cell::kHasCellState) {
+        h0.c.col(k) = p.h0.c.col(b);
+        wFinal.c.col(k) = p.loss.wFinal.c.col(b);
+      }
+    }
+    Sequence<Cell> permuted(p.cell);
+    permuted.forward(x, lengths, h0);
+    auto g = p.cell.zeroGradients();
+    permuted.backward(wy, wFinal, g);
+    for (Index k = 0; k < B; ++k) {
+      const Index b = perm[static_cast<std::size_t>(k)];
+      for (Index t = 0; t < T; ++t) {
+        CHECK(maxDiff(permuted.output().col(t * B + k), batch.output().col(t * B + b)) <= 1e-14);
+        CHECK(maxDiff(permuted.inputGradient().col(t * B + k),
+                      batch.inputGradient().col(t * B + b)) <= 1e-13);
+      }
+      CHECK(maxDiff(permuted.finalState().h.col(k), batch.finalState().h.col(b)) <= 1e-14);
+    }
+    CHECK(maxDiff(g.weight_hh, grads.weight_hh) <= 1e-13);
+    CHECK(maxDiff(g.weight_ih, grads.weight_ih) <= 1e-13);
+  }
+
+  SECTION("whatever its padding holds") {
+    MatrixXd x = p.x, wy = p.loss.wy;
+    for (Index b = 0; b < B; ++b) {
+      for (Index t = p.lengths[static_cast<std::size_t>(b)]; t < T; ++t) {
+        x.col(t * B + b).setConstant(1e6);
+        wy.col(t * B + b).setConstant(-3e5);
+      }
+    }
+    Sequence<Cell> padded(p.cell);
+    padded.forward(x, p.lengths, p.h0);
+    auto g = p.cell.zeroGradients();
+    padded.backward(wy, p.loss.wFinal, g);
+    CHECK(padded.output() == batch.output());
+    CHECK(padded.finalState().h == batch.finalState().h);
+    CHECK(padded.inputGradient() == batch.inputGradient());
+    CHECK(g.weight_ih == grads.weight_ih);
+    CHECK(g.weight_hh == grads.weight_hh);
+    CHECK(g.bias_hh == grads.bias_hh);
+    // Outputs and input gradients are exactly zero in padding.
+    for (Index b = 0; b < B; ++b) {
+      for (Index t = p.lengths[static_cast<std::size_t>(b)]; t < T; ++t) {
+        CHECK(padded.output().col(t * B + b).isZero(0.0));
+        CHECK(padded.inputGradient().col(t * B + b).isZero(0.0));
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("backward accumulates into the gradients", "[sequence][bptt]", LSTM<double>,
+                   GRU<double>) {
+  using Cell = typename TestType::Cell;
+  Problem<Cell> p = makeProblem<TestType>({3, 2}, 3, 5);
+  Sequence<Cell> seq(p.cell);
+  seq.forward(p.x, p.lengths, p.h0);
+  auto once = p.cell.zeroGradients();
+  seq.backward(p.loss.wy, p.loss.wFinal, once);
+  auto twice = p.cell.zeroGradients();
+  seq.backward(p.loss.wy, p.loss.wFinal, twice);
+  seq.backward(p.loss.wy, p.loss.wFinal, twice);
+  CHECK(maxDiff(twice.weight_ih, 2.0 * once.weight_ih) <= 1e-15);
+  CHECK(maxDiff(twice.weight_hh, 2.0 * once.weight_hh) <= 1e-15);
+  CHECK(maxDiff(twice.bias_ih, 2.0 * once.bias_ih) <= 1e-15);
+  twice.setZero();
+  CHECK(twice.weight_hh.isZero(0.0));
+  CHECK(twice.weight_hh.rows() == once.weight_hh.rows());
+}
+
+TEMPLATE_TEST_CASE("backward from the output alone or the final state alone", "[sequence][bptt]",
+                   LSTM<double>, GRU<double>, RNNTanh<double>) {
+  using Cell = typename TestType::Cell;
+  Problem<Cell> p = makeProblem<TestType>({3, 1, 2}, 3, 9);
+  Sequence<Cell> seq(p.cell);
+  seq.forward(p.x, p.lengths, p.h0);
+  auto both = p.cell.zeroGradients();
+  seq.backward(p.loss.wy, p.loss.wFinal, both);
+  const MatrixXd dxBoth = seq.inputGradient();
+  auto split = p.cell.zeroGradients();
+  seq.backward(p.loss.wy, split);
+  const MatrixXd dxOutput = seq.inputGradient();
+  seq.backward(p.loss.wFinal, split);
+  CHECK(maxDiff(split.weight_hh, both.weight_hh) <= 1e-14);
+  CHECK(maxDiff(split.bias_ih, both.bias_ih) <= 1e-14);
+  CHECK(maxDiff(dxOutput + seq.inputGradient(), dxBoth) <= 1e-14);
+  CHECK(seq.inputGradient().cwiseAbs().maxCoeff() > 1e-3);
+  CHECK(dxOutput.cwiseAbs().maxCoeff() > 1e-3);
+}
+
+TEMPLATE_TEST_CASE("truncated BPTT: two chunks with carry-over equal one call",
+                   "[sequence][bptt][truncated]", LSTM<double>, GRU<double>, GRUResetBefore<double>,
+                   RNNTanh<double>, LSTM<float>) {
+  using Cell = typename TestType::Cell;
+  using S = typename Cell::Scalar;
+  const Index T = 9, T1 = 4, T2 = T - T1, B = 3;
+  Problem<Cell> p = makeProblem<TestType>({9, 6, 8}, T, 13);
+  Sequence<Cell> whole(p.cell);
+  whole.forward(p.x, p.lengths, p.h0);
+
+  Sequence<Cell> chunked(p.cell);
+  chunked.forward(p.x.leftCols(T1 * B), {4, 4, 4}, p.h0);
+  Mat<S> first = chunked.output();
+  const typename Cell::State carried = chunked.finalState();
+  // The second chunk starts from the first chunk's final state; passing finalState() itself works.
+  chunked.forward(p.x.rightCols(T2 * B), {5, 2, 4}, chunked.finalState());
+  const double tol = std::is_same<S, float>::value ? 1e-6 : 1e-14;
+  CHECK(maxDiff(first, whole.output().leftCols(T1 * B)) <= tol);
+  CHECK(maxDiff(chunked.output(), whole.output().rightCols(T2 * B)) <= tol);
+  CHECK(maxDiff(chunked.finalState().h, whole.finalState().h) <= tol);
+
+  // No gradient crosses the boundary: chunk 2's backward is that of a fresh run from the
+  // carried state taken as a constant.
+  auto chunkGrads = p.cell.zeroGradients();
+  chunked.backward(p.loss.wy.rightCols(T2 * B), p.loss.wFinal, chunkGrads);
+  Sequence<Cell> fresh(p.cell);
+  fresh.forward(p.x.rightCols(T2 * B), {5, 2, 4}, carried);
+  auto freshGrads = p.cell.zeroGradients();
+  fresh.backward(p.loss.wy.rightCols(T2 * B), p.loss.wFinal, freshGrads);
+  CHECK(chunkGrads.weight_hh == freshGrads.weight_hh);
+  CHECK(chunkGrads.weight_ih == freshGrads.weight_ih);
+  CHECK(chunked.initialStateGradient().h == fresh.initialStateGradient().h);
+}
+
+TEMPLATE_TEST_CASE("one const cell shared by two Sequences on two threads", "[sequence][threads]",
+                   LSTM<float>, GRU<double>) {
+  using Cell = typename TestType::Cell;
+  using S = typename Cell::Scalar;
+  Problem<Cell> a = makeProblem<TestType>({40, 17, 33}, 40, 21, 16, 32);
+  Problem<Cell> b = makeProblem<TestType>({25, 25}, 25, 22, 16, 32);
+  const Cell& cell = a.cell;
+
+  auto run = [&cell](const Problem<Cell>& p, Mat<S>& y, typename Cell::Parameters& g) {
+    for (int repeat = 0; repeat < 20; ++repeat) {
+      Sequence<Cell> seq(cell);
+      seq.forward(p.x, p.lengths, p.h0);
+      g = cell.zeroGradients();
+      seq.backward(p.loss.wy, p.loss.wFinal, g);
+      y = seq.output();
+    }
+  };
+  Mat<S> yaSerial, ybSerial, yaThread, ybThread;
+  auto gaSerial = cell.zeroGradients(), gbSerial = gaSerial, gaThread = gaSerial,
+       gbThread = gaSerial;
+  run(a, yaSerial, gaSerial);
+  run(b, ybSerial, gbSerial);
+  std::thread ta([&] { run(a, yaThread, gaThread); });
+  std::thread tb([&] { run(b, ybThread, gbThread); });
+  ta.join();
+  tb.join();
+  CHECK(yaThread == yaSerial);
+  CHECK(ybThread == ybSerial);
+  CHECK(gaThread.weight_hh == gaSerial.weight_hh);
+  CHECK(gbThread.weight_ih == gbSerial.weight_ih);
+}
+
+// ---- errors
+// ---------------------------------------------------------------------------------------
+
+TEST_CASE("every argument error throws std::invalid_argument naming what was expected",
+          "[sequence][errors]") {
+  using Cell = recurrent::LSTMCell<double>;
+  Problem<Cell> p = makeProblem<LSTM<double>>({3, 2}, 3, 1);  // I = 3, H = 4, T = 3, B = 2
+  Sequence<Cell> seq(p.cell);
+  const Eigen::MatrixXd yBefore = seq.forward(p.x, p.lengths, p.h0);
+  const Eigen::MatrixXd hBefore = seq.finalState().h;
+
+  SECTION("forward") {
+    using Catch::Matchers::Contains;
+    CHECK_THROWS_AS(seq.forward(Eigen::MatrixXd::Zero(2, 6), {3, 2}), std::invalid_argument);
+    CHECK_THROWS_WITH(seq.forward(Eigen::MatrixXd::Zero(2, 6), {3, 2}),
+                      Contains("input must have 3 rows") && Contains("got 2"));
+    CHECK_THROWS_WITH(seq.forward(Eigen::MatrixXd::Zero(3, 7), {3, 2}),
+                      Contains("T·B columns") && Contains("B = 2") && Contains("got 7"));
+    CHECK_THROWS_WITH(seq.forward(Eigen::MatrixXd::Zero(3, 0), {3, 2}), Contains("got 0 columns"));
+    CHECK_THROWS_WITH(seq.forward(p.x, {}), Contains("lengths must hold one length per sequence"));
+    CHECK_THROWS_WITH(seq.forward(p.x, {3, 0}),
+                      Contains("lengths[1] must be in 1..3") && Contains("got 0"));
+    CHECK_THROWS_WITH(seq.infer(p.x, {4, 1}),
+                      Contains("lengths[0] must be in 1..3") && Contains("got 4"));
+    CHECK_THROWS_WITH(seq.forward(p.x, {1, 1, 1, 1}),
+                      Contains("B = 4") && Contains("got 6 columns"));
+    Cell::State bad = p.h0;
+    bad.h.resize(4, 3);
+    CHECK_THROWS_WITH(seq.forward(p.x, p.lengths, bad),
+                      Contains("initial state h must be 4 x 2, got 4 x 3"));
+    bad = p.h0;
+    bad.c.resize(5, 2);
+    CHECK_THROWS_WITH(seq.infer(p.x, p.lengths, bad),
+                      Contains("Sequence::infer: initial state c must be 4 x 2, got 5 x 2"));
+    // Nothing changed, and the tape still serves backward.
+    CHECK(seq.output() == yBefore);
+    CHECK(seq.finalState().h == hBefore);
+    CHECK(seq.hasTape());
+    auto g = p.cell.zeroGradients();
+    CHECK_NOTHROW(seq.backward(p.loss.wy, g));
+  }
+
+  SECTION("backward") {
+    auto g = p.cell.zeroGradients();
+    CHECK_THROWS_WITH(seq.backward(Eigen::MatrixXd::Zero(4, 5), g),
+                      Contains("output gradient must be 4 x 6, got 4 x 5"));
+    Cell::State badFinal = p.loss.wFinal;
+    badFinal.c.resize(4, 1);
+    CHECK_THROWS_WITH(seq.backward(p.loss.wy, badFinal, g),
+                      Contains("final-state gradient c must be 4 x 2, got 4 x 1"));
+    badFinal = p.loss.wFinal;
+    badFinal.h.resize(3, 2);
+    CHECK_THROWS_WITH(seq.backward(badFinal, g),
+                      Contains("final-state gradient h must be 4 x 2, got 3 x 2"));
+    auto badGrads = g;
+    badGrads.weight_hh.resize(16, 3);
+    CHECK_THROWS_WITH(seq.backward(p.loss.wy, badGrads),
+                      Contains("gradient weight_hh must be 16 x 4, got 16 x 3"));
+    badGrads = g;
+    badGrads.bias_ih.resize(15);
+    CHECK_THROWS_WITH(seq.backward(p.loss.wy, badGrads),
+                      Contains("gradient bias_ih must be 16 x 1, got 15 x 1"));
+    // A failed backward leaves the gradients as they were.
+    CHECK(g.weight_hh.isZero(0.0));
+    CHECK(g.bias_ih.isZero(0.0));
+  }
+
+  SECTION("backward needs a training forward") {
+    auto g = p.cell.zeroGradients();
+    Sequence<Cell> fresh(p.cell);
+    CHECK_THROWS_AS(fresh.backward(p.loss.wy, g), std::invalid_argument);
+    CHECK_THROWS_WITH(
+        fresh.backward(p.loss.wy, g),
+        Contains("needs the tape of a training forward()") && Contains("no forward() has run"));
+    seq.infer(p.x, p.lengths);
+    CHECK_FALSE(seq.hasTape());
+    CHECK_THROWS_WITH(seq.backward(p.loss.wy, g), Contains("the last call was infer()"));
+  }
+
+  SECTION("parameters of the wrong shape") {
+    Cell cell(3, 4);
+    Sequence<Cell> s(cell);
+    cell.parameters().weight_ih.resize(16, 2);
+    CHECK_THROWS_WITH(s.forward(p.x, p.lengths),
+                      Contains("cell parameter weight_ih must be 16 x 3, got 16 x 2"));
+  }
+
+  SECTION("cell sizes") {
+    CHECK_THROWS_WITH(Cell(0, 4), Contains("LSTMCell: input_size must be at least 1, got 0"));
+    CHECK_THROWS_WITH(recurrent::GRUCell<float>(3, -1),
+                      Contains("GRUCell: hidden_size must be at least 1, got -1"));
+    CHECK_THROWS_AS(recurrent::RNNCell<float>(0, 1), std::invalid_argument);
+  }
+}
