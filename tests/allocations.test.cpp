@@ -85,7 +85,8 @@ long allocationsIn(F&& f) {
 }
 
 template <typename Case>
-void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, test::Index H) {
+void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, test::Index H,
+                       int threads = 1) {
   using Cell = typename Case::Cell;
   using S = typename Cell::Scalar;
   std::mt19937 rng(5);
@@ -97,6 +98,7 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
   const typename Cell::State h0 = test::randomState(cell, B, rng);
   const typename Cell::State dFinal = test::randomState(cell, B, rng);
   recurrent::Sequence<Cell> seq(cell);
+  seq.setThreads(threads);
   auto grads = cell.zeroGradients();
   auto once = [&] {
     seq.forward(x, lengths, h0);
@@ -108,7 +110,8 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
     grads.setZero();
   };
   once();  // sizes the workspaces
-  INFO(Case::kName << " T=" << T << " B=" << B << " I=" << I << " H=" << H);
+  INFO(Case::kName << " T=" << T << " B=" << B << " I=" << I << " H=" << H
+                   << " threads=" << threads);
   CHECK(allocationsIn([&] {
           for (int k = 0; k < 3; ++k) once();
         }) == 0);
@@ -124,10 +127,27 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
 TEMPLATE_TEST_CASE("repeated calls of one shape allocate nothing", "[sequence][allocations]",
                    test::LSTM<float>, test::GRU<float>, test::GRUResetBefore<float>,
                    test::RNNTanh<float>, test::LSTM<double>, test::GRU<double>) {
-  // Shapes whose GEMM packing buffers Eigen keeps on the stack (EIGEN_STACK_ALLOCATION_LIMIT).
-  using S = typename TestType::Cell::Scalar;
-  const test::Index H = sizeof(S) == 4 ? 64 : 32;
   SECTION("unequal lengths, small") { checkNoAllocation<TestType>({7, 3, 5}, 7, 4, 8); }
-  SECTION("equal lengths") { checkNoAllocation<TestType>({20, 20, 20, 20}, 20, 32, H); }
-  SECTION("unequal lengths") { checkNoAllocation<TestType>({30, 10, 25}, 30, 16, H); }
+  SECTION("equal lengths") { checkNoAllocation<TestType>({20, 20, 20, 20}, 20, 32, 64); }
+  SECTION("unequal lengths") { checkNoAllocation<TestType>({30, 10, 25}, 30, 16, 70); }
+  SECTION("two threads") { checkNoAllocation<TestType>({30, 10, 25, 30}, 30, 16, 70, 2); }
+}
+
+namespace {
+std::vector<int> full(int T, int B) { return std::vector<int>(static_cast<std::size_t>(B), T); }
+}  // namespace
+
+// The shapes of the benchmarks (benchmarks/README.md), float, 1 and 2 threads.
+TEMPLATE_TEST_CASE("the benchmark shapes allocate nothing per call",
+                   "[sequence][allocations][.slow]", test::LSTM<float>, test::GRU<float>) {
+  for (int threads : {1, 2}) {
+    checkNoAllocation<TestType>(full(100, 1), 100, 32, 32, threads);     // S1
+    checkNoAllocation<TestType>(full(100, 16), 100, 128, 128, threads);  // S2
+    checkNoAllocation<TestType>(full(100, 64), 100, 256, 256, threads);  // S3
+    checkNoAllocation<TestType>(full(50, 32), 50, 512, 512, threads);    // S4
+    checkNoAllocation<TestType>(full(1000, 8), 1000, 64, 128, threads);  // S5
+    std::vector<int> spread(64);                                         // V: lengths 1..100
+    for (std::size_t b = 0; b < spread.size(); ++b) spread[b] = 1 + static_cast<int>(b * 99 / 63);
+    checkNoAllocation<TestType>(spread, 100, 256, 256, threads);
+  }
 }

@@ -107,127 +107,131 @@ class GRUCell {
     }
   }
 
-  void forwardStep(ForwardStep<Scalar>& s) const {
+  void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
     if constexpr (Variant == GRUVariant::ResetAfter) {
-      forwardResetAfter(s);
+      forwardResetAfter(ctx, s);
     } else {
-      forwardResetBefore(s);
+      forwardResetBefore(ctx, s);
     }
   }
 
-  void backwardStep(BackwardStep<Scalar>& s) const {
+  void backwardStep(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
     if constexpr (Variant == GRUVariant::ResetAfter) {
-      backwardResetAfter(s);
+      backwardResetAfter(ctx, s);
     } else {
-      backwardResetBefore(s);
+      backwardResetBefore(ctx, s);
     }
   }
 
-  void accumulateGradients(const StepsGradients<Scalar>& steps, Parameters& grads,
-                           Eigen::Ref<Matrix> dx) const {
-    detail::accumulateInputGradients(m_params, steps, grads, dx);
+  void accumulateGradients(const StepContext<Scalar>& ctx, const StepsGradients<Scalar>& steps,
+                           Parameters& grads) const {
+    detail::accumulateInputGradients(ctx, kGates, steps, grads);
     if constexpr (Variant == GRUVariant::ResetAfter) {
-      detail::accumulateRecurrentGradients(steps, grads);
+      detail::accumulateRecurrentGradients(ctx, kGates, steps, grads);
     } else {
       // r and z see h, n sees r ⊙ h (kept in `extra`).
-      const Eigen::Index H = m_hiddenSize;
-      grads.weight_hh.topRows(2 * H).noalias() +=
-          steps.dGh.topRows(2 * H) * steps.hPrev.transpose();
-      grads.weight_hh.bottomRows(H).noalias() += steps.dGh.bottomRows(H) * steps.extra.transpose();
-      grads.bias_hh.noalias() += steps.dGh.rowwise().sum();
+      ctx.addProductTransposed(0, 2, steps.dGh, steps.hPrev, grads.weight_hh);
+      ctx.addProductTransposed(2, 3, steps.dGh, steps.extra, grads.weight_hh);
+      ctx.addColumnSums(0, kGates, steps.dGh, grads.bias_hh);
     }
   }
 
  private:
-  // ResetAfter forward: scratch = W_hh h = [W_hr h; W_hz h; W_hn h], one GEMM; then
+  // ResetAfter forward: scratch = W_hh h = [W_hr h; W_hz h; W_hn h], one product; then
   // r, z, m = W_hn h + b_hn (kept in extra), n, h'.
-  void forwardResetAfter(ForwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize;
-    s.scratch.noalias() = m_params.weight_hh * s.hPrev;
-    detail::ConstArrayMap<Scalar> bn(m_params.bias_hh.data() + 2 * H, H);
+  void forwardResetAfter(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
+    ctx.multiply(0, kGates, s.hPrev, s.scratch, true);
+    detail::ConstArrayMap<Scalar> bn(m_params.bias_hh.data() + 2 * H + u, n);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ArrayMap<Scalar> rz = detail::segment(s.gates, 0, 2 * H, j);
-      detail::ArrayMap<Scalar> r = detail::segment(s.gates, 0, H, j);
-      detail::ArrayMap<Scalar> z = detail::segment(s.gates, H, H, j);
-      detail::ArrayMap<Scalar> n = detail::segment(s.gates, 2 * H, H, j);
-      detail::ArrayMap<Scalar> m = detail::segment(s.extra, 0, H, j);
-      detail::ArrayMap<Scalar> h = detail::segment(s.h, 0, H, j);
-      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, 0, H, j);
-      rz = sigmoid(rz + detail::segment(s.scratch, 0, 2 * H, j));
-      m = detail::segment(s.scratch, 2 * H, H, j) + bn;
-      n = (n + r * m).tanh();
-      h = n + z * (hPrev - n);
+      detail::ArrayMap<Scalar> r = detail::segment(s.gates, u, n, j);
+      detail::ArrayMap<Scalar> z = detail::segment(s.gates, H + u, n, j);
+      detail::ArrayMap<Scalar> nn = detail::segment(s.gates, 2 * H + u, n, j);
+      detail::ArrayMap<Scalar> m = detail::segment(s.extra, u, n, j);
+      detail::ArrayMap<Scalar> h = detail::segment(s.h, u, n, j);
+      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, u, n, j);
+      r = sigmoid(r + detail::segment(s.scratch, u, n, j));
+      z = sigmoid(z + detail::segment(s.scratch, H + u, n, j));
+      m = detail::segment(s.scratch, 2 * H + u, n, j) + bn;
+      nn = (nn + r * m).tanh();
+      h = nn + z * (hPrev - nn);
     }
   }
 
-  void backwardResetAfter(BackwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize;
+  void backwardResetAfter(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> r = detail::csegment(s.gates, 0, H, j);
-      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H, H, j);
-      detail::ConstArrayMap<Scalar> n = detail::csegment(s.gates, 2 * H, H, j);
-      detail::ConstArrayMap<Scalar> m = detail::csegment(s.extra, 0, H, j);
-      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, 0, H, j);
-      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, 0, H, j);
-      detail::ArrayMap<Scalar> dAr = detail::segment(s.dGx, 0, H, j);
-      detail::ArrayMap<Scalar> dAz = detail::segment(s.dGx, H, H, j);
-      detail::ArrayMap<Scalar> dAn = detail::segment(s.dGx, 2 * H, H, j);
-      dAn = dh * (Scalar(1) - z) * tanhGradFromOutput(n);
-      dAz = dh * (hPrev - n) * sigmoidGradFromOutput(z);
+      detail::ConstArrayMap<Scalar> r = detail::csegment(s.gates, u, n, j);
+      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H + u, n, j);
+      detail::ConstArrayMap<Scalar> nn = detail::csegment(s.gates, 2 * H + u, n, j);
+      detail::ConstArrayMap<Scalar> m = detail::csegment(s.extra, u, n, j);
+      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, u, n, j);
+      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, u, n, j);
+      detail::ArrayMap<Scalar> dAr = detail::segment(s.dGx, u, n, j);
+      detail::ArrayMap<Scalar> dAz = detail::segment(s.dGx, H + u, n, j);
+      detail::ArrayMap<Scalar> dAn = detail::segment(s.dGx, 2 * H + u, n, j);
+      dAn = dh * (Scalar(1) - z) * tanhGradFromOutput(nn);
+      dAz = dh * (hPrev - nn) * sigmoidGradFromOutput(z);
       dAr = dAn * m * sigmoidGradFromOutput(r);
-      detail::segment(s.dGh, 0, 2 * H, j) = detail::segment(s.dGx, 0, 2 * H, j);
-      detail::segment(s.dGh, 2 * H, H, j) = dAn * r;
+      detail::segment(s.dGh, u, n, j) = dAr;
+      detail::segment(s.dGh, H + u, n, j) = dAz;
+      detail::segment(s.dGh, 2 * H + u, n, j) = dAn * r;
     }
-    s.dhPrev.noalias() = m_params.weight_hh.transpose() * s.dGh;
+    ctx.barrier();
+    ctx.multiplyTransposed(0, kGates, s.dGh, s.dhPrev, true);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::segment(s.dhPrev, 0, H, j) +=
-          detail::segment(s.dh, 0, H, j) * detail::segment(s.gates, H, H, j);
+      detail::segment(s.dhPrev, u, n, j) +=
+          detail::csegment(s.dh, u, n, j) * detail::csegment(s.gates, H + u, n, j);
     }
   }
 
   // ResetBefore forward: [A_r; A_z] += [W_hr; W_hz] h; r, z; rh = r ⊙ h (kept in extra);
   // A_n += W_hn rh; n, h'.
-  void forwardResetBefore(ForwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize;
-    s.gates.topRows(2 * H).noalias() += m_params.weight_hh.topRows(2 * H) * s.hPrev;
+  void forwardResetBefore(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
+    ctx.multiply(0, 2, s.hPrev, s.gates, false);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ArrayMap<Scalar> rz = detail::segment(s.gates, 0, 2 * H, j);
-      rz = sigmoid(rz);
-      detail::segment(s.extra, 0, H, j) =
-          detail::segment(s.gates, 0, H, j) * detail::segment(s.hPrev, 0, H, j);
+      detail::ArrayMap<Scalar> r = detail::segment(s.gates, u, n, j);
+      detail::ArrayMap<Scalar> z = detail::segment(s.gates, H + u, n, j);
+      r = sigmoid(r);
+      z = sigmoid(z);
+      detail::segment(s.extra, u, n, j) = r * detail::csegment(s.hPrev, u, n, j);
     }
-    s.gates.bottomRows(H).noalias() += m_params.weight_hh.bottomRows(H) * s.extra;
+    ctx.barrier();  // W_hn (r ⊙ h) needs every unit of r ⊙ h
+    ctx.multiply(2, 3, s.extra, s.gates, false);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H, H, j);
-      detail::ArrayMap<Scalar> n = detail::segment(s.gates, 2 * H, H, j);
-      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, 0, H, j);
-      n = n.tanh();
-      detail::segment(s.h, 0, H, j) = n + z * (hPrev - n);
+      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H + u, n, j);
+      detail::ArrayMap<Scalar> nn = detail::segment(s.gates, 2 * H + u, n, j);
+      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, u, n, j);
+      nn = nn.tanh();
+      detail::segment(s.h, u, n, j) = nn + z * (hPrev - nn);
     }
   }
 
-  void backwardResetBefore(BackwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize;
+  void backwardResetBefore(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H, H, j);
-      detail::ConstArrayMap<Scalar> n = detail::csegment(s.gates, 2 * H, H, j);
-      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, 0, H, j);
-      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, 0, H, j);
-      detail::segment(s.dGx, 2 * H, H, j) = dh * (Scalar(1) - z) * tanhGradFromOutput(n);
-      detail::segment(s.dGx, H, H, j) = dh * (hPrev - n) * sigmoidGradFromOutput(z);
+      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H + u, n, j);
+      detail::ConstArrayMap<Scalar> nn = detail::csegment(s.gates, 2 * H + u, n, j);
+      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, u, n, j);
+      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, u, n, j);
+      detail::segment(s.dGx, 2 * H + u, n, j) = dh * (Scalar(1) - z) * tanhGradFromOutput(nn);
+      detail::segment(s.dGx, H + u, n, j) = dh * (hPrev - nn) * sigmoidGradFromOutput(z);
     }
-    s.scratch.noalias() = m_params.weight_hh.bottomRows(H).transpose() * s.dGx.bottomRows(H);
+    ctx.barrier();
+    ctx.multiplyTransposed(2, 3, s.dGx, s.scratch, true);  // d(rh) = W_hnᵀ dA_n
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> r = detail::csegment(s.gates, 0, H, j);
-      detail::ConstArrayMap<Scalar> dRh = detail::csegment(s.scratch, 0, H, j);
-      detail::segment(s.dGx, 0, H, j) =
-          dRh * detail::segment(s.hPrev, 0, H, j) * sigmoidGradFromOutput(r);
+      detail::ConstArrayMap<Scalar> r = detail::csegment(s.gates, u, n, j);
+      detail::segment(s.dGx, u, n, j) = detail::csegment(s.scratch, u, n, j) *
+                                        detail::csegment(s.hPrev, u, n, j) *
+                                        sigmoidGradFromOutput(r);
     }
-    s.dhPrev.noalias() = m_params.weight_hh.topRows(2 * H).transpose() * s.dGx.topRows(2 * H);
+    ctx.barrier();
+    ctx.multiplyTransposed(0, 2, s.dGx, s.dhPrev, true);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::segment(s.dhPrev, 0, H, j) +=
-          detail::segment(s.scratch, 0, H, j) * detail::segment(s.gates, 0, H, j) +
-          detail::segment(s.dh, 0, H, j) * detail::segment(s.gates, H, H, j);
+      detail::segment(s.dhPrev, u, n, j) +=
+          detail::csegment(s.scratch, u, n, j) * detail::csegment(s.gates, u, n, j) +
+          detail::csegment(s.dh, u, n, j) * detail::csegment(s.gates, H + u, n, j);
     }
   }
 

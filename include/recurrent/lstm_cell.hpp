@@ -99,21 +99,21 @@ class LSTMCell {
     bias = m_params.bias_ih + m_params.bias_hh;
   }
 
-  /// One step forward: gates += W_hh·h_prev, then the gate math of the class comment.
-  /// Leaves the activations [i; f; g; o] in s.gates, c' in s.c and h' in s.h.
-  void forwardStep(ForwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize;
-    s.gates.noalias() += m_params.weight_hh * s.hPrev;  // [A_i; A_f; A_g; A_o], 4H × n
+  /// One step forward, for this thread's units u0..u1: gates += W_hh·h_prev, then the gate
+  /// math of the class comment. Leaves [i; f; g; o] in s.gates, c' in s.c and h' in s.h.
+  void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
+    ctx.multiply(0, kGates, s.hPrev, s.gates, false);  // [A_i; A_f; A_g; A_o] += W_hh h
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ArrayMap<Scalar> iF = detail::segment(s.gates, 0, 2 * H, j);  // i and f are adjacent
-      detail::ArrayMap<Scalar> i = detail::segment(s.gates, 0, H, j);
-      detail::ArrayMap<Scalar> f = detail::segment(s.gates, H, H, j);
-      detail::ArrayMap<Scalar> g = detail::segment(s.gates, 2 * H, H, j);
-      detail::ArrayMap<Scalar> o = detail::segment(s.gates, 3 * H, H, j);
-      detail::ConstArrayMap<Scalar> cPrev = detail::csegment(s.cPrev, 0, H, j);
-      detail::ArrayMap<Scalar> c = detail::segment(s.c, 0, H, j);
-      detail::ArrayMap<Scalar> h = detail::segment(s.h, 0, H, j);
-      iF = sigmoid(iF);
+      detail::ArrayMap<Scalar> i = detail::segment(s.gates, u, n, j);
+      detail::ArrayMap<Scalar> f = detail::segment(s.gates, H + u, n, j);
+      detail::ArrayMap<Scalar> g = detail::segment(s.gates, 2 * H + u, n, j);
+      detail::ArrayMap<Scalar> o = detail::segment(s.gates, 3 * H + u, n, j);
+      detail::ConstArrayMap<Scalar> cPrev = detail::csegment(s.cPrev, u, n, j);
+      detail::ArrayMap<Scalar> c = detail::segment(s.c, u, n, j);
+      detail::ArrayMap<Scalar> h = detail::segment(s.h, u, n, j);
+      i = sigmoid(i);
+      f = sigmoid(f);
       g = g.tanh();
       o = sigmoid(o);
       c = f * cPrev + i * g;
@@ -123,22 +123,22 @@ class LSTMCell {
 
   /// One step backward: the pre-activation gradients dA = [dA_i; dA_f; dA_g; dA_o] into
   /// s.dGx (= s.dGh), dL/dc_{t-1} into s.dcPrev and dL/dh_{t-1} = W_hhᵀ dA into s.dhPrev.
-  void backwardStep(BackwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize;
+  void backwardStep(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> i = detail::csegment(s.gates, 0, H, j);
-      detail::ConstArrayMap<Scalar> f = detail::csegment(s.gates, H, H, j);
-      detail::ConstArrayMap<Scalar> g = detail::csegment(s.gates, 2 * H, H, j);
-      detail::ConstArrayMap<Scalar> o = detail::csegment(s.gates, 3 * H, H, j);
-      detail::ConstArrayMap<Scalar> c = detail::csegment(s.c, 0, H, j);
-      detail::ConstArrayMap<Scalar> cPrev = detail::csegment(s.cPrev, 0, H, j);
-      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, 0, H, j);
-      detail::ConstArrayMap<Scalar> dc = detail::csegment(s.dc, 0, H, j);
-      detail::ArrayMap<Scalar> dAi = detail::segment(s.dGx, 0, H, j);
-      detail::ArrayMap<Scalar> dAf = detail::segment(s.dGx, H, H, j);
-      detail::ArrayMap<Scalar> dAg = detail::segment(s.dGx, 2 * H, H, j);
-      detail::ArrayMap<Scalar> dAo = detail::segment(s.dGx, 3 * H, H, j);
-      detail::ArrayMap<Scalar> dcT = detail::segment(s.dcPrev, 0, H, j);  // dc_t, then dc_{t-1}
+      detail::ConstArrayMap<Scalar> i = detail::csegment(s.gates, u, n, j);
+      detail::ConstArrayMap<Scalar> f = detail::csegment(s.gates, H + u, n, j);
+      detail::ConstArrayMap<Scalar> g = detail::csegment(s.gates, 2 * H + u, n, j);
+      detail::ConstArrayMap<Scalar> o = detail::csegment(s.gates, 3 * H + u, n, j);
+      detail::ConstArrayMap<Scalar> c = detail::csegment(s.c, u, n, j);
+      detail::ConstArrayMap<Scalar> cPrev = detail::csegment(s.cPrev, u, n, j);
+      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, u, n, j);
+      detail::ConstArrayMap<Scalar> dc = detail::csegment(s.dc, u, n, j);
+      detail::ArrayMap<Scalar> dAi = detail::segment(s.dGx, u, n, j);
+      detail::ArrayMap<Scalar> dAf = detail::segment(s.dGx, H + u, n, j);
+      detail::ArrayMap<Scalar> dAg = detail::segment(s.dGx, 2 * H + u, n, j);
+      detail::ArrayMap<Scalar> dAo = detail::segment(s.dGx, 3 * H + u, n, j);
+      detail::ArrayMap<Scalar> dcT = detail::segment(s.dcPrev, u, n, j);  // dc_t, then dc_{t-1}
       dAo = c.tanh();  // tanh(c') kept here for the two lines below
       dcT = dc + dh * o * tanhGradFromOutput(dAo);
       dAo = dh * dAo * sigmoidGradFromOutput(o);
@@ -147,15 +147,16 @@ class LSTMCell {
       dAg = dcT * i * tanhGradFromOutput(g);
       dcT *= f;
     }
-    s.dhPrev.noalias() = m_params.weight_hh.transpose() * s.dGx;
+    ctx.barrier();  // W_hhᵀ dA needs every unit's dA
+    ctx.multiplyTransposed(0, kGates, s.dGx, s.dhPrev, true);
   }
 
-  /// After the backward time loop: every weight and bias gradient as one GEMM over all
-  /// steps, and dL/dx = W_ihᵀ dA into `dx` (I × N).
-  void accumulateGradients(const StepsGradients<Scalar>& steps, Parameters& grads,
-                           Eigen::Ref<Matrix> dx) const {
-    detail::accumulateInputGradients(m_params, steps, grads, dx);
-    detail::accumulateRecurrentGradients(steps, grads);
+  /// After the backward time loop: every weight and bias gradient as one product over all
+  /// steps, for this thread's units.
+  void accumulateGradients(const StepContext<Scalar>& ctx, const StepsGradients<Scalar>& steps,
+                           Parameters& grads) const {
+    detail::accumulateInputGradients(ctx, kGates, steps, grads);
+    detail::accumulateRecurrentGradients(ctx, kGates, steps, grads);
   }
 
  private:

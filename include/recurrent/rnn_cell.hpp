@@ -75,38 +75,41 @@ class RNNCell {
   }
 
   /// gates += W_hh h; gates = φ(gates) = h'.
-  void forwardStep(ForwardStep<Scalar>& s) const {
-    s.gates.noalias() += m_params.weight_hh * s.hPrev;
+  void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
+    const Eigen::Index u = ctx.unitBegin(), n = ctx.units();
+    ctx.multiply(0, kGates, s.hPrev, s.gates, false);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ArrayMap<Scalar> a = detail::segment(s.gates, 0, m_hiddenSize, j);
+      detail::ArrayMap<Scalar> a = detail::segment(s.gates, u, n, j);
       if (m_nonlinearity == Nonlinearity::Tanh) {
         a = a.tanh();
       } else {
         a = relu(a);
       }
-      detail::segment(s.h, 0, m_hiddenSize, j) = a;
+      detail::segment(s.h, u, n, j) = a;
     }
   }
 
   /// dA = dh ⊙ φ'(A), dh_prev = W_hhᵀ dA.
-  void backwardStep(BackwardStep<Scalar>& s) const {
+  void backwardStep(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
+    const Eigen::Index u = ctx.unitBegin(), n = ctx.units();
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> h = detail::csegment(s.gates, 0, m_hiddenSize, j);
-      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, 0, m_hiddenSize, j);
-      detail::ArrayMap<Scalar> dA = detail::segment(s.dGx, 0, m_hiddenSize, j);
+      detail::ConstArrayMap<Scalar> h = detail::csegment(s.gates, u, n, j);
+      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, u, n, j);
+      detail::ArrayMap<Scalar> dA = detail::segment(s.dGx, u, n, j);
       if (m_nonlinearity == Nonlinearity::Tanh) {
         dA = dh * tanhGradFromOutput(h);
       } else {
         dA = dh * reluGradFromOutput(h);
       }
     }
-    s.dhPrev.noalias() = m_params.weight_hh.transpose() * s.dGx;
+    ctx.barrier();
+    ctx.multiplyTransposed(0, kGates, s.dGx, s.dhPrev, true);
   }
 
-  void accumulateGradients(const StepsGradients<Scalar>& steps, Parameters& grads,
-                           Eigen::Ref<Matrix> dx) const {
-    detail::accumulateInputGradients(m_params, steps, grads, dx);
-    detail::accumulateRecurrentGradients(steps, grads);
+  void accumulateGradients(const StepContext<Scalar>& ctx, const StepsGradients<Scalar>& steps,
+                           Parameters& grads) const {
+    detail::accumulateInputGradients(ctx, kGates, steps, grads);
+    detail::accumulateRecurrentGradients(ctx, kGates, steps, grads);
   }
 
  private:

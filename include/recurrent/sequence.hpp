@@ -3,6 +3,8 @@
 #pragma once
 
 #include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/gemm.hpp>
+#include <recurrent/detail/team.hpp>
 #include <recurrent/step.hpp>
 
 #include <Eigen/Core>
@@ -37,6 +39,10 @@ namespace recurrent {
 /// Modes:
 ///   forward()  training: keeps the tape (O(N·(G+2)·H) scalars) for backward()
 ///   infer()    inference: no tape; memory besides the output does not grow with T
+///
+/// Threads: built with OpenMP, one call runs on setThreads() threads (default: OpenMP's
+/// default), which split the hidden units of every step between them; a shape too small to
+/// share runs on one. Results are the same for any number of threads up to float rounding.
 ///
 /// The Sequence refers to its cell, which must outlive it; the cell is only read, so one
 /// cell can be shared by many Sequences on many threads. Each Sequence is used by one
@@ -85,6 +91,15 @@ class Sequence {
   const Matrix& output() const { return m_output; }
   /// Each sequence's state after its own last step (H × B each).
   const State& finalState() const { return m_final; }
+
+  /// Threads for the following calls. 0 (the default) is automatic: OpenMP's default number,
+  /// or one thread where a step is too small to be worth sharing. n > 0 uses n threads (at
+  /// most one per panel of hidden units). Without OpenMP every call runs on the calling thread.
+  void setThreads(int threads) {
+    if (threads < 0) detail::fail("Sequence::setThreads: threads must be >= 0, got ", threads);
+    m_threads = threads;
+  }
+  int threads() const { return m_threads; }
 
   Eigen::Index steps() const { return m_T; }
   Eigen::Index batchSize() const { return m_B; }
@@ -230,20 +245,74 @@ class Sequence {
   Index offset(Index t) const { return m_offset[static_cast<std::size_t>(t)]; }
   Index order(Index j) const { return m_order[static_cast<std::size_t>(j)]; }
 
-  /// Copies the active columns of steps [t0, t1) of x into `packed` (I × columns).
-  void gather(const Eigen::Ref<const Matrix>& x, Index t0, Index t1, Matrix& packed) const {
-    Index col = 0;
-    for (Index t = t0; t < t1; ++t) {
-      for (Index j = 0; j < active(t); ++j) packed.col(col++) = x.col(t * m_B + order(j));
+  /// The number of threads for steps of `B` columns: never more than there are panels of
+  /// units; automatically, one where a step's recurrent product is too small to be worth a
+  /// barrier.
+  int threadsFor(Index B) const {
+    const Index H = m_cell->hiddenSize();
+    const Index panels = (H + detail::GemmTraits<Scalar>::MR - 1) / detail::GemmTraits<Scalar>::MR;
+    const double stepFlops = 2.0 * double(Cell::kGates) * double(H) * double(H) * double(B);
+    if (m_threads == 0 && stepFlops < kMinStepFlopsToShare) return 1;
+    const int requested = m_threads > 0 ? m_threads : detail::defaultThreads();
+    return static_cast<int>(std::max<Index>(1, std::min<Index>(requested, panels)));
+  }
+
+  /// Packs W_ih (and W_hh) for the forward products, W_ihᵀ and W_hhᵀ for backward.
+  void packWeights(bool backward) {
+    const Cell& cell = *m_cell;
+    const Parameters& p = cell.parameters();
+    const Index G = Cell::kGates, H = cell.hiddenSize();
+    const detail::Blocks gated{G, H};
+    if (!backward) {
+      m_packedIh.pack(
+          detail::viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H), gated,
+          detail::Blocks{1, cell.inputSize()});
+      m_packedHh.pack(
+          detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H), gated,
+          detail::Blocks{1, p.weight_hh.cols()});
+    } else {
+      const detail::View<const Scalar> ihT{p.weight_ih.data(), p.weight_ih.outerStride(), 0, true};
+      const detail::View<const Scalar> hhT{p.weight_hh.data(), p.weight_hh.outerStride(), 0, true};
+      m_packedIhT.pack(ihT, detail::Blocks{1, cell.inputSize()}, gated);
+      m_packedHhT.pack(hhT, detail::Blocks{1, p.weight_hh.cols()}, gated);
     }
   }
 
-  /// gates(:, 0:cols) = W_ih · x + folded bias, the bias written first so the GEMM adds into it.
-  template <typename XBlock>
-  void projectInput(const XBlock& x, Index cols) {
-    Block gates = m_gates.leftCols(cols);
-    for (Index j = 0; j < cols; ++j) gates.col(j) = m_bias;
-    gates.noalias() += m_cell->parameters().weight_ih * x;
+  /// One packing buffer per thread, each with room for the widest product it will see.
+  void reserveBuffers(int threads, Index widest) {
+    if (m_buffers.size() < static_cast<std::size_t>(threads)) {
+      m_buffers.resize(static_cast<std::size_t>(threads));
+    }
+    for (int k = 0; k < threads; ++k) m_buffers[static_cast<std::size_t>(k)].reserve(widest);
+  }
+
+  /// This thread's hidden units, in whole kernel panels.
+  static void unitsOf(const detail::Team& team, Index H, Index& u0, Index& u1) {
+    team.share(H, detail::GemmTraits<Scalar>::MR, u0, u1);
+  }
+
+  /// Copies the active columns of steps [t0, t1) of x into `packed`, columns [c0, c1) of the
+  /// packed range only.
+  void gather(const Eigen::Ref<const Matrix>& x, Index t0, Index t1, Index c0, Index c1,
+              Matrix& packed) const {
+    Index col = 0;
+    for (Index t = t0; t < t1 && col < c1; ++t) {
+      for (Index j = 0; j < active(t); ++j, ++col) {
+        if (col >= c0 && col < c1) packed.col(col) = x.col(t * m_B + order(j));
+      }
+    }
+  }
+
+  /// gates(:, c0:c1) = W_ih · x(:, c0:c1) + folded bias: the bias written first, the product
+  /// added into it.
+  void projectInput(const Eigen::Ref<const Matrix>& x, Index c0, Index c1,
+                    detail::GemmBuffer<Scalar>& buffer) {
+    if (c1 <= c0) return;
+    for (Index j = c0; j < c1; ++j) m_gates.col(j) = m_bias;
+    detail::gemmColumns(
+        m_packedIh, detail::viewOf<const Scalar>(x.data(), x.outerStride()),
+        detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_cell->hiddenSize()), c0, c1,
+        false, buffer);
   }
 
   // ---- the forward time loop ----------------------------------------------------------------
@@ -279,12 +348,15 @@ class Sequence {
     m_bias.resize(GH);
     cell.foldedBias(m_bias);
     reserve(m_scratch, cell.scratchRows(), B);
+    packWeights(false);
+    const int threads = threadsFor(B);
+    reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, cell.inputSize()}));
 
     if (training) {
-      runTraining(x);
+      runTraining(x, threads);
       m_hasTape = true;
     } else {
-      runInference(x);
+      runInference(x, threads);
     }
   }
 
@@ -294,51 +366,67 @@ class Sequence {
   ///   hp       H × N      h_t (the output itself when no sequence is padded)
   ///   m_cp     H × N      c_t (LSTM)
   ///   m_extra  extra × N  the cell's extra tape
-  void runTraining(const Eigen::Ref<const Matrix>& x) {
+  void runTraining(const Eigen::Ref<const Matrix>& x, int threads) {
     const Cell& cell = *m_cell;
     const Index H = cell.outputSize();
     const Index N = m_N;
     reserve(m_x, cell.inputSize(), N);
-    if (m_full) {
-      m_x.leftCols(N) = x;
-    } else {
-      gather(x, 0, m_T, m_x);
-    }
     reserve(m_gates, Cell::kGates * cell.hiddenSize(), N);
-    projectInput(m_x.leftCols(N), N);
     if (!m_full) reserve(m_hp, H, N);
-    Matrix& hp = packedOutput();
     if constexpr (Cell::kHasCellState) reserve(m_cp, cell.hiddenSize(), N);
     reserve(m_extra, cell.extraRows(), N);
+    Matrix& hp = packedOutput();
 
-    for (Index t = 0; t < m_T; ++t) {
-      const Index n = active(t);
-      const Index off = offset(t);
-      ForwardStep<Scalar> s{
-          m_gates.middleCols(off, n), t == 0 ? m_h0.leftCols(n) : hp.middleCols(offset(t - 1), n),
-          cellStatePrev(t, n),        hp.middleCols(off, n),
-          cellStateAt(off, n),        m_extra.middleCols(off, n),
-          m_scratch.leftCols(n)};
-      cell.forwardStep(s);
-    }
+    detail::parallel(threads, [&](const detail::Team& team) {
+      detail::GemmBuffer<Scalar>& buffer = m_buffers[static_cast<std::size_t>(team.rank)];
+      Index c0, c1, u0, u1;
+      team.share(N, kColumnGrain, c0, c1);
+      if (m_full) {
+        m_x.middleCols(c0, c1 - c0) = x.middleCols(c0, c1 - c0);
+      } else {
+        gather(x, 0, m_T, c0, c1, m_x);
+      }
+      projectInput(m_x, c0, c1, buffer);
+      team.barrier();
 
-    for (Index j = 0; j < m_B; ++j) {
-      const Index col = offset(m_sortedLengths[static_cast<std::size_t>(j)] - 1) + j;
-      m_final.h.col(order(j)) = hp.col(col);
-      if constexpr (Cell::kHasCellState) m_final.c.col(order(j)) = m_cp.col(col);
-    }
-    if (!m_full) {
+      unitsOf(team, cell.hiddenSize(), u0, u1);
+      const StepContext<Scalar> ctx(team, Cell::kGates, cell.hiddenSize(), u0, u1, &m_packedHh,
+                                    nullptr, buffer);
       for (Index t = 0; t < m_T; ++t) {
-        for (Index j = 0; j < active(t); ++j) {
-          m_output.col(t * m_B + order(j)) = hp.col(offset(t) + j);
+        const Index n = active(t);
+        const Index off = offset(t);
+        ForwardStep<Scalar> s{
+            m_gates.middleCols(off, n), t == 0 ? m_h0.leftCols(n) : hp.middleCols(offset(t - 1), n),
+            cellStatePrev(t, n),        hp.middleCols(off, n),
+            cellStateAt(off, n),        m_extra.middleCols(off, n),
+            m_scratch.leftCols(n)};
+        cell.forwardStep(ctx, s);
+        team.barrier();
+      }
+
+      // Final states and the output in the caller's order: this thread's rows.
+      const Index r0 = u0, rows = u1 - u0;
+      for (Index j = 0; j < m_B; ++j) {
+        const Index col = offset(m_sortedLengths[static_cast<std::size_t>(j)] - 1) + j;
+        m_final.h.col(order(j)).segment(r0, rows) = hp.col(col).segment(r0, rows);
+        if constexpr (Cell::kHasCellState) {
+          m_final.c.col(order(j)).segment(r0, rows) = m_cp.col(col).segment(r0, rows);
         }
       }
-    }
+      if (!m_full) {
+        for (Index t = 0; t < m_T; ++t) {
+          for (Index j = 0; j < active(t); ++j) {
+            m_output.col(t * m_B + order(j)).segment(r0, rows) =
+                hp.col(offset(t) + j).segment(r0, rows);
+          }
+        }
+      }
+    });
   }
 
   /// Inference: the input projection in blocks of about kInferenceChunkColumns columns, the
   /// state in two ping-pong buffers (or, with no padding, read back from the output itself).
-  void runInference(const Eigen::Ref<const Matrix>& x) {
+  void runInference(const Eigen::Ref<const Matrix>& x, int threads) {
     const Cell& cell = *m_cell;
     const Index H = cell.outputSize();
     const Index C = cell.hiddenSize();
@@ -353,24 +441,38 @@ class Sequence {
     }
     reserve(m_extra, cell.extraRows(), m_B);
 
-    Index t0 = 0;
-    while (t0 < m_T) {
-      // Steps [t0, t1) whose columns fit the block (at least one step).
-      Index t1 = t0 + 1;
-      while (t1 < m_T && offset(t1 + 1) - offset(t0) <= capacity) ++t1;
-      const Index cols = offset(t1) - offset(t0);
-      if (m_full) {
-        projectInput(x.middleCols(t0 * m_B, cols), cols);
-      } else {
-        gather(x, t0, t1, m_x);
-        projectInput(m_x.leftCols(cols), cols);
+    detail::parallel(threads, [&](const detail::Team& team) {
+      detail::GemmBuffer<Scalar>& buffer = m_buffers[static_cast<std::size_t>(team.rank)];
+      Index u0, u1;
+      unitsOf(team, cell.hiddenSize(), u0, u1);
+      const StepContext<Scalar> ctx(team, Cell::kGates, cell.hiddenSize(), u0, u1, &m_packedHh,
+                                    nullptr, buffer);
+      Index t0 = 0;
+      while (t0 < m_T) {
+        // Steps [t0, t1) whose columns fit the block (at least one step).
+        Index t1 = t0 + 1;
+        while (t1 < m_T && offset(t1 + 1) - offset(t0) <= capacity) ++t1;
+        const Index cols = offset(t1) - offset(t0);
+        Index c0, c1;
+        team.share(cols, kColumnGrain, c0, c1);
+        if (m_full) {
+          // The projection reads x in place; gates column k is x column t0·B + k.
+          projectInput(x.middleCols(t0 * m_B, cols), c0, c1, buffer);
+        } else {
+          gather(x, t0, t1, c0, c1, m_x);
+          projectInput(m_x, c0, c1, buffer);
+        }
+        team.barrier();
+        for (Index t = t0; t < t1; ++t) {
+          inferStep(ctx, t, offset(t) - offset(t0), u0, u1);
+          team.barrier();
+        }
+        t0 = t1;
       }
-      for (Index t = t0; t < t1; ++t) inferStep(t, offset(t) - offset(t0));
-      t0 = t1;
-    }
+    });
   }
 
-  void inferStep(Index t, Index gateCol) {
+  void inferStep(const StepContext<Scalar>& ctx, Index t, Index gateCol, Index u0, Index u1) {
     const Index n = active(t);
     Block hNext = m_full ? m_output.middleCols(t * m_B, m_B) : m_hBuffer[t & 1].leftCols(n);
     Block hPrev = t == 0 ? m_h0.leftCols(n)
@@ -383,20 +485,24 @@ class Sequence {
                           inferCellNext(t, n),
                           m_extra.leftCols(n),
                           m_scratch.leftCols(n)};
-    m_cell->forwardStep(s);
+    m_cell->forwardStep(ctx, s);
+    const Index rows = u1 - u0;
     if (!m_full) {
-      for (Index j = 0; j < n; ++j) m_output.col(t * m_B + order(j)) = hNext.col(j);
+      for (Index j = 0; j < n; ++j) {
+        m_output.col(t * m_B + order(j)).segment(u0, rows) = hNext.col(j).segment(u0, rows);
+      }
     }
     // Sequences whose last step this is: columns [n_{t+1}, n_t).
     const Index ending = t + 1 < m_T ? active(t + 1) : 0;
     for (Index j = ending; j < n; ++j) {
-      m_final.h.col(order(j)) = hNext.col(j);
-      if constexpr (Cell::kHasCellState) m_final.c.col(order(j)) = m_cBuffer[t & 1].col(j);
+      m_final.h.col(order(j)).segment(u0, rows) = hNext.col(j).segment(u0, rows);
+      if constexpr (Cell::kHasCellState) {
+        m_final.c.col(order(j)).segment(u0, rows) = m_cBuffer[t & 1].col(j).segment(u0, rows);
+      }
     }
   }
 
   Matrix& packedOutput() { return m_full ? m_output : m_hp; }
-  const Matrix& packedOutput() const { return m_full ? m_output : m_hp; }
 
   // Views of the cell state; 0-row views for cells without one.
   Block cellStatePrev(Index t, Index n) {
@@ -456,72 +562,103 @@ class Sequence {
     if constexpr (Cell::kHasCellState) {
       for (Matrix& buffer : m_dc) setSize(buffer, C, B);
     }
-    // Both ping-pong buffers start as dL/d(final state): a sequence's column is first read at
-    // its own last step and untouched before, whichever buffer is current then.
-    for (int k = 0; k < 2; ++k) {
-      if (dFinal != nullptr) {
-        for (Index j = 0; j < B; ++j) {
-          m_dh[k].col(j) = dFinal->h.col(order(j));
-          if constexpr (Cell::kHasCellState) m_dc[k].col(j) = dFinal->c.col(order(j));
-        }
-      } else {
-        m_dh[k].setZero();
-        if constexpr (Cell::kHasCellState) m_dc[k].setZero();
-      }
-    }
-
-    int cur = 0;
-    for (Index t = m_T - 1; t >= 0; --t) {
-      const Index n = active(t);
-      const Index off = offset(t);
-      Block dh = m_dh[cur].leftCols(n);
-      if (dOutput != nullptr) {
-        for (Index j = 0; j < n; ++j) dh.col(j) += dOutput->col(t * B + order(j));
-      }
-      BackwardStep<Scalar> s{m_gates.middleCols(off, n),
-                             m_extra.middleCols(off, n),
-                             t == 0 ? m_h0.leftCols(n) : hp.middleCols(offset(t - 1), n),
-                             cellStatePrev(t, n),
-                             hp.middleCols(off, n),
-                             cellStateAt(off, n),
-                             dh,
-                             dcView(cur, n),
-                             m_dGx.middleCols(off, n),
-                             dGh.middleCols(off, n),
-                             m_dh[1 - cur].leftCols(n),
-                             dcView(1 - cur, n),
-                             m_scratch.leftCols(n)};
-      cell.backwardStep(s);
-      cur = 1 - cur;
-    }
-
     setSize(m_dInitial.h, H, B);
     if constexpr (Cell::kHasCellState) setSize(m_dInitial.c, C, B);
-    for (Index j = 0; j < B; ++j) {
-      m_dInitial.h.col(order(j)) = m_dh[cur].col(j);
-      if constexpr (Cell::kHasCellState) m_dInitial.c.col(order(j)) = m_dc[cur].col(j);
-    }
-
-    // h_{t-1} of every step, packed like the tape, for dW_hh = dGh · H_prevᵀ.
     reserve(m_hPrev, H, N);
-    m_hPrev.leftCols(B) = m_h0;
-    for (Index t = 1; t < m_T; ++t) {
-      m_hPrev.middleCols(offset(t), active(t)) = hp.middleCols(offset(t - 1), active(t));
-    }
     setSize(m_dx, cell.inputSize(), m_T * B);
-    if (!m_full) reserve(m_dxPacked, cell.inputSize(), N);
-    Matrix& dxPacked = m_full ? m_dx : m_dxPacked;
-    StepsGradients<Scalar> steps{m_x.leftCols(N), m_hPrev.leftCols(N), m_extra.leftCols(N),
-                                 m_dGx.leftCols(N), dGh.leftCols(N)};
-    cell.accumulateGradients(steps, grads, dxPacked.leftCols(N));
     if (!m_full) {
+      reserve(m_dxPacked, cell.inputSize(), N);
       m_dx.setZero();
-      for (Index t = 0; t < m_T; ++t) {
-        for (Index j = 0; j < active(t); ++j) {
-          m_dx.col(t * B + order(j)) = m_dxPacked.col(offset(t) + j);
+    }
+    Matrix& dxPacked = m_full ? m_dx : m_dxPacked;
+    packWeights(true);
+    const int threads = threadsFor(B);
+    reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, cell.inputSize()}));
+
+    detail::parallel(threads, [&](const detail::Team& team) {
+      detail::GemmBuffer<Scalar>& buffer = m_buffers[static_cast<std::size_t>(team.rank)];
+      Index u0, u1;
+      unitsOf(team, C, u0, u1);
+      const Index rows = u1 - u0;
+      const StepContext<Scalar> ctx(team, Cell::kGates, C, u0, u1, nullptr, &m_packedHhT, buffer);
+
+      // Both ping-pong buffers start as dL/d(final state): a sequence's column is first read at
+      // its own last step and untouched before, whichever buffer is current then.
+      for (int k = 0; k < 2; ++k) {
+        for (Index j = 0; j < B; ++j) {
+          if (dFinal != nullptr) {
+            m_dh[k].col(j).segment(u0, rows) = dFinal->h.col(order(j)).segment(u0, rows);
+            if constexpr (Cell::kHasCellState) {
+              m_dc[k].col(j).segment(u0, rows) = dFinal->c.col(order(j)).segment(u0, rows);
+            }
+          } else {
+            m_dh[k].col(j).segment(u0, rows).setZero();
+            if constexpr (Cell::kHasCellState) m_dc[k].col(j).segment(u0, rows).setZero();
+          }
         }
       }
-    }
+
+      int cur = 0;
+      for (Index t = m_T - 1; t >= 0; --t) {
+        const Index n = active(t);
+        const Index off = offset(t);
+        Block dh = m_dh[cur].leftCols(n);
+        if (dOutput != nullptr) {
+          for (Index j = 0; j < n; ++j) {
+            dh.col(j).segment(u0, rows) += dOutput->col(t * B + order(j)).segment(u0, rows);
+          }
+        }
+        BackwardStep<Scalar> s{m_gates.middleCols(off, n),
+                               m_extra.middleCols(off, n),
+                               t == 0 ? m_h0.leftCols(n) : hp.middleCols(offset(t - 1), n),
+                               cellStatePrev(t, n),
+                               hp.middleCols(off, n),
+                               cellStateAt(off, n),
+                               dh,
+                               dcView(cur, n),
+                               m_dGx.middleCols(off, n),
+                               dGh.middleCols(off, n),
+                               m_dh[1 - cur].leftCols(n),
+                               dcView(1 - cur, n),
+                               m_scratch.leftCols(n)};
+        cell.backwardStep(ctx, s);
+        cur = 1 - cur;
+      }
+      for (Index j = 0; j < B; ++j) {
+        m_dInitial.h.col(order(j)).segment(u0, rows) = m_dh[cur].col(j).segment(u0, rows);
+        if constexpr (Cell::kHasCellState) {
+          m_dInitial.c.col(order(j)).segment(u0, rows) = m_dc[cur].col(j).segment(u0, rows);
+        }
+      }
+
+      // h_{t-1} of every step, packed like the tape, for dW_hh = dGh · H_prevᵀ.
+      Index c0, c1;
+      team.share(N, kColumnGrain, c0, c1);
+      for (Index t = 0; t < m_T; ++t) {
+        const Index b0 = std::max(c0, offset(t)), b1 = std::min(c1, offset(t) + active(t));
+        for (Index col = b0; col < b1; ++col) {
+          const Index j = col - offset(t);
+          m_hPrev.col(col) = t == 0 ? m_h0.col(j) : hp.col(offset(t - 1) + j);
+        }
+      }
+      team.barrier();  // every dGx and H_prev column is complete
+
+      StepsGradients<Scalar> steps{m_x.leftCols(N), m_hPrev.leftCols(N), m_extra.leftCols(N),
+                                   m_dGx.leftCols(N), dGh.leftCols(N)};
+      cell.accumulateGradients(ctx, steps, grads);
+      // dX = W_ihᵀ · dGx, split by columns.
+      detail::gemmColumns(
+          m_packedIhT, detail::viewOf<const Scalar>(m_dGx.data(), m_dGx.outerStride(), C),
+          detail::viewOf<Scalar>(dxPacked.data(), dxPacked.outerStride()), c0, c1, true, buffer);
+      if (!m_full) {
+        for (Index t = 0; t < m_T; ++t) {
+          const Index b0 = std::max(c0, offset(t)), b1 = std::min(c1, offset(t) + active(t));
+          for (Index col = b0; col < b1; ++col) {
+            m_dx.col(t * B + order(col - offset(t))) = m_dxPacked.col(col);
+          }
+        }
+      }
+    });
   }
 
   Block dcView(int k, Index n) {
@@ -534,7 +671,14 @@ class Sequence {
     }
   }
 
+  /// Threads split the columns of the large products in whole blocks of the kernel, so that
+  /// every column is computed the same way whatever the number of threads.
+  static constexpr Index kColumnGrain = detail::GemmTraits<Scalar>::NC;
+  /// A step's recurrent product below this many flops runs on one thread.
+  static constexpr double kMinStepFlopsToShare = 2.0e5;
+
   const Cell* m_cell;
+  int m_threads = 0;
 
   // Schedule of the last forward.
   Index m_T = 0, m_B = 0, m_N = 0;
@@ -550,6 +694,10 @@ class Sequence {
   Matrix m_output;
   State m_final;
   Matrix m_none;
+
+  // The weights packed for the kernel, and one packing buffer per thread.
+  detail::PackedMatrix<Scalar> m_packedIh, m_packedHh, m_packedIhT, m_packedHhT;
+  std::vector<detail::GemmBuffer<Scalar>> m_buffers;
 
   // Backward workspaces and results.
   Matrix m_dGx, m_dGh, m_dh[2], m_dc[2], m_hPrev, m_dxPacked, m_dx;

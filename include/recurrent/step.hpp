@@ -12,9 +12,89 @@
 // from `gates` = W_ih·x + (the biases the cell folds in, see Cell::foldedBias()).
 #pragma once
 
+#include <recurrent/detail/gemm.hpp>
+#include <recurrent/detail/team.hpp>
+
 #include <Eigen/Core>
 
 namespace recurrent {
+
+/// What a step may use besides its views: the recurrent weights packed for the kernel, and
+/// this thread's share of the hidden units. A step computes the rows [g·H + u0, g·H + u1) of
+/// every gate g for all n columns, and calls barrier() where it needs the other threads' rows.
+template <typename Scalar>
+class StepContext {
+ public:
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+
+  /// G gate blocks of H units; this thread owns units [u0, u1); `weightHH` is W_hh packed
+  /// (forward) and `weightHHT` its transpose (backward), either may be null where unused.
+  StepContext(const detail::Team& team, Eigen::Index gates, Eigen::Index H, Eigen::Index u0,
+              Eigen::Index u1, const detail::PackedMatrix<Scalar>* weightHH,
+              const detail::PackedMatrix<Scalar>* weightHHT, detail::GemmBuffer<Scalar>& buffer)
+      : m_team(team),
+        m_gates(gates),
+        m_H(H),
+        m_u0(u0),
+        m_u1(u1),
+        m_hh(weightHH),
+        m_hhT(weightHHT),
+        m_buffer(buffer) {}
+
+  Eigen::Index unitBegin() const { return m_u0; }
+  Eigen::Index unitEnd() const { return m_u1; }
+  Eigen::Index units() const { return m_u1 - m_u0; }
+
+  /// Waits for every thread of the team.
+  void barrier() const { m_team.barrier(); }
+
+  /// C (+)= W_hh[g0:g1] · h for gate blocks [g0, g1) and this thread's units. C is addressed
+  /// like a gates buffer: block g starts at row g·H of `c`.
+  void multiply(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& h,
+                Eigen::Ref<Matrix> c, bool overwrite) const {
+    detail::gemm(
+        *m_hh, g0, g1, m_u0, m_u1, 0, 1, detail::viewOf<const Scalar>(h.data(), h.outerStride()),
+        detail::viewOf<Scalar>(c.data(), c.outerStride(), m_H), h.cols(), overwrite, m_buffer);
+  }
+
+  /// C (+)= W_hh[g0:g1]ᵀ · dA for this thread's units (the rows of C, H × n); dA is addressed
+  /// like a gates buffer and only its blocks [g0, g1) are read.
+  void multiplyTransposed(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& dA,
+                          Eigen::Ref<Matrix> c, bool overwrite) const {
+    detail::gemm(*m_hhT, 0, 1, m_u0, m_u1, g0, g1,
+                 detail::viewOf<const Scalar>(dA.data(), dA.outerStride(), m_H),
+                 detail::viewOf<Scalar>(c.data(), c.outerStride()), dA.cols(), overwrite, m_buffer);
+  }
+
+  /// dW[g0:g1] += dG[g0:g1] · inᵀ over all columns, for this thread's units: a weight
+  /// gradient as one product over every step. dG and dW are addressed like gates buffers.
+  void addProductTransposed(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& dG,
+                            const Eigen::Ref<const Matrix>& in, Eigen::Ref<Matrix> dW) const {
+    const detail::View<const Scalar> inT{in.data(), in.outerStride(), 0, true};
+    detail::gemmUnpacked(detail::viewOf<const Scalar>(dG.data(), dG.outerStride(), m_H),
+                         detail::Blocks{m_gates, m_H}, g0, g1, m_u0, m_u1, dG.cols(), inT,
+                         detail::viewOf<Scalar>(dW.data(), dW.outerStride(), m_H), in.rows(), false,
+                         m_buffer);
+  }
+
+  /// bias[g0:g1] += Σ_columns dG[g0:g1], for this thread's units.
+  void addColumnSums(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& dG,
+                     Eigen::Ref<Vector> bias) const {
+    for (Eigen::Index g = g0; g < g1; ++g) {
+      Eigen::VectorBlock<Eigen::Ref<Vector>> sum = bias.segment(g * m_H + m_u0, units());
+      for (Eigen::Index j = 0; j < dG.cols(); ++j)
+        sum += dG.col(j).segment(g * m_H + m_u0, units());
+    }
+  }
+
+ private:
+  const detail::Team& m_team;
+  Eigen::Index m_gates, m_H, m_u0, m_u1;
+  const detail::PackedMatrix<Scalar>* m_hh;
+  const detail::PackedMatrix<Scalar>* m_hhT;
+  detail::GemmBuffer<Scalar>& m_buffer;
+};
 
 /// What forwardStep() reads and writes. Views may be 0 × n where a cell does not use them.
 template <typename Scalar>
@@ -67,22 +147,22 @@ struct StepsGradients {
 
 namespace detail {
 
-/// The weight-gradient GEMMs shared by every cell, one product over all steps each:
-///   dW_ih += dGx · Xᵀ    db_ih += Σ_cols dGx    dX = W_ihᵀ · dGx
+/// The input side of every cell's parameter gradients, for this thread's units:
+///   dW_ih += dGx · Xᵀ    db_ih += Σ_columns dGx
 template <typename Scalar, typename Parameters>
-void accumulateInputGradients(
-    const Parameters& params, const StepsGradients<Scalar>& steps, Parameters& grads,
-    Eigen::Ref<Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>> dx) {
-  grads.weight_ih.noalias() += steps.dGx * steps.x.transpose();
-  grads.bias_ih.noalias() += steps.dGx.rowwise().sum();
-  dx.noalias() = params.weight_ih.transpose() * steps.dGx;
+void accumulateInputGradients(const StepContext<Scalar>& ctx, Eigen::Index gates,
+                              const StepsGradients<Scalar>& steps, Parameters& grads) {
+  ctx.addProductTransposed(0, gates, steps.dGx, steps.x, grads.weight_ih);
+  ctx.addColumnSums(0, gates, steps.dGx, grads.bias_ih);
 }
 
-/// dW_hh += dGh · H_prevᵀ    db_hh += Σ_cols dGh
+/// The recurrent side, where every gate sees h_{t-1}:
+///   dW_hh += dGh · H_prevᵀ    db_hh += Σ_columns dGh
 template <typename Scalar, typename Parameters>
-void accumulateRecurrentGradients(const StepsGradients<Scalar>& steps, Parameters& grads) {
-  grads.weight_hh.noalias() += steps.dGh * steps.hPrev.transpose();
-  grads.bias_hh.noalias() += steps.dGh.rowwise().sum();
+void accumulateRecurrentGradients(const StepContext<Scalar>& ctx, Eigen::Index gates,
+                                  const StepsGradients<Scalar>& steps, Parameters& grads) {
+  ctx.addProductTransposed(0, gates, steps.dGh, steps.hPrev, grads.weight_hh);
+  ctx.addColumnSums(0, gates, steps.dGh, grads.bias_hh);
 }
 
 }  // namespace detail

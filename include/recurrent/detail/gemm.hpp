@@ -1,0 +1,389 @@
+// recurrent — gemm.hpp: the matrix products of the time loop, packed once and never allocating.
+//
+// Every product here is C (+)= A · B over "gated" matrices: the rows of A and C are G blocks
+// of H rows (the gates i, f, g, o of an LSTM, r, z, n of a GRU, or one block), and so may be the
+// rows of B (the depth K). A thread can then compute the rows of its own hidden units in every
+// gate at once, and the cell's gate math for those units follows without waiting for the
+// other threads.
+//
+// The kernel is the classic one of GotoBLAS and BLIS, written on Eigen's packet primitives so
+// that it compiles to AVX-512, AVX2, SSE or NEON as the build allows:
+//
+//   - A is packed in panels of MR = 2 packets of rows × kc (k-major): one panel row of the
+//     kernel is two aligned vector loads;
+//   - B is packed in tiles of kc × NR columns (k-major): one broadcast per column;
+//   - the kernel keeps an MR × NR tile of C in registers over kc steps of k.
+//
+// The weights W_ih, W_hh (and their transposes, for backward) are packed once per call of
+// Sequence::forward / backward (PackedMatrix); each step then only packs its B, the state.
+// Panels never straddle a gate block, so a panel's rows all belong to one gate.
+//
+// Legend: M rows of A and C, K depth, N columns of B and C; P scalars per packet.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+namespace recurrent {
+namespace detail {
+
+using Index = Eigen::Index;
+
+/// Kernel geometry for a scalar type.
+template <typename Scalar>
+struct GemmTraits {
+  using Packet = typename Eigen::internal::packet_traits<Scalar>::type;
+  static constexpr int P = Eigen::internal::unpacket_traits<Packet>::size;  ///< scalars per packet
+  static constexpr int MP = 2;                                              ///< packets per panel
+  static constexpr int MR = MP * P;                                         ///< rows per panel
+  /// Columns per tile: MP·NR accumulators + MP + 1 registers must fit the register file.
+  static constexpr int NR = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 12 : 6;
+  static constexpr Index KC = 256;  ///< depth of one packed block
+  static constexpr Index NC = 192;  ///< columns of B packed at once in the large products
+};
+
+inline Index roundUp(Index x, Index m) { return (x + m - 1) / m * m; }
+
+/// G blocks of `size` rows each: the gate structure of a dimension.
+struct Blocks {
+  Index count = 1;
+  Index size = 0;
+  Index total() const { return count * size; }
+};
+
+/// A column-major matrix whose rows are Blocks: block b, row r is data[col·ld + b·stride + r].
+/// `transposed` reads the element (row, col) from data[row·ld + col] instead (the rows of the
+/// logical matrix are then the columns of the stored one).
+template <typename Scalar>
+struct View {
+  Scalar* data = nullptr;
+  Index ld = 0;
+  Index blockStride = 0;  ///< distance between row blocks (H for a G·H × N gates buffer)
+  bool transposed = false;
+
+  Scalar* at(Index block, Index row, Index col) const {
+    const Index r = block * blockStride + row;
+    return transposed ? data + r * ld + col : data + col * ld + r;
+  }
+};
+
+template <typename Scalar>
+View<Scalar> viewOf(Scalar* data, Index ld, Index blockStride = 0) {
+  return View<Scalar>{data, ld, blockStride, false};
+}
+
+/// One k-chunk of a packed depth: at most KC consecutive rows of one K block.
+struct KChunk {
+  Index block;   ///< K block
+  Index start;   ///< first row within the block
+  Index depth;   ///< kc
+  Index offset;  ///< where the chunk's packed data starts (in scalars)
+};
+
+// ---- the micro-kernel ------------------------------------------------------------------------
+
+/// C(rows × NR) (+)= A_panel(MP·P × kc) · B_tile(kc × NR), A and B packed k-major.
+/// KU independent sets of accumulators hide the FMA latency when the tile is narrow.
+template <typename Scalar, int MP, int NR>
+inline void microKernel(Index kc, const Scalar* a, const Scalar* b, Scalar* c, Index ldc,
+                        Index rows, bool overwrite) {
+  using Traits = GemmTraits<Scalar>;
+  using Packet = typename Traits::Packet;
+  constexpr int P = Traits::P;
+  constexpr int KU = (MP * NR >= 8) ? 1 : (8 + MP * NR - 1) / (MP * NR);
+  constexpr std::size_t kU = KU, kM = MP, kN = NR;  // array bounds
+  Packet acc[kU][kM][kN];
+  for (int u = 0; u < KU; ++u)
+    for (int i = 0; i < MP; ++i)
+      for (int j = 0; j < NR; ++j) acc[u][i][j] = Eigen::internal::pset1<Packet>(Scalar(0));
+  Index k = 0;
+  for (; k + KU <= kc; k += KU) {
+    for (int u = 0; u < KU; ++u) {
+      const Scalar* ak = a + (k + u) * MP * P;
+      const Scalar* bk = b + (k + u) * NR;
+      Packet av[kM];
+      for (int i = 0; i < MP; ++i) av[i] = Eigen::internal::pload<Packet>(ak + i * P);
+      for (int j = 0; j < NR; ++j) {
+        const Packet bv = Eigen::internal::pset1<Packet>(bk[j]);
+        for (int i = 0; i < MP; ++i) acc[u][i][j] = Eigen::internal::pmadd(av[i], bv, acc[u][i][j]);
+      }
+    }
+  }
+  for (; k < kc; ++k) {
+    const Scalar* ak = a + k * MP * P;
+    const Scalar* bk = b + k * NR;
+    for (int j = 0; j < NR; ++j) {
+      const Packet bv = Eigen::internal::pset1<Packet>(bk[j]);
+      for (int i = 0; i < MP; ++i) {
+        acc[0][i][j] =
+            Eigen::internal::pmadd(Eigen::internal::pload<Packet>(ak + i * P), bv, acc[0][i][j]);
+      }
+    }
+  }
+  for (int u = 1; u < KU; ++u)
+    for (int i = 0; i < MP; ++i)
+      for (int j = 0; j < NR; ++j) acc[0][i][j] = Eigen::internal::padd(acc[0][i][j], acc[u][i][j]);
+
+  if (rows == MP * P) {
+    for (int j = 0; j < NR; ++j) {
+      for (int i = 0; i < MP; ++i) {
+        Scalar* p = c + j * ldc + i * P;
+        const Packet v =
+            overwrite ? acc[0][i][j]
+                      : Eigen::internal::padd(Eigen::internal::ploadu<Packet>(p), acc[0][i][j]);
+        Eigen::internal::pstoreu(p, v);
+      }
+    }
+  } else {  // the last panel of a block: only `rows` rows exist in C
+    alignas(64) Scalar tile[kM * std::size_t(P)];
+    for (int j = 0; j < NR; ++j) {
+      for (int i = 0; i < MP; ++i) Eigen::internal::pstore(tile + i * P, acc[0][i][j]);
+      Scalar* p = c + j * ldc;
+      for (Index r = 0; r < rows; ++r) p[r] = overwrite ? tile[r] : p[r] + tile[r];
+    }
+  }
+}
+
+/// Dispatches the tile width `nr` (1..NR) to its compiled kernel.
+template <typename Scalar, int MP, int NR = GemmTraits<Scalar>::NR>
+inline void kernelN(Index nr, Index kc, const Scalar* a, const Scalar* b, Scalar* c, Index ldc,
+                    Index rows, bool overwrite) {
+  if constexpr (NR >= 1) {
+    if (nr == NR) {
+      microKernel<Scalar, MP, NR>(kc, a, b, c, ldc, rows, overwrite);
+    } else {
+      kernelN<Scalar, MP, NR - 1>(nr, kc, a, b, c, ldc, rows, overwrite);
+    }
+  }
+}
+
+template <typename Scalar>
+inline void kernel(Index height, Index nr, Index kc, const Scalar* a, const Scalar* b, Scalar* c,
+                   Index ldc, Index rows, bool overwrite) {
+  if (height == GemmTraits<Scalar>::MR) {
+    kernelN<Scalar, GemmTraits<Scalar>::MP>(nr, kc, a, b, c, ldc, rows, overwrite);
+  } else {
+    kernelN<Scalar, 1>(nr, kc, a, b, c, ldc, rows, overwrite);
+  }
+}
+
+// ---- packing -----------------------------------------------------------------------------------
+
+/// Rows of the panel that starts at row u0 of a block of H rows: its height in the packed
+/// data (MR, or the rest rounded up to a packet) and how many rows are real.
+template <typename Scalar>
+inline Index panelHeight(Index u0, Index H) {
+  return std::min<Index>(GemmTraits<Scalar>::MR, roundUp(H - u0, GemmTraits<Scalar>::P));
+}
+
+/// Packs rows [u0, u0 + height) of block `block` and depth [k0, k0 + kc) of K block `kb` of
+/// the logical A into `dst` (k-major, `height` scalars per k), zero beyond the block's H rows.
+template <typename Scalar, typename SrcScalar>
+inline void packPanel(const View<SrcScalar>& a, Index block, Index u0, Index H, Index height,
+                      Index kb, Index kBlockStride, Index k0, Index kc, Scalar* dst) {
+  const Index rows = std::min(height, H - u0);
+  // The logical A(r, k) with r = block·H + row and k = kb·(K block) + depth, where the caller's
+  // view addresses rows by block and the depth through the column index.
+  for (Index k = 0; k < kc; ++k) {
+    Scalar* d = dst + k * height;
+    const Index col = kb * kBlockStride + k0 + k;
+    if (!a.transposed) {
+      const SrcScalar* s = a.at(block, u0, col);
+      for (Index r = 0; r < rows; ++r) d[r] = static_cast<Scalar>(s[r]);
+    } else {
+      for (Index r = 0; r < rows; ++r) d[r] = static_cast<Scalar>(*a.at(block, u0 + r, col));
+    }
+    for (Index r = rows; r < height; ++r) d[r] = Scalar(0);
+  }
+}
+
+/// Packs depth [k0, k0 + kc) of K block `kb` and columns [n0, n0 + n) of B into NR-wide tiles
+/// (the last one nr = n mod NR wide): tile t holds kc × nr scalars, k-major.
+template <typename Scalar>
+inline void packB(const View<const Scalar>& b, Index kb, Index k0, Index kc, Index n0, Index n,
+                  Scalar* dst) {
+  constexpr int NR = GemmTraits<Scalar>::NR;
+  for (Index j0 = 0; j0 < n; j0 += NR) {
+    const Index nr = std::min<Index>(NR, n - j0);
+    if (!b.transposed) {
+      for (Index j = 0; j < nr; ++j) {
+        const Scalar* s = b.at(kb, k0, n0 + j0 + j);
+        for (Index k = 0; k < kc; ++k) dst[k * nr + j] = s[k];
+      }
+    } else {
+      for (Index k = 0; k < kc; ++k) {
+        const Scalar* s = b.at(kb, k0 + k, n0 + j0);
+        for (Index j = 0; j < nr; ++j) dst[k * nr + j] = s[j];
+      }
+    }
+    dst += kc * nr;
+  }
+}
+
+/// Splits K = kBlocks.count blocks of kBlocks.size rows into chunks of at most KC rows that
+/// never straddle a block. Calls f(chunk) in order.
+template <typename Scalar, typename F>
+inline void forEachKChunk(const Blocks& k, Index mPacked, F&& f) {
+  Index offset = 0;
+  for (Index kb = 0; kb < k.count; ++kb) {
+    for (Index k0 = 0; k0 < k.size; k0 += GemmTraits<Scalar>::KC) {
+      const Index kc = std::min<Index>(GemmTraits<Scalar>::KC, k.size - k0);
+      f(KChunk{kb, k0, kc, offset});
+      offset += kc * mPacked;
+    }
+  }
+}
+
+// ---- a constant matrix, packed once ------------------------------------------------------------
+
+/// A (M × K) packed for the kernel. M = m.count blocks of m.size rows, each block's rows padded
+/// to a multiple of the packet; K = k.count blocks of k.size. Packing allocates only when the
+/// shape grows.
+template <typename Scalar>
+class PackedMatrix {
+ public:
+  /// Packs the logical A(block·m.size + r, kb·k.size + d) = source view element
+  /// (block, r, column kb·k.size + d).
+  void pack(const View<const Scalar>& source, Blocks m, Blocks k) {
+    m_m = m;
+    m_k = k;
+    m_blockRows = roundUp(m.size, GemmTraits<Scalar>::P);
+    const Index size = m.count * m_blockRows * k.total();
+    if (m_data.size() < size) m_data.resize(size);
+    forEachKChunk<Scalar>(k, m.count * m_blockRows, [&](const KChunk& c) {
+      for (Index block = 0; block < m.count; ++block) {
+        for (Index u0 = 0; u0 < m.size; u0 += GemmTraits<Scalar>::MR) {
+          const Index height = panelHeight<Scalar>(u0, m.size);
+          packPanel(source, block, u0, m.size, height, c.block, k.size, c.start, c.depth,
+                    panel(c, block, u0));
+        }
+      }
+    });
+  }
+
+  const Blocks& rowBlocks() const { return m_m; }
+  const Blocks& depthBlocks() const { return m_k; }
+  Index packedBlockRows() const { return m_blockRows; }
+
+  Scalar* panel(const KChunk& c, Index block, Index u0) {
+    return m_data.data() + c.offset + (block * m_blockRows + u0) * c.depth;
+  }
+  const Scalar* panel(const KChunk& c, Index block, Index u0) const {
+    return m_data.data() + c.offset + (block * m_blockRows + u0) * c.depth;
+  }
+
+ private:
+  Blocks m_m, m_k;
+  Index m_blockRows = 0;
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_data;
+};
+
+// ---- the products ------------------------------------------------------------------------------
+
+/// Per-thread scratch for packing B (and A panels, for unpacked A).
+template <typename Scalar>
+struct GemmBuffer {
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> b, a;
+  /// Room for a kc × n block of B and one A panel; allocates only when it grows.
+  void reserve(Index n) {
+    const Index needB = GemmTraits<Scalar>::KC * n;
+    const Index needA = GemmTraits<Scalar>::KC * GemmTraits<Scalar>::MR;
+    if (b.size() < needB) b.resize(needB);
+    if (a.size() < needA) a.resize(needA);
+  }
+};
+
+/// C (+)= A · B for a packed A, restricted to row blocks [mb0, mb1), rows [u0, u1) of each
+/// (u0 a multiple of MR), K blocks [kb0, kb1), and the n columns of B and C. Overwrites C
+/// (instead of adding) when `overwrite`. `buffer` must hold kc × n.
+template <typename Scalar>
+void gemm(const PackedMatrix<Scalar>& a, Index mb0, Index mb1, Index u0, Index u1, Index kb0,
+          Index kb1, const View<const Scalar>& b, const View<Scalar>& c, Index n, bool overwrite,
+          GemmBuffer<Scalar>& buffer) {
+  if (n == 0 || u0 >= u1) return;
+  constexpr int NR = GemmTraits<Scalar>::NR;
+  constexpr int MR = GemmTraits<Scalar>::MR;
+  const Index H = a.rowBlocks().size;
+  bool first = true;
+  forEachKChunk<Scalar>(
+      a.depthBlocks(), a.rowBlocks().count * a.packedBlockRows(), [&](const KChunk& chunk) {
+        if (chunk.block < kb0 || chunk.block >= kb1) return;
+        packB(b, chunk.block, chunk.start, chunk.depth, 0, n, buffer.b.data());
+        const bool write = overwrite && first;
+        first = false;
+        for (Index block = mb0; block < mb1; ++block) {
+          for (Index u = u0; u < u1; u += MR) {
+            const Index height = panelHeight<Scalar>(u, H);
+            const Index rows = std::min<Index>(MR, H - u);
+            const Scalar* ap = a.panel(chunk, block, u);
+            for (Index j0 = 0; j0 < n; j0 += NR) {
+              const Index nr = std::min<Index>(NR, n - j0);
+              kernel(height, nr, chunk.depth, ap, buffer.b.data() + j0 * chunk.depth,
+                     c.at(block, u, j0), c.ld, rows, write);
+            }
+          }
+        }
+      });
+  if (first && overwrite) {  // no K chunk selected: the product is zero
+    for (Index block = mb0; block < mb1; ++block)
+      for (Index j = 0; j < n; ++j)
+        for (Index u = u0; u < std::min(u1, H); ++u) *c.at(block, u, j) = Scalar(0);
+  }
+}
+
+/// C (+)= A · B with A packed for a packed A over columns [n0, n1) of B and C, in blocks of NC
+/// columns: the large products (the input projection of all steps, dX) split by columns.
+template <typename Scalar>
+void gemmColumns(const PackedMatrix<Scalar>& a, const View<const Scalar>& b, const View<Scalar>& c,
+                 Index n0, Index n1, bool overwrite, GemmBuffer<Scalar>& buffer) {
+  constexpr Index NC = GemmTraits<Scalar>::NC;
+  for (Index j = n0; j < n1; j += NC) {
+    const Index n = std::min(NC, n1 - j);
+    View<const Scalar> bj = b;
+    View<Scalar> cj = c;
+    if (b.transposed) {
+      bj.data += j;
+    } else {
+      bj.data += j * b.ld;
+    }
+    cj.data += j * c.ld;
+    gemm(a, 0, a.rowBlocks().count, 0, a.rowBlocks().size, 0, a.depthBlocks().count, bj, cj, n,
+         overwrite, buffer);
+  }
+}
+
+/// C (+)= A · B where A is not packed in advance (a gradient that changes every call): its
+/// panels are packed as they are used. A is M × K with M = m blocks, of which blocks [mb0, mb1)
+/// and rows [u0, u1) of each are computed; the depth K is one block (usually the packed columns
+/// of all steps); N = n.
+template <typename Scalar>
+void gemmUnpacked(const View<const Scalar>& a, Blocks m, Index mb0, Index mb1, Index u0, Index u1,
+                  Index K, const View<const Scalar>& b, const View<Scalar>& c, Index n,
+                  bool overwrite, GemmBuffer<Scalar>& buffer) {
+  constexpr int NR = GemmTraits<Scalar>::NR;
+  constexpr int MR = GemmTraits<Scalar>::MR;
+  constexpr Index KC = GemmTraits<Scalar>::KC;
+  for (Index k0 = 0; k0 < K; k0 += KC) {
+    const Index kc = std::min(KC, K - k0);
+    packB(b, 0, k0, kc, 0, n, buffer.b.data());
+    const bool write = overwrite && k0 == 0;
+    for (Index block = mb0; block < mb1; ++block) {
+      for (Index u = u0; u < std::min(u1, m.size); u += MR) {
+        const Index height = panelHeight<Scalar>(u, m.size);
+        const Index rows = std::min<Index>(MR, m.size - u);
+        packPanel(a, block, u, m.size, height, 0, 0, k0, kc, buffer.a.data());
+        for (Index j0 = 0; j0 < n; j0 += NR) {
+          const Index nr = std::min<Index>(NR, n - j0);
+          kernel(height, nr, kc, buffer.a.data(), buffer.b.data() + j0 * kc, c.at(block, u, j0),
+                 c.ld, rows, write);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace recurrent
