@@ -1,29 +1,51 @@
-// Sequence forward (inference) and forward + backward (training) for LSTM and GRU, float.
+// Speed of Sequence (whole sequences) and Stream (one step at a time), float.
+//
+//   lstm|gru / infer|train / T / B / I / H / threads     S1..S5, wall time per batch
+//   lstm|gru / infer|train / spread ...                  V: S3 with lengths spread over 1..100
+//   lstm|gru / step / I / H                              one step of one sequence (Stream)
+//
+// GFLOP/s counts the GEMM work the same way for every implementation (benchmarks/README.md):
+// 2·T·B·G·H·(I + H) for a forward pass, three times that for forward + backward.
 #include <recurrent/recurrent.hpp>
 
 #include <benchmark/benchmark.h>
 
 #include <random>
+#include <string>
 #include <vector>
 
 namespace {
 
-// Shapes (T, B, I, H).
-struct Shape {
-  int T, B, I, H;
-};
+using Lstm = recurrent::LSTMCell<float>;
+using Gru = recurrent::GRUCell<float>;
+
+double gemmFlops(double T, double B, double G, double I, double H) {
+  return 2.0 * T * B * G * H * (I + H);
+}
+
+/// Lengths spread evenly over 1..T.
+std::vector<int> spread(int T, int B) {
+  std::vector<int> lengths(static_cast<std::size_t>(B));
+  for (int b = 0; b < B; ++b) lengths[static_cast<std::size_t>(b)] = 1 + b * (T - 1) / (B - 1);
+  return lengths;
+}
 
 template <typename Cell>
-void run(benchmark::State& state, bool training) {
-  const Shape s{static_cast<int>(state.range(0)), static_cast<int>(state.range(1)),
-                static_cast<int>(state.range(2)), static_cast<int>(state.range(3))};
-  Cell cell(s.I, s.H);
+void sequence(benchmark::State& state, bool training, bool spreadLengths) {
+  const int T = static_cast<int>(state.range(0)), B = static_cast<int>(state.range(1));
+  const int I = static_cast<int>(state.range(2)), H = static_cast<int>(state.range(3));
+  const int threads = static_cast<int>(state.range(4));
+  Cell cell(I, H);
   std::mt19937 rng(1);
   cell.initialize(rng);
   recurrent::Sequence<Cell> seq(cell);
-  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(s.I, s.T * s.B);
-  const Eigen::MatrixXf dy = Eigen::MatrixXf::Ones(s.H, s.T * s.B);
-  const std::vector<int> lengths(static_cast<std::size_t>(s.B), s.T);
+  seq.setThreads(threads);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(I, T * B);
+  const Eigen::MatrixXf dy = Eigen::MatrixXf::Ones(H, T * B);  // a gradient of ones on every output
+  const std::vector<int> lengths =
+      spreadLengths ? spread(T, B) : std::vector<int>(static_cast<std::size_t>(B), T);
+  double steps = 0;  // sequence-steps of real work
+  for (int len : lengths) steps += len;
   auto grads = cell.zeroGradients();
   for (auto _ : state) {
     if (training) {
@@ -33,30 +55,79 @@ void run(benchmark::State& state, bool training) {
       seq.infer(x, lengths);
     }
     benchmark::DoNotOptimize(seq.output().data());
+    benchmark::ClobberMemory();
   }
-  const double flops =
-      2.0 * s.T * s.B * double(Cell::kGates) * s.H * (s.I + s.H) * (training ? 3 : 1);
+  const double flops = gemmFlops(steps, 1, double(Cell::kGates), I, H) * (training ? 3 : 1);
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void shapes(benchmark::internal::Benchmark* b) {
-  b->Args({100, 1, 32, 32})
-      ->Args({100, 16, 128, 128})
-      ->Args({100, 64, 256, 256})
-      ->Unit(benchmark::kMillisecond);
+template <typename Cell>
+void step(benchmark::State& state) {
+  const int I = static_cast<int>(state.range(0)), H = static_cast<int>(state.range(1));
+  Cell cell(I, H);
+  std::mt19937 rng(1);
+  cell.initialize(rng);
+  recurrent::Stream<Cell> stream(cell);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Random(I, 1);
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(stream.step(x).data());
+  }
+  state.counters["ns/step"] = benchmark::Counter(
+      1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  // Real-time factor at 48 kHz: how many times faster than the audio arrives.
+  state.counters["RTF@48kHz"] =
+      benchmark::Counter(1.0 / 48000.0, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void lstmInfer(benchmark::State& st) { run<recurrent::LSTMCell<float>>(st, false); }
-void lstmTrain(benchmark::State& st) { run<recurrent::LSTMCell<float>>(st, true); }
-void gruInfer(benchmark::State& st) { run<recurrent::GRUCell<float>>(st, false); }
-void gruTrain(benchmark::State& st) { run<recurrent::GRUCell<float>>(st, true); }
+// (T, B, I, H) of S1..S5, each at 1 and 2 threads.
+void shapes(benchmark::internal::Benchmark* b) {
+  const std::vector<std::vector<int64_t>> sizes = {{100, 1, 32, 32},
+                                                   {100, 16, 128, 128},
+                                                   {100, 64, 256, 256},
+                                                   {50, 32, 512, 512},
+                                                   {1000, 8, 64, 128}};
+  for (int threads : {1, 2}) {
+    for (std::vector<int64_t> s : sizes) {
+      s.push_back(threads);
+      b->Args(s);
+    }
+  }
+  b->ArgNames({"T", "B", "I", "H", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+void spreadShapes(benchmark::internal::Benchmark* b) {
+  b->Args({100, 64, 256, 256, 1})->Args({100, 64, 256, 256, 2});
+  b->ArgNames({"T", "B", "I", "H", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+void stepShapes(benchmark::internal::Benchmark* b) {
+  for (int h : {8, 16, 32, 64, 128}) b->Args({h, h});
+  for (int h : {8, 16, 32, 64, 128}) b->Args({1, h});
+  b->ArgNames({"I", "H"})->Unit(benchmark::kNanosecond);
+}
 
 }  // namespace
 
-BENCHMARK(lstmInfer)->Apply(shapes);
-BENCHMARK(lstmTrain)->Apply(shapes);
-BENCHMARK(gruInfer)->Apply(shapes);
-BENCHMARK(gruTrain)->Apply(shapes);
-
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  for (bool training : {false, true}) {
+    const char* mode = training ? "/train" : "/infer";
+    benchmark::RegisterBenchmark((std::string("lstm") + mode).c_str(), sequence<Lstm>, training,
+                                 false)
+        ->Apply(shapes);
+    benchmark::RegisterBenchmark((std::string("gru") + mode).c_str(), sequence<Gru>, training,
+                                 false)
+        ->Apply(shapes);
+    benchmark::RegisterBenchmark((std::string("lstm") + mode + "/spread").c_str(), sequence<Lstm>,
+                                 training, true)
+        ->Apply(spreadShapes);
+    benchmark::RegisterBenchmark((std::string("gru") + mode + "/spread").c_str(), sequence<Gru>,
+                                 training, true)
+        ->Apply(spreadShapes);
+  }
+  benchmark::RegisterBenchmark("lstm/step", step<Lstm>)->Apply(stepShapes);
+  benchmark::RegisterBenchmark("gru/step", step<Gru>)->Apply(stepShapes);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

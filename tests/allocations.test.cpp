@@ -115,6 +115,11 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
   CHECK(allocationsIn([&] {
           for (int k = 0; k < 3; ++k) once();
         }) == 0);
+  recurrent::Stream<Cell> stream(cell, B);
+  stream.step(x.leftCols(B));
+  CHECK(allocationsIn([&] {
+          for (test::Index t = 0; t < T; ++t) stream.step(x.middleCols(t * B, B));
+        }) == 0);
   // The hooks do count: a fresh Sequence allocates its workspaces.
   CHECK(allocationsIn([&] {
           recurrent::Sequence<Cell> fresh(cell);

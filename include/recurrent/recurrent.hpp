@@ -10,4 +10,5 @@
 #include <recurrent/sequence.hpp>
 #include <recurrent/state.hpp>
 #include <recurrent/step.hpp>
+#include <recurrent/stream.hpp>
 #include <recurrent/version.hpp>

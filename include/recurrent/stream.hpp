@@ -1,0 +1,131 @@
+// recurrent — stream.hpp: a cell run one step at a time, for real-time inference.
+#pragma once
+
+#include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/gemm.hpp>
+#include <recurrent/detail/team.hpp>
+#include <recurrent/step.hpp>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+
+namespace recurrent {
+
+/// Stream<Cell> runs a cell one time step per call on a batch of B sequences (often B = 1),
+/// keeping the state between calls: the shape of real-time audio, control and streaming
+/// inference, where each input arrives after the previous output is needed.
+///
+///     recurrent::Stream<recurrent::LSTMCell<float>> stream(cell);   // B = 1
+///     for (;;) {
+///       const Eigen::MatrixXf& h = stream.step(x);   // x: I × 1, h: H × 1
+///     }
+///
+/// The cell's weights are packed for the kernel when the Stream is made: call refresh() after
+/// changing the cell's parameters. A step allocates nothing and runs on the calling thread.
+/// The Stream refers to its cell, which must outlive it.
+template <typename Cell>
+class Stream {
+ public:
+  using Scalar = typename Cell::Scalar;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using State = typename Cell::State;
+
+  /// A stream of `batch` sequences from a zero state.
+  explicit Stream(const Cell& cell, Eigen::Index batch = 1)
+      : m_cell(&cell), m_batch(detail::checkPositive("Stream", "batch", batch)) {
+    refresh();
+    reset();
+  }
+  /// A Stream refers to its cell: a temporary cell would dangle.
+  explicit Stream(const Cell&& cell, Eigen::Index batch = 1) = delete;
+
+  /// Packs the cell's current parameters (after an optimizer step, a load, ...).
+  void refresh() {
+    const Cell& cell = *m_cell;
+    cell.checkParameters("Stream::refresh");
+    const auto& p = cell.parameters();
+    const Eigen::Index G = Cell::kGates, H = cell.hiddenSize();
+    const detail::Blocks gated{G, H};
+    m_packedIh.pack(detail::viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H),
+                    gated, detail::Blocks{1, cell.inputSize()});
+    m_packedHh.pack(detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H),
+                    gated, detail::Blocks{1, p.weight_hh.cols()});
+    m_bias.resize(G * H);
+    cell.foldedBias(m_bias);
+    m_gates.resize(G * H, m_batch);
+    m_extra.resize(cell.extraRows(), m_batch);
+    m_scratch.resize(cell.scratchRows(), m_batch);
+    m_buffer.reserve(std::max({m_batch, cell.inputSize(), H}));
+    m_inputSize = cell.inputSize();
+    m_hiddenSize = H;
+  }
+
+  /// Sets the state to zero.
+  void reset() {
+    for (State& s : m_state) s = m_cell->zeroState(m_batch);
+    m_current = 0;
+  }
+  /// Sets the state (H × B each).
+  void reset(const State& state) {
+    detail::checkShape("Stream::reset", "state h", state.h.rows(), state.h.cols(),
+                       m_cell->outputSize(), m_batch);
+    if constexpr (Cell::kHasCellState) {
+      detail::checkShape("Stream::reset", "state c", state.c.rows(), state.c.cols(),
+                         m_cell->hiddenSize(), m_batch);
+    }
+    reset();
+    m_state[0] = state;
+  }
+
+  /// One step: x is I × B; returns h (H × B), which stays valid until the next call.
+  const Matrix& step(const Eigen::Ref<const Matrix>& x) {
+    detail::checkShape("Stream::step", "input", x.rows(), x.cols(), m_inputSize, m_batch);
+    m_cell->checkParameters("Stream::step");
+    if (m_cell->hiddenSize() != m_hiddenSize || m_cell->inputSize() != m_inputSize) {
+      detail::fail("Stream::step: the cell's sizes changed; call refresh()");
+    }
+    for (Eigen::Index j = 0; j < m_batch; ++j) m_gates.col(j) = m_bias;
+    detail::gemm(m_packedIh, 0, Cell::kGates, 0, m_hiddenSize, 0, 1,
+                 detail::viewOf<const Scalar>(x.data(), x.outerStride()),
+                 detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize),
+                 m_batch, false, m_buffer);
+    State& prev = m_state[m_current];
+    State& next = m_state[1 - m_current];
+    const detail::Team team;
+    const StepContext<Scalar> ctx(team, Cell::kGates, m_hiddenSize, 0, m_hiddenSize, &m_packedHh,
+                                  nullptr, m_buffer);
+    ForwardStep<Scalar> s{m_gates,         prev.h,  cellState(prev), next.h,
+                          cellState(next), m_extra, m_scratch};
+    m_cell->forwardStep(ctx, s);
+    m_current = 1 - m_current;
+    return next.h;
+  }
+
+  /// The state after the last step (H × B each).
+  const State& state() const { return m_state[m_current]; }
+  Eigen::Index batchSize() const { return m_batch; }
+
+ private:
+  Eigen::Ref<Matrix> cellState(State& s) {
+    if constexpr (Cell::kHasCellState) {
+      return s.c;
+    } else {
+      (void)s;
+      return m_none;
+    }
+  }
+
+  const Cell* m_cell;
+  Eigen::Index m_batch;
+  Eigen::Index m_inputSize = 0, m_hiddenSize = 0;
+  detail::PackedMatrix<Scalar> m_packedIh, m_packedHh;
+  detail::GemmBuffer<Scalar> m_buffer;
+  Vector m_bias;
+  Matrix m_gates, m_extra, m_scratch, m_none;
+  State m_state[2];
+  int m_current = 0;
+};
+
+}  // namespace recurrent
