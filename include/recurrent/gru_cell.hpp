@@ -2,8 +2,8 @@
 #pragma once
 
 #include <recurrent/activations.hpp>
+#include <recurrent/detail/chunks.hpp>
 #include <recurrent/detail/errors.hpp>
-#include <recurrent/detail/maps.hpp>
 #include <recurrent/parameters.hpp>
 #include <recurrent/state.hpp>
 #include <recurrent/step.hpp>
@@ -130,9 +130,8 @@ class GRUCell {
       detail::accumulateRecurrentGradients(ctx, kGates, steps, grads);
     } else {
       // r and z see h, n sees r ⊙ h (kept in `extra`).
-      ctx.addProductTransposed(0, 2, steps.dGh, steps.hPrev, grads.weight_hh);
-      ctx.addProductTransposed(2, 3, steps.dGh, steps.extra, grads.weight_hh);
-      ctx.addColumnSums(0, kGates, steps.dGh, grads.bias_hh);
+      ctx.addProductTransposed(0, 2, steps.dGh, steps.hPrev, grads.weight_hh, grads.bias_hh);
+      ctx.addProductTransposed(2, 3, steps.dGh, steps.extra, grads.weight_hh, grads.bias_hh);
     }
   }
 
@@ -140,98 +139,154 @@ class GRUCell {
   // ResetAfter forward: scratch = W_hh h = [W_hr h; W_hz h; W_hn h], one product; then
   // r, z, m = W_hn h + b_hn (kept in extra), n, h'.
   void forwardResetAfter(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
+    const Eigen::Index H = m_hiddenSize;
     ctx.multiply(0, kGates, s.hPrev, s.scratch, true);
-    detail::ConstArrayMap<Scalar> bn(m_params.bias_hh.data() + 2 * H + u, n);
+    const Scalar* bn = m_params.bias_hh.data() + 2 * H;
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ArrayMap<Scalar> r = detail::segment(s.gates, u, n, j);
-      detail::ArrayMap<Scalar> z = detail::segment(s.gates, H + u, n, j);
-      detail::ArrayMap<Scalar> nn = detail::segment(s.gates, 2 * H + u, n, j);
-      detail::ArrayMap<Scalar> m = detail::segment(s.extra, u, n, j);
-      detail::ArrayMap<Scalar> h = detail::segment(s.h, u, n, j);
-      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, u, n, j);
-      r = sigmoid(r + detail::segment(s.scratch, u, n, j));
-      z = sigmoid(z + detail::segment(s.scratch, H + u, n, j));
-      m = detail::segment(s.scratch, 2 * H + u, n, j) + bn;
-      nn = (nn + r * m).tanh();
-      h = nn + z * (hPrev - nn);
+      Scalar* a = detail::column(s.gates, j);
+      const Scalar* q = detail::column(s.scratch, j);
+      const Scalar* hPrev = detail::column(s.hPrev, j);
+      Scalar* mOut = detail::column(s.extra, j);
+      Scalar* hOut = detail::column(s.h, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            using A = detail::Chunk<Scalar>;
+            const A r = sigmoid(detail::load(a + k, n) + detail::load(q + k, n));
+            const A z = sigmoid(detail::load(a + H + k, n) + detail::load(q + H + k, n));
+            const A m = detail::load(q + 2 * H + k, n) + detail::load(bn + k, n);
+            const A nn = (detail::load(a + 2 * H + k, n) + r * m).tanh();
+            detail::store(a + k, n, r);
+            detail::store(a + H + k, n, z);
+            detail::store(a + 2 * H + k, n, nn);
+            detail::store(mOut + k, n, m);
+            detail::store(hOut + k, n, nn + z * (detail::load(hPrev + k, n) - nn));
+          });
     }
   }
 
   void backwardResetAfter(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
+    const Eigen::Index H = m_hiddenSize;
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> r = detail::csegment(s.gates, u, n, j);
-      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H + u, n, j);
-      detail::ConstArrayMap<Scalar> nn = detail::csegment(s.gates, 2 * H + u, n, j);
-      detail::ConstArrayMap<Scalar> m = detail::csegment(s.extra, u, n, j);
-      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, u, n, j);
-      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, u, n, j);
-      detail::ArrayMap<Scalar> dAr = detail::segment(s.dGx, u, n, j);
-      detail::ArrayMap<Scalar> dAz = detail::segment(s.dGx, H + u, n, j);
-      detail::ArrayMap<Scalar> dAn = detail::segment(s.dGx, 2 * H + u, n, j);
-      dAn = dh * (Scalar(1) - z) * tanhGradFromOutput(nn);
-      dAz = dh * (hPrev - nn) * sigmoidGradFromOutput(z);
-      dAr = dAn * m * sigmoidGradFromOutput(r);
-      detail::segment(s.dGh, u, n, j) = dAr;
-      detail::segment(s.dGh, H + u, n, j) = dAz;
-      detail::segment(s.dGh, 2 * H + u, n, j) = dAn * r;
+      const Scalar* a = detail::column(s.gates, j);
+      const Scalar* mIn = detail::column(s.extra, j);
+      const Scalar* hPrev = detail::column(s.hPrev, j);
+      const Scalar* dhIn = detail::column(s.dh, j);
+      Scalar* dx = detail::column(s.dGx, j);
+      Scalar* dr = detail::column(s.dGh, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            using A = detail::Chunk<Scalar>;
+            const A r = detail::load(a + k, n);
+            const A z = detail::load(a + H + k, n);
+            const A nn = detail::load(a + 2 * H + k, n);
+            const A dh = detail::load(dhIn + k, n);
+            const A dAn = dh * (Scalar(1) - z) * tanhGradFromOutput(nn);
+            const A dAz = dh * (detail::load(hPrev + k, n) - nn) * sigmoidGradFromOutput(z);
+            const A dAr = dAn * detail::load(mIn + k, n) * sigmoidGradFromOutput(r);
+            detail::store(dx + k, n, dAr);
+            detail::store(dx + H + k, n, dAz);
+            detail::store(dx + 2 * H + k, n, dAn);
+            detail::store(dr + k, n, dAr);
+            detail::store(dr + H + k, n, dAz);
+            detail::store(dr + 2 * H + k, n, dAn * r);
+          });
     }
     ctx.barrier();
     ctx.multiplyTransposed(0, kGates, s.dGh, s.dhPrev, true);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::segment(s.dhPrev, u, n, j) +=
-          detail::csegment(s.dh, u, n, j) * detail::csegment(s.gates, H + u, n, j);
+      const Scalar* z = detail::column(s.gates, j) + H;
+      const Scalar* dhIn = detail::column(s.dh, j);
+      Scalar* dhOut = detail::column(s.dhPrev, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            detail::store(
+                dhOut + k, n,
+                detail::load(dhOut + k, n) + (detail::load(dhIn + k, n) * detail::load(z + k, n)));
+          });
     }
   }
 
   // ResetBefore forward: [A_r; A_z] += [W_hr; W_hz] h; r, z; rh = r ⊙ h (kept in extra);
   // A_n += W_hn rh; n, h'.
   void forwardResetBefore(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
+    const Eigen::Index H = m_hiddenSize;
     ctx.multiply(0, 2, s.hPrev, s.gates, false);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ArrayMap<Scalar> r = detail::segment(s.gates, u, n, j);
-      detail::ArrayMap<Scalar> z = detail::segment(s.gates, H + u, n, j);
-      r = sigmoid(r);
-      z = sigmoid(z);
-      detail::segment(s.extra, u, n, j) = r * detail::csegment(s.hPrev, u, n, j);
+      Scalar* a = detail::column(s.gates, j);
+      const Scalar* hPrev = detail::column(s.hPrev, j);
+      Scalar* rhOut = detail::column(s.extra, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            using A = detail::Chunk<Scalar>;
+            const A r = sigmoid(detail::load(a + k, n));
+            detail::store(a + k, n, r);
+            detail::store(a + H + k, n, sigmoid(detail::load(a + H + k, n)));
+            detail::store(rhOut + k, n, r * detail::load(hPrev + k, n));
+          });
     }
     ctx.barrier();  // W_hn (r ⊙ h) needs every unit of r ⊙ h
     ctx.multiply(2, 3, s.extra, s.gates, false);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H + u, n, j);
-      detail::ArrayMap<Scalar> nn = detail::segment(s.gates, 2 * H + u, n, j);
-      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, u, n, j);
-      nn = nn.tanh();
-      detail::segment(s.h, u, n, j) = nn + z * (hPrev - nn);
+      Scalar* a = detail::column(s.gates, j);
+      const Scalar* hPrev = detail::column(s.hPrev, j);
+      Scalar* hOut = detail::column(s.h, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            using A = detail::Chunk<Scalar>;
+            const A nn = detail::load(a + 2 * H + k, n).tanh();
+            detail::store(a + 2 * H + k, n, nn);
+            detail::store(hOut + k, n,
+                          nn + detail::load(a + H + k, n) * (detail::load(hPrev + k, n) - nn));
+          });
     }
   }
 
   void backwardResetBefore(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
+    const Eigen::Index H = m_hiddenSize;
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> z = detail::csegment(s.gates, H + u, n, j);
-      detail::ConstArrayMap<Scalar> nn = detail::csegment(s.gates, 2 * H + u, n, j);
-      detail::ConstArrayMap<Scalar> hPrev = detail::csegment(s.hPrev, u, n, j);
-      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, u, n, j);
-      detail::segment(s.dGx, 2 * H + u, n, j) = dh * (Scalar(1) - z) * tanhGradFromOutput(nn);
-      detail::segment(s.dGx, H + u, n, j) = dh * (hPrev - nn) * sigmoidGradFromOutput(z);
+      const Scalar* a = detail::column(s.gates, j);
+      const Scalar* hPrev = detail::column(s.hPrev, j);
+      const Scalar* dhIn = detail::column(s.dh, j);
+      Scalar* dA = detail::column(s.dGx, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            using A = detail::Chunk<Scalar>;
+            const A z = detail::load(a + H + k, n);
+            const A nn = detail::load(a + 2 * H + k, n);
+            const A dh = detail::load(dhIn + k, n);
+            detail::store(dA + 2 * H + k, n, dh * (Scalar(1) - z) * tanhGradFromOutput(nn));
+            detail::store(dA + H + k, n,
+                          dh * (detail::load(hPrev + k, n) - nn) * sigmoidGradFromOutput(z));
+          });
     }
     ctx.barrier();
     ctx.multiplyTransposed(2, 3, s.dGx, s.scratch, true);  // d(rh) = W_hnᵀ dA_n
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> r = detail::csegment(s.gates, u, n, j);
-      detail::segment(s.dGx, u, n, j) = detail::csegment(s.scratch, u, n, j) *
-                                        detail::csegment(s.hPrev, u, n, j) *
-                                        sigmoidGradFromOutput(r);
+      const Scalar* a = detail::column(s.gates, j);
+      const Scalar* hPrev = detail::column(s.hPrev, j);
+      const Scalar* dRh = detail::column(s.scratch, j);
+      Scalar* dA = detail::column(s.dGx, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            detail::store(dA + k, n,
+                          detail::load(dRh + k, n) * detail::load(hPrev + k, n) *
+                              sigmoidGradFromOutput(detail::load(a + k, n)));
+          });
     }
     ctx.barrier();
     ctx.multiplyTransposed(0, 2, s.dGx, s.dhPrev, true);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::segment(s.dhPrev, u, n, j) +=
-          detail::csegment(s.scratch, u, n, j) * detail::csegment(s.gates, u, n, j) +
-          detail::csegment(s.dh, u, n, j) * detail::csegment(s.gates, H + u, n, j);
+      const Scalar* a = detail::column(s.gates, j);
+      const Scalar* dRh = detail::column(s.scratch, j);
+      const Scalar* dhIn = detail::column(s.dh, j);
+      Scalar* dhOut = detail::column(s.dhPrev, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            detail::store(dhOut + k, n,
+                          detail::load(dhOut + k, n) +
+                              (detail::load(dRh + k, n) * detail::load(a + k, n) +
+                               detail::load(dhIn + k, n) * detail::load(a + H + k, n)));
+          });
     }
   }
 

@@ -2,8 +2,8 @@
 #pragma once
 
 #include <recurrent/activations.hpp>
+#include <recurrent/detail/chunks.hpp>
 #include <recurrent/detail/errors.hpp>
-#include <recurrent/detail/maps.hpp>
 #include <recurrent/parameters.hpp>
 #include <recurrent/state.hpp>
 #include <recurrent/step.hpp>
@@ -102,50 +102,60 @@ class LSTMCell {
   /// One step forward, for this thread's units u0..u1: gates += W_hh·h_prev, then the gate
   /// math of the class comment. Leaves [i; f; g; o] in s.gates, c' in s.c and h' in s.h.
   void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
+    const Eigen::Index H = m_hiddenSize;
     ctx.multiply(0, kGates, s.hPrev, s.gates, false);  // [A_i; A_f; A_g; A_o] += W_hh h
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ArrayMap<Scalar> i = detail::segment(s.gates, u, n, j);
-      detail::ArrayMap<Scalar> f = detail::segment(s.gates, H + u, n, j);
-      detail::ArrayMap<Scalar> g = detail::segment(s.gates, 2 * H + u, n, j);
-      detail::ArrayMap<Scalar> o = detail::segment(s.gates, 3 * H + u, n, j);
-      detail::ConstArrayMap<Scalar> cPrev = detail::csegment(s.cPrev, u, n, j);
-      detail::ArrayMap<Scalar> c = detail::segment(s.c, u, n, j);
-      detail::ArrayMap<Scalar> h = detail::segment(s.h, u, n, j);
-      i = sigmoid(i);
-      f = sigmoid(f);
-      g = g.tanh();
-      o = sigmoid(o);
-      c = f * cPrev + i * g;
-      h = o * c.tanh();
+      Scalar* a = detail::column(s.gates, j);
+      const Scalar* cPrev = detail::column(s.cPrev, j);
+      Scalar* cOut = detail::column(s.c, j);
+      Scalar* hOut = detail::column(s.h, j);
+      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(),
+                                   [&](Eigen::Index k, Eigen::Index n) {
+                                     using A = detail::Chunk<Scalar>;
+                                     const A i = sigmoid(detail::load(a + k, n));
+                                     const A f = sigmoid(detail::load(a + H + k, n));
+                                     const A g = detail::load(a + 2 * H + k, n).tanh();
+                                     const A o = sigmoid(detail::load(a + 3 * H + k, n));
+                                     const A c = f * detail::load(cPrev + k, n) + i * g;
+                                     detail::store(a + k, n, i);
+                                     detail::store(a + H + k, n, f);
+                                     detail::store(a + 2 * H + k, n, g);
+                                     detail::store(a + 3 * H + k, n, o);
+                                     detail::store(cOut + k, n, c);
+                                     detail::store(hOut + k, n, o * c.tanh());
+                                   });
     }
   }
 
   /// One step backward: the pre-activation gradients dA = [dA_i; dA_f; dA_g; dA_o] into
   /// s.dGx (= s.dGh), dL/dc_{t-1} into s.dcPrev and dL/dh_{t-1} = W_hhᵀ dA into s.dhPrev.
   void backwardStep(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize, u = ctx.unitBegin(), n = ctx.units();
+    const Eigen::Index H = m_hiddenSize;
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> i = detail::csegment(s.gates, u, n, j);
-      detail::ConstArrayMap<Scalar> f = detail::csegment(s.gates, H + u, n, j);
-      detail::ConstArrayMap<Scalar> g = detail::csegment(s.gates, 2 * H + u, n, j);
-      detail::ConstArrayMap<Scalar> o = detail::csegment(s.gates, 3 * H + u, n, j);
-      detail::ConstArrayMap<Scalar> c = detail::csegment(s.c, u, n, j);
-      detail::ConstArrayMap<Scalar> cPrev = detail::csegment(s.cPrev, u, n, j);
-      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, u, n, j);
-      detail::ConstArrayMap<Scalar> dc = detail::csegment(s.dc, u, n, j);
-      detail::ArrayMap<Scalar> dAi = detail::segment(s.dGx, u, n, j);
-      detail::ArrayMap<Scalar> dAf = detail::segment(s.dGx, H + u, n, j);
-      detail::ArrayMap<Scalar> dAg = detail::segment(s.dGx, 2 * H + u, n, j);
-      detail::ArrayMap<Scalar> dAo = detail::segment(s.dGx, 3 * H + u, n, j);
-      detail::ArrayMap<Scalar> dcT = detail::segment(s.dcPrev, u, n, j);  // dc_t, then dc_{t-1}
-      dAo = c.tanh();  // tanh(c') kept here for the two lines below
-      dcT = dc + dh * o * tanhGradFromOutput(dAo);
-      dAo = dh * dAo * sigmoidGradFromOutput(o);
-      dAi = dcT * g * sigmoidGradFromOutput(i);
-      dAf = dcT * cPrev * sigmoidGradFromOutput(f);
-      dAg = dcT * i * tanhGradFromOutput(g);
-      dcT *= f;
+      const Scalar* a = detail::column(s.gates, j);
+      const Scalar* cNow = detail::column(s.c, j);
+      const Scalar* cPrev = detail::column(s.cPrev, j);
+      const Scalar* dhIn = detail::column(s.dh, j);
+      const Scalar* dcIn = detail::column(s.dc, j);
+      Scalar* dA = detail::column(s.dGx, j);
+      Scalar* dcOut = detail::column(s.dcPrev, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            using A = detail::Chunk<Scalar>;
+            const A i = detail::load(a + k, n);
+            const A f = detail::load(a + H + k, n);
+            const A g = detail::load(a + 2 * H + k, n);
+            const A o = detail::load(a + 3 * H + k, n);
+            const A dh = detail::load(dhIn + k, n);
+            const A tc = detail::load(cNow + k, n).tanh();
+            const A dc = detail::load(dcIn + k, n) + dh * o * tanhGradFromOutput(tc);  // dc_t
+            detail::store(dA + k, n, dc * g * sigmoidGradFromOutput(i));
+            detail::store(dA + H + k, n,
+                          dc * detail::load(cPrev + k, n) * sigmoidGradFromOutput(f));
+            detail::store(dA + 2 * H + k, n, dc * i * tanhGradFromOutput(g));
+            detail::store(dA + 3 * H + k, n, dh * tc * sigmoidGradFromOutput(o));
+            detail::store(dcOut + k, n, dc * f);
+          });
     }
     ctx.barrier();  // W_hhᵀ dA needs every unit's dA
     ctx.multiplyTransposed(0, kGates, s.dGx, s.dhPrev, true);

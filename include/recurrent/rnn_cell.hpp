@@ -2,8 +2,8 @@
 #pragma once
 
 #include <recurrent/activations.hpp>
+#include <recurrent/detail/chunks.hpp>
 #include <recurrent/detail/errors.hpp>
-#include <recurrent/detail/maps.hpp>
 #include <recurrent/parameters.hpp>
 #include <recurrent/state.hpp>
 #include <recurrent/step.hpp>
@@ -76,31 +76,36 @@ class RNNCell {
 
   /// gates += W_hh h; gates = φ(gates) = h'.
   void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
-    const Eigen::Index u = ctx.unitBegin(), n = ctx.units();
     ctx.multiply(0, kGates, s.hPrev, s.gates, false);
+    const bool useTanh = m_nonlinearity == Nonlinearity::Tanh;
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ArrayMap<Scalar> a = detail::segment(s.gates, u, n, j);
-      if (m_nonlinearity == Nonlinearity::Tanh) {
-        a = a.tanh();
-      } else {
-        a = relu(a);
-      }
-      detail::segment(s.h, u, n, j) = a;
+      Scalar* a = detail::column(s.gates, j);
+      Scalar* hOut = detail::column(s.h, j);
+      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(),
+                                   [&](Eigen::Index k, Eigen::Index n) {
+                                     using A = detail::Chunk<Scalar>;
+                                     const A pre = detail::load(a + k, n);
+                                     const A h = useTanh ? A(pre.tanh()) : A(relu(pre));
+                                     detail::store(a + k, n, h);
+                                     detail::store(hOut + k, n, h);
+                                   });
     }
   }
 
   /// dA = dh ⊙ φ'(A), dh_prev = W_hhᵀ dA.
   void backwardStep(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
-    const Eigen::Index u = ctx.unitBegin(), n = ctx.units();
+    const bool useTanh = m_nonlinearity == Nonlinearity::Tanh;
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      detail::ConstArrayMap<Scalar> h = detail::csegment(s.gates, u, n, j);
-      detail::ConstArrayMap<Scalar> dh = detail::csegment(s.dh, u, n, j);
-      detail::ArrayMap<Scalar> dA = detail::segment(s.dGx, u, n, j);
-      if (m_nonlinearity == Nonlinearity::Tanh) {
-        dA = dh * tanhGradFromOutput(h);
-      } else {
-        dA = dh * reluGradFromOutput(h);
-      }
+      const Scalar* a = detail::column(s.gates, j);
+      const Scalar* dhIn = detail::column(s.dh, j);
+      Scalar* dA = detail::column(s.dGx, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+            using A = detail::Chunk<Scalar>;
+            const A h = detail::load(a + k, n);
+            const A grad = useTanh ? A(tanhGradFromOutput(h)) : A(reluGradFromOutput(h));
+            detail::store(dA + k, n, detail::load(dhIn + k, n) * grad);
+          });
     }
     ctx.barrier();
     ctx.multiplyTransposed(0, kGates, s.dGx, s.dhPrev, true);

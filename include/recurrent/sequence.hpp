@@ -303,16 +303,14 @@ class Sequence {
     }
   }
 
-  /// gates(:, c0:c1) = W_ih · x(:, c0:c1) + folded bias: the bias written first, the product
-  /// added into it.
+  /// gates(:, c0:c1) = W_ih · x(:, c0:c1) + folded bias, written in one pass by the kernel.
   void projectInput(const Eigen::Ref<const Matrix>& x, Index c0, Index c1,
                     detail::GemmBuffer<Scalar>& buffer) {
     if (c1 <= c0) return;
-    for (Index j = c0; j < c1; ++j) m_gates.col(j) = m_bias;
     detail::gemmColumns(
         m_packedIh, detail::viewOf<const Scalar>(x.data(), x.outerStride()),
         detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_cell->hiddenSize()), c0, c1,
-        false, buffer);
+        true, buffer, m_bias.data());
   }
 
   // ---- the forward time loop ----------------------------------------------------------------

@@ -67,25 +67,17 @@ class StepContext {
                  detail::viewOf<Scalar>(c.data(), c.outerStride()), dA.cols(), overwrite, m_buffer);
   }
 
-  /// dW[g0:g1] += dG[g0:g1] · inᵀ over all columns, for this thread's units: a weight
-  /// gradient as one product over every step. dG and dW are addressed like gates buffers.
+  /// dW[g0:g1] += dG[g0:g1] · inᵀ and db[g0:g1] += Σ_columns dG[g0:g1] over all columns, for
+  /// this thread's units: a weight gradient and its bias as one product over every step. dG,
+  /// dW and db are addressed like gates buffers.
   void addProductTransposed(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& dG,
-                            const Eigen::Ref<const Matrix>& in, Eigen::Ref<Matrix> dW) const {
+                            const Eigen::Ref<const Matrix>& in, Eigen::Ref<Matrix> dW,
+                            Eigen::Ref<Vector> db) const {
     const detail::View<const Scalar> inT{in.data(), in.outerStride(), 0, true};
     detail::gemmUnpacked(detail::viewOf<const Scalar>(dG.data(), dG.outerStride(), m_H),
                          detail::Blocks{m_gates, m_H}, g0, g1, m_u0, m_u1, dG.cols(), inT,
                          detail::viewOf<Scalar>(dW.data(), dW.outerStride(), m_H), in.rows(), false,
-                         m_buffer);
-  }
-
-  /// bias[g0:g1] += Σ_columns dG[g0:g1], for this thread's units.
-  void addColumnSums(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& dG,
-                     Eigen::Ref<Vector> bias) const {
-    for (Eigen::Index g = g0; g < g1; ++g) {
-      Eigen::VectorBlock<Eigen::Ref<Vector>> sum = bias.segment(g * m_H + m_u0, units());
-      for (Eigen::Index j = 0; j < dG.cols(); ++j)
-        sum += dG.col(j).segment(g * m_H + m_u0, units());
-    }
+                         m_buffer, db.data());
   }
 
  private:
@@ -148,12 +140,11 @@ struct StepsGradients {
 namespace detail {
 
 /// The input side of every cell's parameter gradients, for this thread's units:
-///   dW_ih += dGx · Xᵀ    db_ih += Σ_columns dGx
+///   dW_ih += dGx · Xᵀ    db_ih += Σ_columns dGx   (one pass over dGx)
 template <typename Scalar, typename Parameters>
 void accumulateInputGradients(const StepContext<Scalar>& ctx, Eigen::Index gates,
                               const StepsGradients<Scalar>& steps, Parameters& grads) {
-  ctx.addProductTransposed(0, gates, steps.dGx, steps.x, grads.weight_ih);
-  ctx.addColumnSums(0, gates, steps.dGx, grads.bias_ih);
+  ctx.addProductTransposed(0, gates, steps.dGx, steps.x, grads.weight_ih, grads.bias_ih);
 }
 
 /// The recurrent side, where every gate sees h_{t-1}:
@@ -161,8 +152,7 @@ void accumulateInputGradients(const StepContext<Scalar>& ctx, Eigen::Index gates
 template <typename Scalar, typename Parameters>
 void accumulateRecurrentGradients(const StepContext<Scalar>& ctx, Eigen::Index gates,
                                   const StepsGradients<Scalar>& steps, Parameters& grads) {
-  ctx.addProductTransposed(0, gates, steps.dGh, steps.hPrev, grads.weight_hh);
-  ctx.addColumnSums(0, gates, steps.dGh, grads.bias_hh);
+  ctx.addProductTransposed(0, gates, steps.dGh, steps.hPrev, grads.weight_hh, grads.bias_hh);
 }
 
 }  // namespace detail

@@ -86,11 +86,10 @@ class Stream {
     if (m_cell->hiddenSize() != m_hiddenSize || m_cell->inputSize() != m_inputSize) {
       detail::fail("Stream::step: the cell's sizes changed; call refresh()");
     }
-    for (Eigen::Index j = 0; j < m_batch; ++j) m_gates.col(j) = m_bias;
     detail::gemm(m_packedIh, 0, Cell::kGates, 0, m_hiddenSize, 0, 1,
                  detail::viewOf<const Scalar>(x.data(), x.outerStride()),
                  detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize),
-                 m_batch, false, m_buffer);
+                 m_batch, true, m_buffer, m_bias.data());
     State& prev = m_state[m_current];
     State& next = m_state[1 - m_current];
     const detail::Team team;

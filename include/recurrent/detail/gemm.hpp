@@ -24,8 +24,10 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <type_traits>
+#include <utility>
 
 namespace recurrent {
 namespace detail {
@@ -87,9 +89,11 @@ struct KChunk {
 
 /// C(rows × NR) (+)= A_panel(MP·P × kc) · B_tile(kc × NR), A and B packed k-major.
 /// KU independent sets of accumulators hide the FMA latency when the tile is narrow.
+/// When overwriting, `bias` (one value per row, or null) is added to every column: the
+/// input projection W_ih·x + b is written in one pass.
 template <typename Scalar, int MP, int NR>
 inline void microKernel(Index kc, const Scalar* a, const Scalar* b, Scalar* c, Index ldc,
-                        Index rows, bool overwrite) {
+                        Index rows, bool overwrite, const Scalar* bias) {
   using Traits = GemmTraits<Scalar>;
   using Packet = typename Traits::Packet;
   constexpr int P = Traits::P;
@@ -126,6 +130,14 @@ inline void microKernel(Index kc, const Scalar* a, const Scalar* b, Scalar* c, I
   for (int u = 1; u < KU; ++u)
     for (int i = 0; i < MP; ++i)
       for (int j = 0; j < NR; ++j) acc[0][i][j] = Eigen::internal::padd(acc[0][i][j], acc[u][i][j]);
+  if (overwrite && bias != nullptr) {
+    alignas(64) Scalar padded[kM * std::size_t(P)] = {};
+    for (Index r = 0; r < rows; ++r) padded[r] = bias[r];
+    for (int i = 0; i < MP; ++i) {
+      const Packet bv = Eigen::internal::pload<Packet>(padded + i * P);
+      for (int j = 0; j < NR; ++j) acc[0][i][j] = Eigen::internal::padd(acc[0][i][j], bv);
+    }
+  }
 
   if (rows == MP * P) {
     for (int j = 0; j < NR; ++j) {
@@ -148,26 +160,28 @@ inline void microKernel(Index kc, const Scalar* a, const Scalar* b, Scalar* c, I
 }
 
 /// Dispatches the tile width `nr` (1..NR) to its compiled kernel.
-template <typename Scalar, int MP, int NR = GemmTraits<Scalar>::NR>
-inline void kernelN(Index nr, Index kc, const Scalar* a, const Scalar* b, Scalar* c, Index ldc,
-                    Index rows, bool overwrite) {
-  if constexpr (NR >= 1) {
-    if (nr == NR) {
-      microKernel<Scalar, MP, NR>(kc, a, b, c, ldc, rows, overwrite);
-    } else {
-      kernelN<Scalar, MP, NR - 1>(nr, kc, a, b, c, ldc, rows, overwrite);
-    }
+/// Every compiled kernel: [panel of one or two packets][tile width 1..NR].
+template <typename Scalar>
+struct KernelTable {
+  using Fn = void (*)(Index, const Scalar*, const Scalar*, Scalar*, Index, Index, bool,
+                      const Scalar*);
+  template <int MP, int... N>
+  static constexpr std::array<Fn, sizeof...(N) + 1> row(std::integer_sequence<int, N...>) {
+    return {nullptr, &microKernel<Scalar, MP, N + 1>...};
   }
-}
+  static constexpr std::array<Fn, GemmTraits<Scalar>::NR + 1> kOne =
+      row<1>(std::make_integer_sequence<int, GemmTraits<Scalar>::NR>());
+  static constexpr std::array<Fn, GemmTraits<Scalar>::NR + 1> kTwo =
+      row<GemmTraits<Scalar>::MP>(std::make_integer_sequence<int, GemmTraits<Scalar>::NR>());
+};
 
+/// The kernel for a panel of `height` rows (MR or one packet) and a tile `nr` wide.
 template <typename Scalar>
 inline void kernel(Index height, Index nr, Index kc, const Scalar* a, const Scalar* b, Scalar* c,
-                   Index ldc, Index rows, bool overwrite) {
-  if (height == GemmTraits<Scalar>::MR) {
-    kernelN<Scalar, GemmTraits<Scalar>::MP>(nr, kc, a, b, c, ldc, rows, overwrite);
-  } else {
-    kernelN<Scalar, 1>(nr, kc, a, b, c, ldc, rows, overwrite);
-  }
+                   Index ldc, Index rows, bool overwrite, const Scalar* bias = nullptr) {
+  const auto& table =
+      height == GemmTraits<Scalar>::MR ? KernelTable<Scalar>::kTwo : KernelTable<Scalar>::kOne;
+  table[static_cast<std::size_t>(nr)](kc, a, b, c, ldc, rows, overwrite, bias);
 }
 
 // ---- packing -----------------------------------------------------------------------------------
@@ -181,9 +195,11 @@ inline Index panelHeight(Index u0, Index H) {
 
 /// Packs rows [u0, u0 + height) of block `block` and depth [k0, k0 + kc) of K block `kb` of
 /// the logical A into `dst` (k-major, `height` scalars per k), zero beyond the block's H rows.
+/// Adds each row's sum over the depth to `rowSums[row]` if it is not null.
 template <typename Scalar, typename SrcScalar>
 inline void packPanel(const View<SrcScalar>& a, Index block, Index u0, Index H, Index height,
-                      Index kb, Index kBlockStride, Index k0, Index kc, Scalar* dst) {
+                      Index kb, Index kBlockStride, Index k0, Index kc, Scalar* dst,
+                      Scalar* rowSums = nullptr) {
   const Index rows = std::min(height, H - u0);
   // The logical A(r, k) with r = block·H + row and k = kb·(K block) + depth, where the caller's
   // view addresses rows by block and the depth through the column index.
@@ -197,6 +213,11 @@ inline void packPanel(const View<SrcScalar>& a, Index block, Index u0, Index H, 
       for (Index r = 0; r < rows; ++r) d[r] = static_cast<Scalar>(*a.at(block, u0 + r, col));
     }
     for (Index r = rows; r < height; ++r) d[r] = Scalar(0);
+  }
+  if (rowSums != nullptr) {
+    for (Index k = 0; k < kc; ++k) {
+      for (Index r = 0; r < rows; ++r) rowSums[r] += dst[k * height + r];
+    }
   }
 }
 
@@ -299,10 +320,11 @@ struct GemmBuffer {
 /// C (+)= A · B for a packed A, restricted to row blocks [mb0, mb1), rows [u0, u1) of each
 /// (u0 a multiple of MR), K blocks [kb0, kb1), and the n columns of B and C. Overwrites C
 /// (instead of adding) when `overwrite`. `buffer` must hold kc × n.
+/// With `bias` (addressed like the rows of C), an overwriting product writes A·B + bias.
 template <typename Scalar>
 void gemm(const PackedMatrix<Scalar>& a, Index mb0, Index mb1, Index u0, Index u1, Index kb0,
           Index kb1, const View<const Scalar>& b, const View<Scalar>& c, Index n, bool overwrite,
-          GemmBuffer<Scalar>& buffer) {
+          GemmBuffer<Scalar>& buffer, const Scalar* bias = nullptr) {
   if (n == 0 || u0 >= u1) return;
   constexpr int NR = GemmTraits<Scalar>::NR;
   constexpr int MR = GemmTraits<Scalar>::MR;
@@ -311,7 +333,12 @@ void gemm(const PackedMatrix<Scalar>& a, Index mb0, Index mb1, Index u0, Index u
   forEachKChunk<Scalar>(
       a.depthBlocks(), a.rowBlocks().count * a.packedBlockRows(), [&](const KChunk& chunk) {
         if (chunk.block < kb0 || chunk.block >= kb1) return;
-        packB(b, chunk.block, chunk.start, chunk.depth, 0, n, buffer.b.data());
+        // One column is already a packed tile of width one: use it in place.
+        const Scalar* packedB = b.at(chunk.block, chunk.start, 0);
+        if (n > 1 || b.transposed) {
+          packB(b, chunk.block, chunk.start, chunk.depth, 0, n, buffer.b.data());
+          packedB = buffer.b.data();
+        }
         const bool write = overwrite && first;
         first = false;
         for (Index block = mb0; block < mb1; ++block) {
@@ -321,8 +348,9 @@ void gemm(const PackedMatrix<Scalar>& a, Index mb0, Index mb1, Index u0, Index u
             const Scalar* ap = a.panel(chunk, block, u);
             for (Index j0 = 0; j0 < n; j0 += NR) {
               const Index nr = std::min<Index>(NR, n - j0);
-              kernel(height, nr, chunk.depth, ap, buffer.b.data() + j0 * chunk.depth,
-                     c.at(block, u, j0), c.ld, rows, write);
+              kernel(height, nr, chunk.depth, ap, packedB + j0 * chunk.depth, c.at(block, u, j0),
+                     c.ld, rows, write,
+                     bias == nullptr ? nullptr : bias + block * c.blockStride + u);
             }
           }
         }
@@ -330,7 +358,9 @@ void gemm(const PackedMatrix<Scalar>& a, Index mb0, Index mb1, Index u0, Index u
   if (first && overwrite) {  // no K chunk selected: the product is zero
     for (Index block = mb0; block < mb1; ++block)
       for (Index j = 0; j < n; ++j)
-        for (Index u = u0; u < std::min(u1, H); ++u) *c.at(block, u, j) = Scalar(0);
+        for (Index u = u0; u < std::min(u1, H); ++u) {
+          *c.at(block, u, j) = bias == nullptr ? Scalar(0) : bias[block * c.blockStride + u];
+        }
   }
 }
 
@@ -338,7 +368,8 @@ void gemm(const PackedMatrix<Scalar>& a, Index mb0, Index mb1, Index u0, Index u
 /// columns: the large products (the input projection of all steps, dX) split by columns.
 template <typename Scalar>
 void gemmColumns(const PackedMatrix<Scalar>& a, const View<const Scalar>& b, const View<Scalar>& c,
-                 Index n0, Index n1, bool overwrite, GemmBuffer<Scalar>& buffer) {
+                 Index n0, Index n1, bool overwrite, GemmBuffer<Scalar>& buffer,
+                 const Scalar* bias = nullptr) {
   constexpr Index NC = GemmTraits<Scalar>::NC;
   for (Index j = n0; j < n1; j += NC) {
     const Index n = std::min(NC, n1 - j);
@@ -351,18 +382,19 @@ void gemmColumns(const PackedMatrix<Scalar>& a, const View<const Scalar>& b, con
     }
     cj.data += j * c.ld;
     gemm(a, 0, a.rowBlocks().count, 0, a.rowBlocks().size, 0, a.depthBlocks().count, bj, cj, n,
-         overwrite, buffer);
+         overwrite, buffer, bias);
   }
 }
 
 /// C (+)= A · B where A is not packed in advance (a gradient that changes every call): its
 /// panels are packed as they are used. A is M × K with M = m blocks, of which blocks [mb0, mb1)
 /// and rows [u0, u1) of each are computed; the depth K is one block (usually the packed columns
-/// of all steps); N = n.
+/// of all steps); N = n. Each row's sum over K is added to `rowSums` (addressed like the rows
+/// of C) if it is not null: a bias gradient, read in the same pass.
 template <typename Scalar>
 void gemmUnpacked(const View<const Scalar>& a, Blocks m, Index mb0, Index mb1, Index u0, Index u1,
                   Index K, const View<const Scalar>& b, const View<Scalar>& c, Index n,
-                  bool overwrite, GemmBuffer<Scalar>& buffer) {
+                  bool overwrite, GemmBuffer<Scalar>& buffer, Scalar* rowSums = nullptr) {
   constexpr int NR = GemmTraits<Scalar>::NR;
   constexpr int MR = GemmTraits<Scalar>::MR;
   constexpr Index KC = GemmTraits<Scalar>::KC;
@@ -374,7 +406,8 @@ void gemmUnpacked(const View<const Scalar>& a, Blocks m, Index mb0, Index mb1, I
       for (Index u = u0; u < std::min(u1, m.size); u += MR) {
         const Index height = panelHeight<Scalar>(u, m.size);
         const Index rows = std::min<Index>(MR, m.size - u);
-        packPanel(a, block, u, m.size, height, 0, 0, k0, kc, buffer.a.data());
+        packPanel(a, block, u, m.size, height, 0, 0, k0, kc, buffer.a.data(),
+                  rowSums == nullptr ? nullptr : rowSums + block * c.blockStride + u);
         for (Index j0 = 0; j0 < n; j0 += NR) {
           const Index nr = std::min<Index>(NR, n - j0);
           kernel(height, nr, kc, buffer.a.data(), buffer.b.data() + j0 * kc, c.at(block, u, j0),
