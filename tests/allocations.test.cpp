@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <iostream>
 #include <new>
 
 // ---- counting allocator ------------------------------------------------------------------------
@@ -26,35 +27,38 @@ void __libc_free(void*);
 namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<long> g_allocations{0};
-void count() {
-  if (g_counting.load(std::memory_order_relaxed))
+std::atomic<long long> g_bytes{0};  // bytes requested while counting
+void count(std::size_t bytes) {
+  if (g_counting.load(std::memory_order_relaxed)) {
     g_allocations.fetch_add(1, std::memory_order_relaxed);
+    g_bytes.fetch_add(static_cast<long long>(bytes), std::memory_order_relaxed);
+  }
 }
 }  // namespace
 
 extern "C" {
 void* malloc(std::size_t n) {
-  count();
+  count(n);
   return __libc_malloc(n);
 }
 void* calloc(std::size_t n, std::size_t size) {
-  count();
+  count(n * size);
   return __libc_calloc(n, size);
 }
 void* realloc(void* p, std::size_t n) {
-  count();
+  count(n);
   return __libc_realloc(p, n);
 }
 void* memalign(std::size_t alignment, std::size_t n) {
-  count();
+  count(n);
   return __libc_memalign(alignment, n);
 }
 void* aligned_alloc(std::size_t alignment, std::size_t n) {
-  count();
+  count(n);
   return __libc_memalign(alignment, n);
 }
 int posix_memalign(void** p, std::size_t alignment, std::size_t n) {
-  count();
+  count(n);
   *p = __libc_memalign(alignment, n);
   return *p == nullptr ? 12 /* ENOMEM */ : 0;
 }
@@ -62,7 +66,7 @@ void free(void* p) { __libc_free(p); }
 }
 
 void* operator new(std::size_t n) {
-  count();
+  count(n);
   if (void* p = __libc_malloc(n == 0 ? 1 : n)) return p;
   throw std::bad_alloc();
 }
@@ -155,4 +159,74 @@ TEMPLATE_TEST_CASE("the benchmark shapes allocate nothing per call",
     for (std::size_t b = 0; b < spread.size(); ++b) spread[b] = 1 + static_cast<int>(b * 99 / 63);
     checkNoAllocation<TestType>(spread, 100, 256, 256, threads);
   }
+}
+
+namespace {
+
+/// Bytes requested by f() (nothing is freed inside the calls measured here).
+template <typename F>
+long long bytesIn(F&& f) {
+  g_bytes = 0;
+  g_counting = true;
+  f();
+  g_counting = false;
+  return g_bytes.load();
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("inference memory does not grow with T", "[sequence][memory]", test::LSTM<float>,
+                   test::GRU<float>, test::RNNTanh<double>) {
+  using Cell = typename TestType::Cell;
+  using S = typename Cell::Scalar;
+  const test::Index I = 16, H = 48, B = 4;
+  std::mt19937 rng(9);
+  Cell cell = TestType::make(I, H);
+  test::randomize(cell, rng);
+  for (bool spread : {false, true}) {
+    long long workspace[2] = {0, 0};
+    int k = 0;
+    for (int T : {100, 10000}) {
+      const test::Mat<S> x = test::uniform<S>(I, T * B, rng);
+      const std::vector<int> lengths =
+          spread ? std::vector<int>{T, T / 2, 1, T - 3} : std::vector<int>(4, T);
+      recurrent::Sequence<Cell> seq(cell);
+      const long long bytes = bytesIn([&] { seq.infer(x, lengths); });
+      // Everything but the output (H × T·B) is the workspace.
+      workspace[k++] =
+          bytes - static_cast<long long>(H * T * B) * static_cast<long long>(sizeof(S));
+      INFO("T = " << T << ": " << bytes << " bytes requested by a first infer()");
+      CHECK(seq.output().cols() == T * B);
+    }
+    std::cout << TestType::kName << (spread ? " (spread lengths)" : " (full lengths)")
+              << ": infer() workspace besides the output: T = 100: " << workspace[0]
+              << " bytes, T = 10000: " << workspace[1] << " bytes\n";
+    CHECK(workspace[1] == workspace[0]);
+  }
+}
+
+TEMPLATE_TEST_CASE("the training tape is tapeScalarsPerStep() per sequence and step",
+                   "[sequence][memory]", test::LSTM<float>, test::GRU<float>,
+                   test::GRUResetBefore<double>, test::RNNTanh<float>) {
+  using Cell = typename TestType::Cell;
+  using S = typename Cell::Scalar;
+  const test::Index I = 24, H = 40, B = 3;
+  std::mt19937 rng(10);
+  Cell cell = TestType::make(I, H);
+  test::randomize(cell, rng);
+  long long bytes[2] = {0, 0};
+  int k = 0;
+  for (int T : {100, 300}) {
+    const test::Mat<S> x = test::uniform<S>(I, T * B, rng);
+    recurrent::Sequence<Cell> seq(cell);
+    bytes[k++] = bytesIn([&] { seq.forward(x, std::vector<int>(3, T)); });
+  }
+  const long long growth = bytes[1] - bytes[0];
+  const long long expected =
+      recurrent::Sequence<Cell>::tapeScalarsPerStep(cell) * static_cast<long long>(sizeof(S));
+  std::cout << TestType::kName << ": forward() memory grows by " << growth / (200 * B)
+            << " bytes per sequence-step; tapeScalarsPerStep() * sizeof(Scalar) = " << expected
+            << "\n";
+  // The tape, plus one packed offset (an Index) per step for the schedule.
+  CHECK(growth == expected * 200 * B + 200 * static_cast<long long>(sizeof(Eigen::Index)));
 }

@@ -103,6 +103,15 @@ class Sequence {
 
   Eigen::Index steps() const { return m_T; }
   Eigen::Index batchSize() const { return m_B; }
+  /// Scalars the training tape keeps per sequence and step: the copy of the input (I), the gate
+  /// activations (G·H), h (H), c (H, LSTM only) and the cell's extra rows (H for GRU).
+  /// Bytes: multiply by sizeof(Scalar); the schedule adds one Eigen::Index per step. infer()
+  /// keeps no tape: its memory besides the output does not depend on T.
+  static Eigen::Index tapeScalarsPerStep(const Cell& cell) {
+    return cell.inputSize() + Cell::kGates * cell.hiddenSize() + cell.outputSize() +
+           (Cell::kHasCellState ? cell.hiddenSize() : 0) + cell.extraRows();
+  }
+
   /// True after forward() and until the next infer(): backward() can run.
   bool hasTape() const { return m_hasTape; }
 
@@ -205,43 +214,44 @@ class Sequence {
     if (m.rows() != rows || m.cols() != cols) m.resize(rows, cols);
   }
 
-  /// Orders the batch by length (descending, stable; a counting sort, no allocation after the
-  /// first call) and derives n_t (active sequences at step t) and each step's packed offset.
-  void schedule(const std::vector<int>& lengths, Index T) {
+  /// Orders the batch by length (longest first, ties in batch order; an in-place sort, no
+  /// allocation after the first call). Training also lists each step's packed offset; inference
+  /// keeps nothing per step, so its memory does not grow with T.
+  void schedule(const std::vector<int>& lengths, Index T, bool training) {
     const Index B = static_cast<Index>(lengths.size());
     m_T = T;
     m_B = B;
-    m_count.assign(static_cast<std::size_t>(T + 2), 0);
-    for (int len : lengths) ++m_count[static_cast<std::size_t>(len)];
-    // m_count[len] becomes the first sorted position of length len (longest first).
-    Index position = 0;
-    for (Index len = T; len >= 1; --len) {
-      const Index c = m_count[static_cast<std::size_t>(len)];
-      m_count[static_cast<std::size_t>(len)] = position;
-      position += c;
-    }
     m_order.resize(static_cast<std::size_t>(B));
+    for (Index b = 0; b < B; ++b) m_order[static_cast<std::size_t>(b)] = b;
+    std::sort(m_order.begin(), m_order.end(), [&lengths](Index a, Index b) {
+      const int la = lengths[static_cast<std::size_t>(a)],
+                lb = lengths[static_cast<std::size_t>(b)];
+      return la != lb ? la > lb : a < b;
+    });
     m_sortedLengths.resize(static_cast<std::size_t>(B));
-    for (Index b = 0; b < B; ++b) {
-      const int len = lengths[static_cast<std::size_t>(b)];
-      const Index j = m_count[static_cast<std::size_t>(len)]++;
-      m_order[static_cast<std::size_t>(j)] = b;
-      m_sortedLengths[static_cast<std::size_t>(j)] = len;
+    m_N = 0;
+    for (Index j = 0; j < B; ++j) {
+      m_sortedLengths[static_cast<std::size_t>(j)] = lengths[static_cast<std::size_t>(order(j))];
+      m_N += m_sortedLengths[static_cast<std::size_t>(j)];
     }
-    m_active.resize(static_cast<std::size_t>(T));
-    m_offset.resize(static_cast<std::size_t>(T + 1));
-    Index n = B;
-    m_offset[0] = 0;
-    for (Index t = 0; t < T; ++t) {
-      while (n > 0 && m_sortedLengths[static_cast<std::size_t>(n - 1)] <= t) --n;
-      m_active[static_cast<std::size_t>(t)] = n;
-      m_offset[static_cast<std::size_t>(t + 1)] = m_offset[static_cast<std::size_t>(t)] + n;
-    }
-    m_N = m_offset[static_cast<std::size_t>(T)];
     m_full = (m_N == T * B);
+    if (training) {
+      m_offset.resize(static_cast<std::size_t>(T + 1));
+      m_offset[0] = 0;
+      for (Index t = 0; t < T; ++t) {
+        m_offset[static_cast<std::size_t>(t + 1)] =
+            m_offset[static_cast<std::size_t>(t)] + active(t);
+      }
+    }
   }
 
-  Index active(Index t) const { return m_active[static_cast<std::size_t>(t)]; }
+  /// n_t: the sequences still running at step t, the first n_t sorted columns.
+  Index active(Index t) const {
+    return std::partition_point(m_sortedLengths.begin(), m_sortedLengths.end(),
+                                [t](int len) { return len > t; }) -
+           m_sortedLengths.begin();
+  }
+  /// The first packed column of step t (training).
   Index offset(Index t) const { return m_offset[static_cast<std::size_t>(t)]; }
   Index order(Index j) const { return m_order[static_cast<std::size_t>(j)]; }
 
@@ -325,7 +335,7 @@ class Sequence {
     const Index C = cell.hiddenSize();  // rows of the cell state c
     const Index GH = Cell::kGates * cell.hiddenSize();
     m_hasTape = false;
-    schedule(lengths, T);
+    schedule(lengths, T, training);
 
     // The initial state, in sorted order (copied first: `initial` may be our own finalState()).
     setSize(m_h0, H, B);
@@ -448,9 +458,8 @@ class Sequence {
       Index t0 = 0;
       while (t0 < m_T) {
         // Steps [t0, t1) whose columns fit the block (at least one step).
-        Index t1 = t0 + 1;
-        while (t1 < m_T && offset(t1 + 1) - offset(t0) <= capacity) ++t1;
-        const Index cols = offset(t1) - offset(t0);
+        Index t1 = t0 + 1, cols = active(t0);
+        while (t1 < m_T && cols + active(t1) <= capacity) cols += active(t1++);
         Index c0, c1;
         team.share(cols, kColumnGrain, c0, c1);
         if (m_full) {
@@ -461,8 +470,8 @@ class Sequence {
           projectInput(m_x, c0, c1, buffer);
         }
         team.barrier();
-        for (Index t = t0; t < t1; ++t) {
-          inferStep(ctx, t, offset(t) - offset(t0), u0, u1);
+        for (Index t = t0, gateCol = 0; t < t1; gateCol += active(t++)) {
+          inferStep(ctx, t, gateCol, u0, u1);
           team.barrier();
         }
         t0 = t1;
@@ -682,7 +691,7 @@ class Sequence {
   Index m_T = 0, m_B = 0, m_N = 0;
   bool m_full = false;
   bool m_hasTape = false;
-  std::vector<Index> m_count, m_order, m_active, m_offset;
+  std::vector<Index> m_order, m_offset;
   std::vector<int> m_sortedLengths;
 
   // Forward results and tape (see runTraining / runInference).
