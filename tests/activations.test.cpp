@@ -15,9 +15,9 @@ void checkActivations(double tanhBound, double sigmoidBound) {
   using Chunk = recurrent::detail::Chunk<Scalar>;
   constexpr int W = recurrent::detail::GemmTraits<Scalar>::P;
   double worstTanh = 0, worstSigmoid = 0;
-  for (double x0 = -30.0; x0 < 30.0; x0 += W * 1e-4) {
+  for (int step = -300000; step < 300000; step += W) {  // x = step · 1e-4 over [-30, 30)
     Chunk x;
-    for (int i = 0; i < W; ++i) x[i] = static_cast<Scalar>(x0 + i * 1e-4);
+    for (int i = 0; i < W; ++i) x[i] = static_cast<Scalar>((step + i) * 1e-4);
     const Chunk t = x.tanh();
     const Chunk s = recurrent::sigmoid(x);
     for (int i = 0; i < W; ++i) {
