@@ -250,6 +250,7 @@ def file_to_torch():
 
 
 def main():
+    torch.set_num_threads(1)  # reproducible sums: the fixtures do not change from run to run
     os.makedirs(OUT, exist_ok=True)
     loss_fixture()
     for kind in OPTIMIZERS:

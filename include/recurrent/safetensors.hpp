@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -333,14 +334,16 @@ inline ParsedSafetensors parseSafetensors(const std::uint8_t* bytes, std::size_t
 }
 
 inline std::vector<std::uint8_t> readWholeFile(const std::string& path, const char* where) {
+  std::error_code error;
+  const auto status = std::filesystem::status(path, error);
+  if (error || !std::filesystem::exists(status)) fileError(where, path, "cannot open the file");
+  if (!std::filesystem::is_regular_file(status)) fileError(where, path, "is not a regular file");
+  const std::uintmax_t size = std::filesystem::file_size(path, error);
   std::ifstream in(path, std::ios::binary);
-  if (!in) fileError(where, path, "cannot open the file");
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) fileError(where, path, "cannot read the file");
-  in.seekg(0, std::ios::beg);
+  if (error || !in) fileError(where, path, "cannot open the file");
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
-  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) {
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()),
+                           static_cast<std::streamsize>(size))) {
     fileError(where, path, "cannot read the file");
   }
   return bytes;
