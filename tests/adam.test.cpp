@@ -12,9 +12,8 @@ TEMPLATE_TEST_CASE("Adam and AdamW match torch.optim over 5 steps", "[optim][ada
                    double) {
   using S = TestType;
   const double tol = optimizerTolerance<S>();
-  CHECK(optimizerDifference<S>("optim_adam", [](const auto& p) {
-          return Adam<S>(p, AdamOptions(0.01));
-        }) <= tol);
+  CHECK(optimizerDifference<S>("optim_adam",
+                               [](const auto& p) { return Adam<S>(p, AdamOptions(0.01)); }) <= tol);
   CHECK(optimizerDifference<S>("optim_adam_decay_amsgrad", [](const auto& p) {
           return Adam<S>(
               p, AdamOptions(0.02).betas(0.8, 0.99).eps(1e-6).weightDecay(0.1).amsgrad(true));
@@ -23,9 +22,8 @@ TEMPLATE_TEST_CASE("Adam and AdamW match torch.optim over 5 steps", "[optim][ada
           return AdamW<S>(p, AdamWOptions(0.01).weightDecay(0.1));
         }) <= tol);
   // PyTorch's defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, AdamW weight decay 0.01.
-  CHECK(optimizerDifference<S>("optim_adamw_default", [](const auto& p) {
-          return AdamW<S>(p);
-        }) <= tol);
+  CHECK(optimizerDifference<S>("optim_adamw_default", [](const auto& p) { return AdamW<S>(p); }) <=
+        tol);
 }
 
 TEST_CASE("Adam: the comparison is live, and AdamW's decay is not Adam's", "[optim][adam]") {

@@ -5,8 +5,7 @@
 
 #include <recurrent/recurrent.hpp>
 
-TEST_CASE("initialize draws U(-1/sqrt(H), 1/sqrt(H)), the same for the same seed",
-          "[init]") {
+TEST_CASE("initialize draws U(-1/sqrt(H), 1/sqrt(H)), the same for the same seed", "[init]") {
   recurrent::LSTMCell<double> a(3, 25), b(3, 25);
   std::mt19937 r1(7), r2(7), r3(8);
   recurrent::initialize(a, r1);

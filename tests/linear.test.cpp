@@ -17,8 +17,7 @@ TEST_CASE("Linear forward is W h + b in every column", "[linear]") {
   REQUIRE(y.rows() == 3);
   REQUIRE(y.cols() == 10);
   for (Index j = 0; j < 10; ++j) {
-    const Eigen::VectorXd expected =
-        layer.parameters().weight * h.col(j) + layer.parameters().bias;
+    const Eigen::VectorXd expected = layer.parameters().weight * h.col(j) + layer.parameters().bias;
     CHECK((y.col(j) - expected).cwiseAbs().maxCoeff() < 1e-14);
   }
   // A zero column (padding) gives the bias.

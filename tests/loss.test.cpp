@@ -61,15 +61,16 @@ TEST_CASE("loss gradients match central differences", "[loss][gradcheck]") {
   MatrixXd grad;
   recurrent::mseLoss(y, target, lengths, grad);
   CHECK(relativeError(grad, numericGradient(y, [&] {
-          return double(recurrent::mseLoss(y, target, lengths));
-        })) < 1e-8);
+                        return double(recurrent::mseLoss(y, target, lengths));
+                      })) < 1e-8);
 
   MatrixXd z = uniform<double>(5, 12, rng, -3, 3);
   std::vector<int> targets = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1};
   recurrent::crossEntropyLoss(z, targets, lengths, grad, Reduction::Sum);
   CHECK(relativeError(grad, numericGradient(z, [&] {
-          return double(recurrent::crossEntropyLoss(z, targets, lengths, Reduction::Sum));
-        })) < 1e-8);
+                        return double(
+                            recurrent::crossEntropyLoss(z, targets, lengths, Reduction::Sum));
+                      })) < 1e-8);
 }
 
 TEST_CASE("padding contributes nothing to a loss", "[loss]") {

@@ -21,7 +21,9 @@ using recurrent::StateDict;
 
 namespace {
 
-std::string dataPath(const std::string& name) { return std::string(RECURRENT_TEST_DATA_DIR) + "/" + name; }
+std::string dataPath(const std::string& name) {
+  return std::string(RECURRENT_TEST_DATA_DIR) + "/" + name;
+}
 
 std::vector<std::uint8_t> readBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -35,8 +37,7 @@ struct Model {
   Cell cell;
   recurrent::Linear<S> fc;
   StateDict<S> dict;
-  Model(Index I, Index H, Index O, const std::string& rnnPrefix = "rnn.")
-      : cell(I, H), fc(H, O) {
+  Model(Index I, Index H, Index O, const std::string& rnnPrefix = "rnn.") : cell(I, H), fc(H, O) {
     dict.add(rnnPrefix, cell).add("fc.", fc);
   }
   Mat<S> run(const Mat<S>& x, const std::vector<int>& lengths) const {
@@ -49,7 +50,8 @@ struct Model {
   /// Every parameter, to check that a failed load changed nothing.
   std::vector<Mat<S>> snapshot() const {
     std::vector<Mat<S>> out;
-    for (const auto& e : dict) out.push_back(Eigen::Map<const Mat<S>>(e.tensor.data(), e.tensor.rows(), e.tensor.cols()));
+    for (const auto& e : dict)
+      out.push_back(Eigen::Map<const Mat<S>>(e.tensor.data(), e.tensor.rows(), e.tensor.cols()));
     return out;
   }
 };
@@ -59,7 +61,8 @@ template <typename Ours>
 double difference(const Ours& ours, const MatrixXd& ref) {
   REQUIRE(ours.rows() == ref.rows());
   REQUIRE(ours.cols() == ref.cols());
-  return ((ours.template cast<double>() - ref).array().abs() / ref.array().abs().max(1.0)).maxCoeff();
+  return ((ours.template cast<double>() - ref).array().abs() / ref.array().abs().max(1.0))
+      .maxCoeff();
 }
 
 template <typename Cell>
@@ -83,18 +86,26 @@ TEST_CASE("models saved from PyTorch load and reproduce PyTorch's outputs",
   using recurrent::LSTMCell;
   using recurrent::RNNCell;
   // F32 files into float models.
-  CHECK(outputsAgainstTorch<LSTMCell<float>>("torch_lstm_f32.safetensors", "torch_lstm_f32") <= 1e-5);
-  CHECK(outputsAgainstTorch<GRUCell<float>>("torch_gru_f32.safetensors", "torch_gru_f32", "") <= 1e-5);
+  CHECK(outputsAgainstTorch<LSTMCell<float>>("torch_lstm_f32.safetensors", "torch_lstm_f32") <=
+        1e-5);
+  CHECK(outputsAgainstTorch<GRUCell<float>>("torch_gru_f32.safetensors", "torch_gru_f32", "") <=
+        1e-5);
   CHECK(outputsAgainstTorch<RNNCell<float>>("torch_rnn_f32.safetensors", "torch_rnn_f32") <= 1e-5);
   // F64 files into double models.
-  CHECK(outputsAgainstTorch<LSTMCell<double>>("torch_lstm_f64.safetensors", "torch_lstm_f64") <= 1e-12);
-  CHECK(outputsAgainstTorch<GRUCell<double>>("torch_gru_f64.safetensors", "torch_gru_f64", "") <= 1e-12);
-  CHECK(outputsAgainstTorch<RNNCell<double>>("torch_rnn_f64.safetensors", "torch_rnn_f64") <= 1e-12);
+  CHECK(outputsAgainstTorch<LSTMCell<double>>("torch_lstm_f64.safetensors", "torch_lstm_f64") <=
+        1e-12);
+  CHECK(outputsAgainstTorch<GRUCell<double>>("torch_gru_f64.safetensors", "torch_gru_f64", "") <=
+        1e-12);
+  CHECK(outputsAgainstTorch<RNNCell<double>>("torch_rnn_f64.safetensors", "torch_rnn_f64") <=
+        1e-12);
   // F32 files into double models: the f64 fixtures ran PyTorch in double on the same weights.
-  CHECK(outputsAgainstTorch<LSTMCell<double>>("torch_lstm_f32.safetensors", "torch_lstm_f64") <= 1e-12);
-  CHECK(outputsAgainstTorch<GRUCell<double>>("torch_gru_f32.safetensors", "torch_gru_f64", "") <= 1e-12);
+  CHECK(outputsAgainstTorch<LSTMCell<double>>("torch_lstm_f32.safetensors", "torch_lstm_f64") <=
+        1e-12);
+  CHECK(outputsAgainstTorch<GRUCell<double>>("torch_gru_f32.safetensors", "torch_gru_f64", "") <=
+        1e-12);
   // And an F64 file into a float model.
-  CHECK(outputsAgainstTorch<LSTMCell<float>>("torch_lstm_f64.safetensors", "torch_lstm_f64") <= 1e-5);
+  CHECK(outputsAgainstTorch<LSTMCell<float>>("torch_lstm_f64.safetensors", "torch_lstm_f64") <=
+        1e-5);
 }
 
 namespace {
@@ -172,7 +183,8 @@ TEST_CASE("save and load round trips", "[safetensors]") {
 namespace {
 
 /// A file from a header and data written by hand.
-std::vector<std::uint8_t> makeFile(const std::string& header, const std::vector<std::uint8_t>& data = {}) {
+std::vector<std::uint8_t> makeFile(const std::string& header,
+                                   const std::vector<std::uint8_t>& data = {}) {
   std::vector<std::uint8_t> out(8 + header.size() + data.size());
   recurrent::detail::writeLE(out.data(), header.size(), 8);
   std::copy(header.begin(), header.end(), out.begin() + 8);
@@ -188,7 +200,8 @@ TEST_CASE("F16 and BF16 tensors load into float and double models", "[safetensor
   StateDict<double> dict;
   dict.addTensor("h", v);
   // 1, -2, 0.5, 65504 (the largest half), 2^-24 (the smallest subnormal)
-  const std::vector<std::uint8_t> half = {0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38, 0xff, 0x7b, 0x01, 0x00};
+  const std::vector<std::uint8_t> half = {0x00, 0x3c, 0x00, 0xc0, 0x00,
+                                          0x38, 0xff, 0x7b, 0x01, 0x00};
   const std::vector<std::uint8_t> halfFile =
       makeFile(R"({"h":{"dtype":"F16","shape":[5],"data_offsets":[0,10]}})", half);
   recurrent::loadSafetensors(halfFile.data(), halfFile.size(), dict, "half", true);
@@ -231,11 +244,14 @@ TEST_CASE("bad files throw naming the file and the problem, and leave the model 
   recurrent::initialize(source.fc, rng);
   const std::vector<std::uint8_t> good = recurrent::serializeSafetensors(source.dict);
   const auto goodHeaderLength = recurrent::detail::readLE(good.data(), 8);
-  const std::vector<std::uint8_t> data(good.begin() + 8 + static_cast<std::ptrdiff_t>(goodHeaderLength), good.end());
+  const std::vector<std::uint8_t> data(
+      good.begin() + 8 + static_cast<std::ptrdiff_t>(goodHeaderLength), good.end());
 
-  // A tensor list by hand, the data of `good` behind it (4 bytes a float; 9·2 + 9·3 + 9 + 9 + 3 + 1).
+  // A tensor list by hand, the data of `good` behind it (4 bytes a float; 9·2 + 9·3 + 9 + 9 + 3 +
+  // 1).
   auto header = [&](const std::string& fcBias) {
-    return std::string(R"({"rnn.weight_ih_l0":{"dtype":"F32","shape":[9,2],"data_offsets":[0,72]},)") +
+    return std::string(
+               R"({"rnn.weight_ih_l0":{"dtype":"F32","shape":[9,2],"data_offsets":[0,72]},)") +
            R"("rnn.weight_hh_l0":{"dtype":"F32","shape":[9,3],"data_offsets":[72,180]},)" +
            R"("rnn.bias_ih_l0":{"dtype":"F32","shape":[9],"data_offsets":[180,216]},)" +
            R"("rnn.bias_hh_l0":{"dtype":"F32","shape":[9],"data_offsets":[216,252]},)" +
@@ -258,33 +274,53 @@ TEST_CASE("bad files throw naming the file and the problem, and leave the model 
       {"header past the end", withHeaderLength(good, good.size()), "runs past the end of the file"},
       {"header over the limit", withHeaderLength(good, 200ull * 1024 * 1024),
        "header length 209715200 bytes is over the limit of 104857600 bytes (100 MB)"},
-      {"not JSON", makeFile("{\"rnn.weight_ih_l0\": {\"dtype\": ", data), "header is not valid JSON"},
+      {"not JSON", makeFile("{\"rnn.weight_ih_l0\": {\"dtype\": ", data),
+       "header is not valid JSON"},
       {"not an object", makeFile("[1, 2, 3]", data), "header is not a JSON object"},
-      {"missing tensor", makeFile(header(R"("x":{"dtype":"F32","shape":[1],"data_offsets":[264,268]})"), data),
+      {"missing tensor",
+       makeFile(header(R"("x":{"dtype":"F32","shape":[1],"data_offsets":[264,268]})"), data),
        "missing tensor 'fc.bias' (the file holds: fc.weight, rnn.bias_hh_l0"},
-      {"wrong shape", makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[1,1],"data_offsets":[264,268]})"), data),
+      {"wrong shape",
+       makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[1,1],"data_offsets":[264,268]})"),
+                data),
        "tensor 'fc.bias' has shape [1, 1], the model needs [1]"},
-      {"wrong dtype", makeFile(header(R"("fc.bias":{"dtype":"I32","shape":[1],"data_offsets":[264,268]})"), data),
+      {"wrong dtype",
+       makeFile(header(R"("fc.bias":{"dtype":"I32","shape":[1],"data_offsets":[264,268]})"), data),
        "tensor 'fc.bias' has dtype I32; a model loads F32, F64, F16 or BF16"},
-      {"unknown dtype", makeFile(header(R"("fc.bias":{"dtype":"F31","shape":[1],"data_offsets":[264,268]})"), data),
+      {"unknown dtype",
+       makeFile(header(R"("fc.bias":{"dtype":"F31","shape":[1],"data_offsets":[264,268]})"), data),
        "tensor 'fc.bias': unknown dtype F31"},
-      {"offsets overlap", makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[260,264]})"), data),
+      {"offsets overlap",
+       makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[260,264]})"), data),
        "tensors 'fc.weight' and 'fc.bias' overlap in the data"},
-      {"offsets outside", makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[268,272]})"), data),
+      {"offsets outside",
+       makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[268,272]})"), data),
        "tensor 'fc.bias': data_offsets [268, 272] lie outside the data (268 bytes)"},
-      {"offsets reversed", makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[268,264]})"), data),
+      {"offsets reversed",
+       makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[268,264]})"), data),
        "data_offsets [268, 264] end before they begin"},
-      {"size mismatch", makeFile(header(R"("fc.bias":{"dtype":"F64","shape":[1],"data_offsets":[264,268]})"), data),
+      {"size mismatch",
+       makeFile(header(R"("fc.bias":{"dtype":"F64","shape":[1],"data_offsets":[264,268]})"), data),
        "hold 4 bytes, but F64 of shape [1] needs 8"},
-      {"shape too big", makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[264,268]})"), data),
+      {"shape too big",
+       makeFile(
+           header(
+               R"("fc.bias":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[264,268]})"),
+           data),
        "needs more than the whole data"},
-      {"negative shape", makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[-1],"data_offsets":[264,268]})"), data),
+      {"negative shape",
+       makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[-1],"data_offsets":[264,268]})"), data),
        "shape must hold non-negative integers, got a number"},
       {"fields missing", makeFile(header(R"("fc.bias":{"dtype":"F32","shape":[1]})"), data),
        "tensor 'fc.bias' needs dtype, shape and data_offsets"},
-      {"unexpected tensor", makeFile(header(okBias + R"(,"extra":{"dtype":"F32","shape":[0],"data_offsets":[0,0]})"), data),
+      {"unexpected tensor",
+       makeFile(header(okBias + R"(,"extra":{"dtype":"F32","shape":[0],"data_offsets":[0,0]})"),
+                data),
        "unexpected tensor 'extra'"},
-      {"duplicate name", makeFile(header(okBias + R"(,"fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[264,268]})"), data),
+      {"duplicate name",
+       makeFile(
+           header(okBias + R"(,"fc.bias":{"dtype":"F32","shape":[1],"data_offsets":[264,268]})"),
+           data),
        "header names 'fc.bias' twice"},
       {"bad metadata", makeFile(header(okBias + R"(,"__metadata__":{"format":1})"), data),
        "__metadata__ value of 'format' must be a string"},
@@ -294,16 +330,19 @@ TEST_CASE("bad files throw naming the file and the problem, and leave the model 
     recurrent::initialize(m.cell, rng);
     const auto before = m.snapshot();
     INFO(c.what);
-    CHECK_THROWS_AS(recurrent::loadSafetensors(c.bytes.data(), c.bytes.size(), m.dict, "bad.safetensors"),
-                    SafetensorsError);
-    CHECK_THROWS_WITH(recurrent::loadSafetensors(c.bytes.data(), c.bytes.size(), m.dict, "bad.safetensors"),
-                      Contains("recurrent: loadSafetensors: bad.safetensors: ") && Contains(c.message));
+    CHECK_THROWS_AS(
+        recurrent::loadSafetensors(c.bytes.data(), c.bytes.size(), m.dict, "bad.safetensors"),
+        SafetensorsError);
+    CHECK_THROWS_WITH(
+        recurrent::loadSafetensors(c.bytes.data(), c.bytes.size(), m.dict, "bad.safetensors"),
+        Contains("recurrent: loadSafetensors: bad.safetensors: ") && Contains(c.message));
     CHECK(m.snapshot() == before);
   }
 
   // An unexpected tensor is fine when not strict.
   M m(2, 3, 1);
-  const auto extra = makeFile(header(okBias + R"(,"extra":{"dtype":"F32","shape":[0],"data_offsets":[0,0]})"), data);
+  const auto extra = makeFile(
+      header(okBias + R"(,"extra":{"dtype":"F32","shape":[0],"data_offsets":[0,0]})"), data);
   CHECK_NOTHROW(recurrent::loadSafetensors(extra.data(), extra.size(), m.dict, "extra", false));
   CHECK(m.snapshot() == source.snapshot());
 
@@ -314,8 +353,9 @@ TEST_CASE("bad files throw naming the file and the problem, and leave the model 
                     Contains(RECURRENT_TEST_DATA_DIR) && Contains("is not a regular file"));
   // Failed loads from files name them too.
   std::ofstream("truncated_test.safetensors", std::ios::binary).write("\x10\x00\x00", 3);
-  CHECK_THROWS_WITH(recurrent::loadSafetensors("truncated_test.safetensors", m.dict),
-                    Contains("loadSafetensors: truncated_test.safetensors: file is truncated: 3 bytes"));
+  CHECK_THROWS_WITH(
+      recurrent::loadSafetensors("truncated_test.safetensors", m.dict),
+      Contains("loadSafetensors: truncated_test.safetensors: file is truncated: 3 bytes"));
   std::remove("truncated_test.safetensors");
   CHECK(m.snapshot() == source.snapshot());
 }

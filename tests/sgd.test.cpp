@@ -10,9 +10,8 @@ TEMPLATE_TEST_CASE("SGD matches torch.optim.SGD over 5 steps", "[optim][sgd][tor
                    double) {
   using S = TestType;
   const double tol = optimizerTolerance<S>();
-  CHECK(optimizerDifference<S>("optim_sgd", [](const auto& p) {
-          return SGD<S>(p, SGDOptions(0.1));
-        }) <= tol);
+  CHECK(optimizerDifference<S>("optim_sgd",
+                               [](const auto& p) { return SGD<S>(p, SGDOptions(0.1)); }) <= tol);
   CHECK(optimizerDifference<S>("optim_sgd_momentum", [](const auto& p) {
           return SGD<S>(p, SGDOptions(0.05).momentum(0.9).dampening(0.1));
         }) <= tol);

@@ -20,10 +20,10 @@ TEST_CASE("StateDict names tensors as PyTorch's state_dict does", "[state_dict]"
   recurrent::StateDict<float> dict;
   dict.add("rnn.", lstm).add("fc.", fc);
   dict.add("cell.", cell, recurrent::CellNaming::Cell).addTensor("scale", extra);
-  CHECK(namesOf(dict) ==
-        std::vector<std::string>{"rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0",
-                                 "rnn.bias_hh_l0", "fc.weight", "fc.bias", "cell.weight_ih",
-                                 "cell.weight_hh", "cell.bias_ih", "cell.bias_hh", "scale"});
+  CHECK(namesOf(dict) == std::vector<std::string>{"rnn.weight_ih_l0", "rnn.weight_hh_l0",
+                                                  "rnn.bias_ih_l0", "rnn.bias_hh_l0", "fc.weight",
+                                                  "fc.bias", "cell.weight_ih", "cell.weight_hh",
+                                                  "cell.bias_ih", "cell.bias_hh", "scale"});
   REQUIRE(dict.find("rnn.weight_hh_l0") != nullptr);
   CHECK(dict.find("rnn.weight_hh_l0")->tensor.data() == lstm.parameters().weight_hh.data());
   CHECK(dict.find("fc.bias")->tensor.rank() == 1);

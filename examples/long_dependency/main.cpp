@@ -265,21 +265,18 @@ int main(int argc, char** argv) {
     if (!o.metrics.empty()) {
       nlohmann::ordered_json rows = nlohmann::ordered_json::array();
       for (const Result& r : results) {
-        rows.push_back({{"cell", r.cell},
-                        {"T", r.T},
-                        {"test_mse", r.testMse},
-                        {"steps_to_mse_0.01", r.stepsTo001 < 0 ? nlohmann::ordered_json(nullptr)
-                                                               : nlohmann::ordered_json(r.stepsTo001)},
-                        {"steps", r.steps},
-                        {"seconds", r.seconds}});
+        rows.push_back(
+            {{"cell", r.cell},
+             {"T", r.T},
+             {"test_mse", r.testMse},
+             {"steps_to_mse_0.01", r.stepsTo001 < 0 ? nlohmann::ordered_json(nullptr)
+                                                    : nlohmann::ordered_json(r.stepsTo001)},
+             {"steps", r.steps},
+             {"seconds", r.seconds}});
       }
-      const nlohmann::ordered_json metrics = {{"problem", "adding"},
-                                              {"hidden", o.hidden},
-                                              {"batch", o.batch},
-                                              {"lr", o.lr},
-                                              {"max_steps", o.maxSteps},
-                                              {"seed", o.seed},
-                                              {"results", rows}};
+      const nlohmann::ordered_json metrics = {
+          {"problem", "adding"},     {"hidden", o.hidden}, {"batch", o.batch}, {"lr", o.lr},
+          {"max_steps", o.maxSteps}, {"seed", o.seed},     {"results", rows}};
       std::ofstream(o.metrics) << metrics.dump(2) << "\n";
       std::printf("wrote %s\n", o.metrics.c_str());
     }

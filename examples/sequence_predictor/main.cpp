@@ -33,7 +33,7 @@ struct Options {
   int epochs = 300;
   double lr = 0.01;
   int batch = 8;  // parallel streams of the training series
-  int bptt = 32;   // steps per truncated-BPTT chunk
+  int bptt = 32;  // steps per truncated-BPTT chunk
   double clip = 1.0;
   int samples = 6000;
   unsigned seed = 1;
@@ -187,7 +187,8 @@ int run(const Options& o) {
   for (int t = 0; t < trainEnd; ++t) mean += series[static_cast<std::size_t>(t)];
   mean /= trainEnd;
   for (int t = 0; t < trainEnd; ++t) {
-    var += (series[static_cast<std::size_t>(t)] - mean) * (series[static_cast<std::size_t>(t)] - mean);
+    var +=
+        (series[static_cast<std::size_t>(t)] - mean) * (series[static_cast<std::size_t>(t)] - mean);
   }
   const double scale = var > 0 ? std::sqrt(var / trainEnd) : 1.0;
   std::vector<float> z(series.size());
@@ -321,19 +322,22 @@ int run(const Options& o) {
   char title[300];
   std::snprintf(title, sizeof title, "%s, test part: %s RMSE %.4f, persistence %.4f",
                 source.c_str(), o.cell == "lstm" ? "LSTM" : "GRU", testRmse, persistenceRmse);
-  example::writeSvgPlot(svgPath, title, "step of the test part (one step ahead)",
-                        {{"truth", "#9e9e9e", 5.0, &truthShown},
-                         {"prediction", "#d62728", 1.5, &predictionShown}});
+  example::writeSvgPlot(
+      svgPath, title, "step of the test part (one step ahead)",
+      {{"truth", "#9e9e9e", 5.0, &truthShown}, {"prediction", "#d62728", 1.5, &predictionShown}});
   std::cout << "wrote " << csvPath << " and " << svgPath << "\n";
 
   if (!o.metrics.empty()) {
-    const nlohmann::ordered_json metrics = {
-        {"cell", o.cell},          {"hidden", o.hidden},
-        {"data", source},          {"epochs", o.epochs},
-        {"best_epoch", bestEpoch}, {"validation_loss", bestVal},
-        {"test_rmse", testRmse},   {"persistence_rmse", persistenceRmse},
-        {"ratio", persistenceRmse / testRmse},
-        {"seconds", elapsed}};
+    const nlohmann::ordered_json metrics = {{"cell", o.cell},
+                                            {"hidden", o.hidden},
+                                            {"data", source},
+                                            {"epochs", o.epochs},
+                                            {"best_epoch", bestEpoch},
+                                            {"validation_loss", bestVal},
+                                            {"test_rmse", testRmse},
+                                            {"persistence_rmse", persistenceRmse},
+                                            {"ratio", persistenceRmse / testRmse},
+                                            {"seconds", elapsed}};
     std::ofstream(o.metrics) << metrics.dump(2) << "\n";
     std::cout << "wrote " << o.metrics << "\n";
   }
@@ -345,7 +349,8 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
-    return o.cell == "lstm" ? run<recurrent::LSTMCell<float>>(o) : run<recurrent::GRUCell<float>>(o);
+    return o.cell == "lstm" ? run<recurrent::LSTMCell<float>>(o)
+                            : run<recurrent::GRUCell<float>>(o);
   } catch (const std::exception& e) {
     std::cerr << "sequence_predictor: " << e.what() << "\n";
     return 1;

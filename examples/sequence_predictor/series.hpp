@@ -26,8 +26,8 @@ inline std::vector<double> mackeyGlass(int samples, double tau = 17.0, int disca
   const auto f = [](double x, double delayed) {
     return 0.2 * delayed / (1.0 + std::pow(delayed, 10.0)) - 0.1 * x;
   };
-  const std::size_t total = static_cast<std::size_t>(samples + discard) * perSample +
-                            static_cast<std::size_t>(history);
+  const std::size_t total =
+      static_cast<std::size_t>(samples + discard) * perSample + static_cast<std::size_t>(history);
   std::vector<double> x(total + 1, 1.2);
   for (std::size_t k = static_cast<std::size_t>(history); k < total; ++k) {
     const double d0 = x[k - static_cast<std::size_t>(history)];
@@ -63,8 +63,8 @@ inline std::vector<std::string> splitFields(const std::string& line) {
   std::string::size_type start = 0;
   while (true) {
     const auto comma = line.find(',', start);
-    fields.push_back(trim(line.substr(start, comma == std::string::npos ? std::string::npos
-                                                                        : comma - start)));
+    fields.push_back(
+        trim(line.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
     if (comma == std::string::npos) return fields;
     start = comma + 1;
   }

@@ -194,8 +194,7 @@ class Adam : public detail::AdamBase<Scalar, false, AdamOptions> {
 template <typename Scalar>
 class AdamW : public detail::AdamBase<Scalar, true, AdamWOptions> {
  public:
-  explicit AdamW(const ParameterList<Scalar>& params,
-                 const AdamWOptions& options = AdamWOptions())
+  explicit AdamW(const ParameterList<Scalar>& params, const AdamWOptions& options = AdamWOptions())
       : detail::AdamBase<Scalar, true, AdamWOptions>(params, options, "AdamW", "AdamW::step") {}
 };
 

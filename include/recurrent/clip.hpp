@@ -50,8 +50,8 @@ Scalar clipGradNorm(const ParameterList<Scalar>& params, double maxNorm, double 
   if (!inf) total = normType == 2.0 ? std::sqrt(total) : std::pow(total, 1.0 / normType);
   const auto norm = static_cast<Scalar>(total);
   if (errorIfNonfinite && !std::isfinite(norm)) {
-    detail::fail(where, ": the total norm of order ", normType,
-                 " of the gradients is not finite (", norm, "), so it cannot be clipped");
+    detail::fail(where, ": the total norm of order ", normType, " of the gradients is not finite (",
+                 norm, "), so it cannot be clipped");
   }
   // min(1, c) written so that a NaN c stays NaN, as torch.clamp(c, max=1) keeps it.
   const double c = maxNorm / (static_cast<double>(norm) + 1e-6);

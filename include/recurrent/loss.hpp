@@ -73,7 +73,8 @@ typename DerivedP::Scalar mse(const Eigen::MatrixBase<DerivedP>& prediction,
   double sum = 0;
   forEachRealColumn(T, lengths, [&](Eigen::Index col) {
     for (Eigen::Index r = 0; r < prediction.rows(); ++r) {
-      const double e = static_cast<double>(prediction(r, col)) - static_cast<double>(target(r, col));
+      const double e =
+          static_cast<double>(prediction(r, col)) - static_cast<double>(target(r, col));
       sum += e * e;
       if (gradient != nullptr) (*gradient)(r, col) = static_cast<Scalar>(2.0 * scale * e);
     }

@@ -58,12 +58,12 @@ enum class Dtype { F16, BF16, F32, F64 };
 /// What a safetensors file holds, without its data (inspectSafetensors()).
 struct SafetensorsTensorInfo {
   std::string name;
-  std::string dtype;                  ///< as written in the file: "F32", "F64", "I64", ...
-  std::vector<std::uint64_t> shape;   ///< row-major, outermost first, as PyTorch's shape
-  std::uint64_t begin = 0, end = 0;   ///< byte range in the data buffer
+  std::string dtype;                 ///< as written in the file: "F32", "F64", "I64", ...
+  std::vector<std::uint64_t> shape;  ///< row-major, outermost first, as PyTorch's shape
+  std::uint64_t begin = 0, end = 0;  ///< byte range in the data buffer
 };
 struct SafetensorsInfo {
-  std::vector<SafetensorsTensorInfo> tensors;    ///< sorted by name
+  std::vector<SafetensorsTensorInfo> tensors;   ///< sorted by name
   std::map<std::string, std::string> metadata;  ///< "__metadata__"
 };
 
@@ -92,20 +92,29 @@ inline std::uint64_t dtypeBytes(const std::string& dtype) {
 
 inline const char* dtypeName(Dtype dtype) {
   switch (dtype) {
-    case Dtype::F16: return "F16";
-    case Dtype::BF16: return "BF16";
-    case Dtype::F32: return "F32";
-    case Dtype::F64: return "F64";
+    case Dtype::F16:
+      return "F16";
+    case Dtype::BF16:
+      return "BF16";
+    case Dtype::F32:
+      return "F32";
+    case Dtype::F64:
+      return "F64";
   }
   return "?";
 }
 
 inline bool parseDtype(const std::string& name, Dtype& dtype) {
-  if (name == "F32") dtype = Dtype::F32;
-  else if (name == "F64") dtype = Dtype::F64;
-  else if (name == "F16") dtype = Dtype::F16;
-  else if (name == "BF16") dtype = Dtype::BF16;
-  else return false;
+  if (name == "F32")
+    dtype = Dtype::F32;
+  else if (name == "F64")
+    dtype = Dtype::F64;
+  else if (name == "F16")
+    dtype = Dtype::F16;
+  else if (name == "BF16")
+    dtype = Dtype::BF16;
+  else
+    return false;
   return true;
 }
 
@@ -153,7 +162,8 @@ inline double readElement(const std::uint8_t* p, Dtype dtype) {
       std::memcpy(&d, &bits, 8);
       return d;
     }
-    case Dtype::F16: return halfToDouble(static_cast<std::uint16_t>(readLE(p, 2)));
+    case Dtype::F16:
+      return halfToDouble(static_cast<std::uint16_t>(readLE(p, 2)));
     case Dtype::BF16: {
       const auto bits = static_cast<std::uint32_t>(readLE(p, 2) << 16);
       float f;
@@ -342,8 +352,8 @@ inline std::vector<std::uint8_t> readWholeFile(const std::string& path, const ch
   std::ifstream in(path, std::ios::binary);
   if (error || !in) fileError(where, path, "cannot open the file");
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
-  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()),
-                           static_cast<std::streamsize>(size))) {
+  if (size > 0 &&
+      !in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size))) {
     fileError(where, path, "cannot read the file");
   }
   return bytes;
@@ -364,8 +374,8 @@ void loadParsed(const ParsedSafetensors& file, const StateDict<Scalar>& dict, bo
     if (it == byName.end()) {
       std::string names;
       for (const auto& t : file.info.tensors) names += (names.empty() ? "" : ", ") + t.name;
-      fileError(where, source, "missing tensor '", e.name, "' (the file holds: ",
-                names.empty() ? std::string("no tensors") : names, ")");
+      fileError(where, source, "missing tensor '", e.name,
+                "' (the file holds: ", names.empty() ? std::string("no tensors") : names, ")");
     }
     const SafetensorsTensorInfo& t = *it->second;
     Dtype dtype;
@@ -395,8 +405,9 @@ void loadParsed(const ParsedSafetensors& file, const StateDict<Scalar>& dict, bo
   if (strict) {
     for (const auto& t : file.info.tensors) {
       if (dict.find(t.name) == nullptr) {
-        fileError(where, source, "unexpected tensor '", t.name,
-                  "': the model has no tensor of that name (load with strict = false to ignore it)");
+        fileError(
+            where, source, "unexpected tensor '", t.name,
+            "': the model has no tensor of that name (load with strict = false to ignore it)");
       }
     }
   }

@@ -35,9 +35,10 @@ struct IsCell<T, std::void_t<decltype(T::kGates)>> : std::true_type {};
 /// written from.
 ///
 ///     class Model(torch.nn.Module):                 recurrent::StateDict<float> dict;
-///         def __init__(self):                       dict.add("rnn.", cell)    // rnn.weight_ih_l0, ...
-///             self.rnn = torch.nn.LSTM(1, 32)       dict.add("fc.", linear);  // fc.weight, fc.bias
-///             self.fc = torch.nn.Linear(32, 1)
+///         def __init__(self):                       dict.add("rnn.", cell)    // rnn.weight_ih_l0,
+///         ...
+///             self.rnn = torch.nn.LSTM(1, 32)       dict.add("fc.", linear);  // fc.weight,
+///             fc.bias self.fc = torch.nn.Linear(32, 1)
 ///
 /// A Matrix is a 2-D tensor [rows, cols] and a Vector a 1-D tensor [size]. The dictionary
 /// refers to the layers (it copies nothing): they must outlive it.
