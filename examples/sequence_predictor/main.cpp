@@ -238,9 +238,9 @@ int run(const Options& o) {
     for (int c = 0; c < chunks; ++c) {
       for (int t = 0; t < T; ++t) {
         for (int b = 0; b < B; ++b) {
-          const auto k = static_cast<std::size_t>(offset + b * L + c * T + t);
-          x(0, t * B + b) = z[k];
-          target(0, t * B + b) = z[k + 1];
+          const int k = offset + b * L + c * T + t;
+          x(0, t * B + b) = z[static_cast<std::size_t>(k)];
+          target(0, t * B + b) = z[static_cast<std::size_t>(k) + 1];
         }
       }
       params.zeroGradients();
