@@ -124,6 +124,10 @@ TEST_CASE("loss argument errors", "[loss][errors]") {
                     Contains("targets must hold one class per column (6), got 2"));
   CHECK_THROWS_WITH(recurrent::crossEntropyLoss(y, {0, 1, 0, 2, 0, 1}, {3, 3}),
                     Contains("targets[3] must be a class in 0..1") && Contains("got 2"));
+  CHECK_THROWS_WITH(recurrent::mseLoss(MatrixXd(0, 6), MatrixXd(0, 6), {3, 3}),
+                    Contains("mseLoss: prediction must have at least 1 row, got 0"));
+  CHECK_THROWS_WITH(recurrent::crossEntropyLoss(MatrixXd(0, 2), {0, 0}, {1, 1}),
+                    Contains("crossEntropyLoss: prediction must have at least 1 row"));
   // A bad target in padding is fine.
   CHECK_NOTHROW(recurrent::crossEntropyLoss(y, {0, 1, 0, 1, 0, 7}, {3, 2}));
 }

@@ -134,7 +134,10 @@ Options parse(int argc, char** argv) {
 void addingProblem(int T, int B, std::mt19937& rng, Matrix& x, Matrix& target) {
   x.resize(2, T * B);
   target.resize(1, B);
-  const auto uniform = [&] { return static_cast<float>(recurrent::detail::uniform01(rng)); };
+  // U(0, 1) from the generator's bits, the same on every platform.
+  const auto uniform = [&] {
+    return static_cast<float>(static_cast<double>(rng()) / 4294967296.0);
+  };
   for (int b = 0; b < B; ++b) {
     for (int t = 0; t < T; ++t) {
       x(0, t * B + b) = uniform();

@@ -20,8 +20,9 @@ enum class Reduction {
 namespace detail {
 
 /// Checks a (rows × T·B) prediction against B lengths and returns T.
-inline Eigen::Index checkLengths(const char* where, Eigen::Index cols,
+inline Eigen::Index checkLengths(const char* where, Eigen::Index rows, Eigen::Index cols,
                                  const std::vector<int>& lengths) {
+  if (rows < 1) fail(where, ": prediction must have at least 1 row, got 0");
   if (lengths.empty()) {
     fail(where, ": lengths must hold one length per sequence (B >= 1), got none");
   }
@@ -65,7 +66,7 @@ typename DerivedP::Scalar mse(const Eigen::MatrixBase<DerivedP>& prediction,
                               Matrix* gradient) {
   using Scalar = typename DerivedP::Scalar;
   const char* where = "mseLoss";
-  const Eigen::Index T = checkLengths(where, prediction.cols(), lengths);
+  const Eigen::Index T = checkLengths(where, prediction.rows(), prediction.cols(), lengths);
   checkShape(where, "target", target.rows(), target.cols(), prediction.rows(), prediction.cols());
   const double count = static_cast<double>(prediction.rows() * realColumns(lengths));
   const double scale = reduction == Reduction::Mean ? 1.0 / count : 1.0;
@@ -89,7 +90,7 @@ typename Derived::Scalar crossEntropy(const Eigen::MatrixBase<Derived>& logits,
                                       Matrix* gradient) {
   using Scalar = typename Derived::Scalar;
   const char* where = "crossEntropyLoss";
-  const Eigen::Index T = checkLengths(where, logits.cols(), lengths);
+  const Eigen::Index T = checkLengths(where, logits.rows(), logits.cols(), lengths);
   const Eigen::Index C = logits.rows();
   if (static_cast<Eigen::Index>(targets.size()) != logits.cols()) {
     fail(where, ": targets must hold one class per column (", logits.cols(), "), got ",
