@@ -1,0 +1,64 @@
+// recurrent — init.hpp: PyTorch's initialisation, with the LSTM forget-gate bias option.
+#pragma once
+
+#include <recurrent/detail/errors.hpp>
+#include <recurrent/lstm_cell.hpp>
+
+#include <Eigen/Core>
+
+#include <optional>
+#include <type_traits>
+
+namespace recurrent {
+
+/// Options of initialize(), set in a chain: `InitOptions().forgetGateBias(1.0)`.
+class InitOptions {
+ public:
+  /// Sets the LSTM's forget-gate bias after the uniform draw: b_if = value and b_hf = 0, so
+  /// that the forget gate starts at σ(value + W_f·[x; h]). A value of 1 keeps the cell
+  /// state (and its gradient) alive early in training (Gers, Schmidhuber & Cummins 2000;
+  /// Jozefowicz, Zaremba & Sutskever, "An Empirical Exploration of Recurrent Network
+  /// Architectures", ICML 2015). LSTMCell only.
+  InitOptions& forgetGateBias(double value) {
+    m_forgetGateBias = value;
+    return *this;
+  }
+  std::optional<double> forgetGateBias() const { return m_forgetGateBias; }
+
+ private:
+  std::optional<double> m_forgetGateBias;
+};
+
+/// Sets the forget gate's bias of an LSTM: the f block (rows [H, 2H)) of bias_ih to `value`
+/// and of bias_hh to 0, so that their sum, the bias the gate sees, is `value`.
+template <typename Scalar>
+void setForgetGateBias(LSTMCell<Scalar>& cell, Scalar value) {
+  const Eigen::Index H = cell.hiddenSize();
+  cell.checkParameters("setForgetGateBias");
+  cell.parameters().bias_ih.segment(H, H).setConstant(value);
+  cell.parameters().bias_hh.segment(H, H).setZero();
+}
+
+/// PyTorch's initialisation of a layer from `rng` (any uniform random bit generator, e.g.
+/// std::mt19937 seeded by the caller; the draw is the same on every platform):
+///
+///   cells (LSTM, GRU, RNN)  every parameter from U(−1/√H, 1/√H)     (nn.LSTM, nn.GRU, nn.RNN)
+///   Linear                  weight and bias from U(−1/√I, 1/√I)     (nn.Linear)
+///
+/// then applies `options`. Throws std::invalid_argument, before drawing anything, if an
+/// option does not apply to the layer (a forget-gate bias for anything but an LSTMCell).
+template <typename Layer, typename Rng>
+void initialize(Layer& layer, Rng& rng, const InitOptions& options = InitOptions()) {
+  constexpr bool isLstm = std::is_same<Layer, LSTMCell<typename Layer::Scalar>>::value;
+  if (options.forgetGateBias() && !isLstm) {
+    detail::fail("initialize: forget_gate_bias applies to LSTMCell only");
+  }
+  layer.initialize(rng);
+  if constexpr (isLstm) {
+    if (options.forgetGateBias()) {
+      setForgetGateBias(layer, static_cast<typename Layer::Scalar>(*options.forgetGateBias()));
+    }
+  }
+}
+
+}  // namespace recurrent
