@@ -184,6 +184,90 @@ inline void kernel(Index height, Index nr, Index kc, const Scalar* a, const Scal
   table[static_cast<std::size_t>(nr)](kc, a, b, c, ldc, rows, overwrite, bias);
 }
 
+// ---- one column: the matrix-vector product of a single sequence's step ------------------------------
+
+/// One panel of a matrix-vector product: its packed data, the C rows it writes and how many of
+/// them exist, and its bias (or null).
+template <typename Scalar>
+struct PanelJob {
+  const Scalar* a;
+  Scalar* c;
+  Index rows;
+  const Scalar* bias;
+};
+
+/// y(panels) (+)= A_panels · x for NP panels of MP packets each, sharing each broadcast of x[k]:
+/// with one column there is no tile of B to reuse, so the panels share the broadcast instead, and
+/// KU sets of accumulators keep at least eight FMA chains in flight.
+template <typename Scalar, int NP, int MP>
+inline void gemvPanels(Index kc, const PanelJob<Scalar>* jobs, const Scalar* x, bool overwrite) {
+  using Packet = typename GemmTraits<Scalar>::Packet;
+  constexpr int P = GemmTraits<Scalar>::P;
+  constexpr int KU = (NP * MP >= 8) ? 1 : (8 + NP * MP - 1) / (NP * MP);
+  constexpr std::size_t kU = KU, kP = NP, kM = MP;
+  Packet acc[kU][kP][kM];
+  for (int u = 0; u < KU; ++u)
+    for (int p = 0; p < NP; ++p)
+      for (int i = 0; i < MP; ++i) acc[u][p][i] = Eigen::internal::pset1<Packet>(Scalar(0));
+  Index k = 0;
+  for (; k + KU <= kc; k += KU) {
+    for (int u = 0; u < KU; ++u) {
+      const Packet xv = Eigen::internal::pset1<Packet>(x[k + u]);
+      for (int p = 0; p < NP; ++p) {
+        const Scalar* ak = jobs[p].a + (k + u) * MP * P;
+        for (int i = 0; i < MP; ++i) {
+          acc[u][p][i] = Eigen::internal::pmadd(Eigen::internal::pload<Packet>(ak + i * P), xv,
+                                                acc[u][p][i]);
+        }
+      }
+    }
+  }
+  for (; k < kc; ++k) {
+    const Packet xv = Eigen::internal::pset1<Packet>(x[k]);
+    for (int p = 0; p < NP; ++p) {
+      for (int i = 0; i < MP; ++i) {
+        acc[0][p][i] = Eigen::internal::pmadd(
+            Eigen::internal::pload<Packet>(jobs[p].a + k * MP * P + i * P), xv, acc[0][p][i]);
+      }
+    }
+  }
+  for (int p = 0; p < NP; ++p) {
+    alignas(64) Scalar column[kM * std::size_t(P)];
+    for (int i = 0; i < MP; ++i) {
+      Packet v = acc[0][p][i];
+      for (int u = 1; u < KU; ++u) v = Eigen::internal::padd(v, acc[u][p][i]);
+      Eigen::internal::pstore(column + i * P, v);
+    }
+    Scalar* c = jobs[p].c;
+    const Scalar* bias = jobs[p].bias;
+    for (Index r = 0; r < jobs[p].rows; ++r) {
+      c[r] = overwrite ? column[r] + (bias == nullptr ? Scalar(0) : bias[r]) : c[r] + column[r];
+    }
+  }
+}
+
+/// Runs up to four panels of one height (MR or one packet) with their compiled product.
+template <typename Scalar>
+inline void gemvGroup(Index count, Index height, Index kc, const PanelJob<Scalar>* jobs,
+                      const Scalar* x, bool overwrite) {
+  constexpr int MP = GemmTraits<Scalar>::MP;
+  const bool two = height == GemmTraits<Scalar>::MR;
+  switch (count) {
+    case 1:
+      return two ? gemvPanels<Scalar, 1, MP>(kc, jobs, x, overwrite)
+                 : gemvPanels<Scalar, 1, 1>(kc, jobs, x, overwrite);
+    case 2:
+      return two ? gemvPanels<Scalar, 2, MP>(kc, jobs, x, overwrite)
+                 : gemvPanels<Scalar, 2, 1>(kc, jobs, x, overwrite);
+    case 3:
+      return two ? gemvPanels<Scalar, 3, MP>(kc, jobs, x, overwrite)
+                 : gemvPanels<Scalar, 3, 1>(kc, jobs, x, overwrite);
+    default:
+      return two ? gemvPanels<Scalar, 4, MP>(kc, jobs, x, overwrite)
+                 : gemvPanels<Scalar, 4, 1>(kc, jobs, x, overwrite);
+  }
+}
+
 // ---- packing -----------------------------------------------------------------------------------
 
 /// Rows of the panel that starts at row u0 of a block of H rows: its height in the packed
@@ -341,6 +425,25 @@ void gemm(const PackedMatrix<Scalar>& a, Index mb0, Index mb1, Index u0, Index u
         }
         const bool write = overwrite && first;
         first = false;
+        if (n == 1) {  // one column: panels in groups of four of one height share x[k]
+          PanelJob<Scalar> jobs[4];
+          Index count = 0, groupHeight = 0;
+          for (Index block = mb0; block < mb1; ++block) {
+            for (Index u = u0; u < u1; u += MR) {
+              const Index height = panelHeight<Scalar>(u, H);
+              if (count == 4 || (count > 0 && height != groupHeight)) {
+                gemvGroup(count, groupHeight, chunk.depth, jobs, packedB, write);
+                count = 0;
+              }
+              groupHeight = height;
+              jobs[count++] = PanelJob<Scalar>{
+                  a.panel(chunk, block, u), c.at(block, u, 0), std::min<Index>(MR, H - u),
+                  bias == nullptr ? nullptr : bias + block * c.blockStride + u};
+            }
+          }
+          if (count > 0) gemvGroup(count, groupHeight, chunk.depth, jobs, packedB, write);
+          return;
+        }
         for (Index block = mb0; block < mb1; ++block) {
           for (Index u = u0; u < u1; u += MR) {
             const Index height = panelHeight<Scalar>(u, H);
