@@ -22,6 +22,10 @@ Modes:
 bench_sequence) through pack_padded_sequence(enforce_sorted=False) and pad_packed_sequence,
 inside the timed call, as a user would.
 
+--serve keeps the process (and torch, which takes seconds to import) alive: it reads one
+request a line from stdin, a JSON list of the options above, and answers with the rows and
+{"done": true}. benchmarks/compare runs one such process per thread configuration.
+
 Timing, as benchmarks/peer_timing.hpp does it: after a warm-up, each repetition runs the call
 as many times as fit in --min-time seconds (at least once) and records the mean; the reported
 figure is the median over --repetitions repetitions (fewer for a call so slow that they would
@@ -184,7 +188,7 @@ def step_call(cell, I, H, module_kind):
     return advance  # timed inside grad_context(), see main()
 
 
-def main():
+def make_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cells", default="lstm,gru")
     parser.add_argument("--modes", default="infer,train", help="infer,train and/or step")
@@ -202,18 +206,16 @@ def main():
     parser.add_argument("--max-time", type=float, default=10,
                         help="seconds per measurement: fewer repetitions for slower calls")
     parser.add_argument("--label", default="", help="a name for the configuration, echoed")
-    args = parser.parse_args()
+    parser.add_argument("--serve", action="store_true",
+                        help="after the config line, read requests from stdin, one a line: a "
+                        "JSON list of these options (those left out keep the values given "
+                        "here); answer each with its rows and {\"done\": true}")
+    return parser
 
+
+def run_measurements(args):
+    """Measures what the options ask for, printing one JSON line per row."""
     torch.set_num_threads(args.threads)
-    blas = blas_libraries()
-    env = {k: os.environ[k] for k in sorted(os.environ)
-           if k.startswith(("OPENBLAS_", "OMP_", "GOMP_", "MKL_", "KMP_"))}
-    print(json.dumps({"config": {
-        "impl": "torch", "label": args.label, "version": torch.__version__,
-        "blas": blas_kind(blas), "blas_libraries": blas,
-        "torch_threads": torch.get_num_threads(), "grad_mode": args.grad_mode,
-        "environment": env}}), flush=True)
-
     common = {"impl": "torch", "threads": args.threads, "label": args.label}
     modes = args.modes.split(",")
     for cell in args.cells.split(","):
@@ -248,6 +250,34 @@ def main():
                            modules_ns={k: v * 1e6 for k, v in results.items()},
                            repetitions=args.repetitions)
                 print(json.dumps(row), flush=True)
+
+
+def main():
+    parser = make_parser()
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    blas = blas_libraries()
+    env = {k: os.environ[k] for k in sorted(os.environ)
+           if k.startswith(("OPENBLAS_", "OMP_", "GOMP_", "MKL_", "KMP_"))}
+    print(json.dumps({"config": {
+        "impl": "torch", "label": args.label, "version": torch.__version__,
+        "blas": blas_kind(blas), "blas_libraries": blas,
+        "torch_threads": torch.get_num_threads(), "grad_mode": args.grad_mode,
+        "environment": env}}), flush=True)
+
+    if not args.serve:
+        run_measurements(args)
+        return
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            # Options a request leaves out keep the values the process started with.
+            run_measurements(parser.parse_args(json.loads(line), argparse.Namespace(**vars(args))))
+        except Exception as error:  # report it and serve the next request
+            print(json.dumps({"error": "%s: %s" % (type(error).__name__, error)}), flush=True)
+        print(json.dumps({"done": True}), flush=True)
 
 
 if __name__ == "__main__":
