@@ -184,7 +184,8 @@ inline void kernel(Index height, Index nr, Index kc, const Scalar* a, const Scal
   table[static_cast<std::size_t>(nr)](kc, a, b, c, ldc, rows, overwrite, bias);
 }
 
-// ---- one column: the matrix-vector product of a single sequence's step ------------------------------
+// ---- one column: the matrix-vector product of a single sequence's step
+// ------------------------------
 
 /// One panel of a matrix-vector product: its packed data, the C rows it writes and how many of
 /// them exist, and its bias (or null).
@@ -216,8 +217,8 @@ inline void gemvPanels(Index kc, const PanelJob<Scalar>* jobs, const Scalar* x, 
       for (int p = 0; p < NP; ++p) {
         const Scalar* ak = jobs[p].a + (k + u) * MP * P;
         for (int i = 0; i < MP; ++i) {
-          acc[u][p][i] = Eigen::internal::pmadd(Eigen::internal::pload<Packet>(ak + i * P), xv,
-                                                acc[u][p][i]);
+          acc[u][p][i] =
+              Eigen::internal::pmadd(Eigen::internal::pload<Packet>(ak + i * P), xv, acc[u][p][i]);
         }
       }
     }
