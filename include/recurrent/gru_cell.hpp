@@ -63,6 +63,9 @@ class GRUCell {
   static constexpr bool kHasCellState = false;
   /// ResetAfter: the recurrent side of n gets dA_n ⊙ r, not dA_n, so dGh is its own buffer.
   static constexpr bool kSeparateRecurrentGradient = (Variant == GRUVariant::ResetAfter);
+  /// Every recurrent product of a step covers all gates at once (so one thread may pack the
+  /// weights densely; see StepContext::multiply).
+  static constexpr bool kFullGateProducts = (Variant == GRUVariant::ResetAfter);
 
   GRUCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
       : m_inputSize(detail::checkPositive("GRUCell", "input_size", inputSize)),

@@ -53,6 +53,9 @@ class LSTMCell {
   static constexpr Eigen::Index kGates = 4;                  ///< i, f, g, o
   static constexpr bool kHasCellState = true;                ///< the state has c besides h
   static constexpr bool kSeparateRecurrentGradient = false;  ///< dGh is dGx
+  /// Every recurrent product of a step covers all gates at once (so one thread may pack the
+  /// weights densely; see StepContext::multiply).
+  static constexpr bool kFullGateProducts = true;
 
   /// A cell for inputs of `inputSize` and a state of `hiddenSize`, parameters zero.
   LSTMCell(Eigen::Index inputSize, Eigen::Index hiddenSize)

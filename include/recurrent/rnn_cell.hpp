@@ -36,6 +36,9 @@ class RNNCell {
   static constexpr Eigen::Index kGates = 1;
   static constexpr bool kHasCellState = false;
   static constexpr bool kSeparateRecurrentGradient = false;
+  /// Every recurrent product of a step covers all gates at once (so one thread may pack the
+  /// weights densely; see StepContext::multiply).
+  static constexpr bool kFullGateProducts = true;
 
   RNNCell(Eigen::Index inputSize, Eigen::Index hiddenSize,
           Nonlinearity nonlinearity = Nonlinearity::Tanh)
