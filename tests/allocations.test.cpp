@@ -102,7 +102,7 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
   const typename Cell::State h0 = test::randomState(cell, B, rng);
   const typename Cell::State dFinal = test::randomState(cell, B, rng);
   recurrent::Sequence<Cell> seq(cell);
-  seq.setThreads(threads);
+  seq.setThreads(threads, recurrent::ThreadLimit::Exactly);
   auto grads = cell.zeroGradients();
   auto once = [&] {
     seq.forward(x, lengths, h0);

@@ -430,7 +430,7 @@ TEMPLATE_TEST_CASE("two threads give the results of one", "[sequence][threads]",
     Problem<Cell> p = makeProblem<TestType>(lengths, T, 31, 9, 70);
     Sequence<Cell> one(p.cell), two(p.cell);
     one.setThreads(1);
-    two.setThreads(2);
+    two.setThreads(2, recurrent::ThreadLimit::Exactly);
     auto g1 = p.cell.zeroGradients(), g2 = p.cell.zeroGradients();
     for (bool training : {true, false}) {
       if (training) {

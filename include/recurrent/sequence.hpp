@@ -40,13 +40,17 @@ namespace recurrent {
 ///   forward()  training: keeps the tape (O(N·(G+2)·H) scalars) for backward()
 ///   infer()    inference: no tape; memory besides the output does not grow with T
 ///
-/// Threads: built with OpenMP, one call runs on setThreads() threads (default: OpenMP's
+/// Threads: built with OpenMP, one call runs on up to setThreads() threads (default: OpenMP's
 /// default), which split the hidden units of every step between them; a shape too small to
-/// share runs on one. Results are the same for any number of threads up to float rounding.
+/// share runs on one. Results are the same to the last bit for any number of threads.
 ///
 /// The Sequence refers to its cell, which must outlive it; the cell is only read, so one
 /// cell can be shared by many Sequences on many threads. Each Sequence is used by one
 /// thread at a time.
+/// How Sequence::setThreads counts: at most n threads (one where a step is too small to be
+/// worth sharing), or exactly n (at most one per panel of hidden units) whatever the size.
+enum class ThreadLimit { AtMost, Exactly };
+
 template <typename Cell>
 class Sequence {
  public:
@@ -92,12 +96,15 @@ class Sequence {
   /// Each sequence's state after its own last step (H × B each).
   const State& finalState() const { return m_final; }
 
-  /// Threads for the following calls. 0 (the default) is automatic: OpenMP's default number,
-  /// or one thread where a step is too small to be worth sharing. n > 0 uses n threads (at
-  /// most one per panel of hidden units). Without OpenMP every call runs on the calling thread.
-  void setThreads(int threads) {
+  /// Threads for the following calls: up to `threads`, 0 (the default) meaning OpenMP's
+  /// default number. A step too small to be worth sharing (under 2·10⁵ flops in its
+  /// recurrent product: 2·G·H·H·B) runs on one thread, unless `limit` is
+  /// ThreadLimit::Exactly. Never more than one thread per panel of hidden units. Without
+  /// OpenMP every call runs on the calling thread.
+  void setThreads(int threads, ThreadLimit limit = ThreadLimit::AtMost) {
     if (threads < 0) detail::fail("Sequence::setThreads: threads must be >= 0, got ", threads);
     m_threads = threads;
+    m_exactThreads = limit == ThreadLimit::Exactly;
   }
   int threads() const { return m_threads; }
 
@@ -262,7 +269,7 @@ class Sequence {
     const Index H = m_cell->hiddenSize();
     const Index panels = (H + detail::GemmTraits<Scalar>::MR - 1) / detail::GemmTraits<Scalar>::MR;
     const double stepFlops = 2.0 * double(Cell::kGates) * double(H) * double(H) * double(B);
-    if (m_threads == 0 && stepFlops < kMinStepFlopsToShare) return 1;
+    if (!m_exactThreads && stepFlops < kMinStepFlopsToShare) return 1;
     const int requested = m_threads > 0 ? m_threads : detail::defaultThreads();
     return static_cast<int>(std::max<Index>(1, std::min<Index>(requested, panels)));
   }
@@ -691,6 +698,7 @@ class Sequence {
 
   const Cell* m_cell;
   int m_threads = 0;
+  bool m_exactThreads = false;
 
   // Schedule of the last forward.
   Index m_T = 0, m_B = 0, m_N = 0;
