@@ -2,6 +2,7 @@
 #pragma once
 
 #include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/fused_step.hpp>
 #include <recurrent/detail/gemm.hpp>
 #include <recurrent/detail/team.hpp>
 #include <recurrent/step.hpp>
@@ -9,6 +10,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace recurrent {
 
@@ -24,6 +26,12 @@ namespace recurrent {
 /// The cell's weights are packed for the kernel when the Stream is made: call refresh() after
 /// changing the cell's parameters. A step allocates nothing and runs on the calling thread.
 /// The Stream refers to its cell, which must outlive it.
+///
+/// A cell with compile-time sizes (`LSTMCell<float, 1, 16>`, GRUCell with ResetAfter, RNNCell)
+/// runs a batch of one with a step kernel specialised on those sizes: every gate as one product
+/// over [x; h], fully unrolled (detail/fused_step.hpp). Its results agree with the run-time-sized
+/// cell's to float rounding (the products sum in another order). Larger batches use the batched
+/// kernel, which reads the weights once for all sequences.
 template <typename Cell>
 class Stream {
  public:
@@ -31,6 +39,8 @@ class Stream {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
   using State = typename Cell::State;
+  /// Whether a batch of one runs the fused step kernel of a fixed-size cell.
+  static constexpr bool kFusedStep = detail::HasFusedStep<Cell>::value;
 
   /// A stream of `batch` sequences from a zero state.
   explicit Stream(const Cell& cell, Eigen::Index batch = 1)
@@ -62,6 +72,9 @@ class Stream {
     m_buffer.reserve(std::max({m_batch, cell.inputSize(), H}));
     m_inputSize = cell.inputSize();
     m_hiddenSize = H;
+    if constexpr (kFusedStep) {
+      if (m_batch == 1) m_fused.pack(cell);
+    }
   }
 
   /// Sets the state to zero.
@@ -88,6 +101,16 @@ class Stream {
     if (m_cell->hiddenSize() != m_hiddenSize || m_cell->inputSize() != m_inputSize) {
       detail::fail("Stream::step: the cell's sizes changed; call refresh()");
     }
+    if constexpr (kFusedStep) {
+      if (m_batch == 1) {
+        State& prev = m_state[m_current];
+        State& next = m_state[1 - m_current];
+        m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(),
+                     cellData(next));
+        m_current = 1 - m_current;
+        return next.h;
+      }
+    }
     detail::gemm(m_packedIh, 0, m_packedIh.rowBlocks().count, 0, m_packedIh.rowBlocks().size, 0, 1,
                  detail::viewOf<const Scalar>(x.data(), x.outerStride()),
                  detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize),
@@ -109,6 +132,15 @@ class Stream {
   Eigen::Index batchSize() const { return m_batch; }
 
  private:
+  static Scalar* cellData(State& s) {
+    if constexpr (Cell::kHasCellState) {
+      return s.c.data();
+    } else {
+      (void)s;
+      return nullptr;
+    }
+  }
+
   Eigen::Ref<Matrix> cellState(State& s) {
     if constexpr (Cell::kHasCellState) {
       return s.c;
@@ -127,6 +159,7 @@ class Stream {
   Matrix m_gates, m_extra, m_scratch, m_none;
   State m_state[2];
   int m_current = 0;
+  std::conditional_t<kFusedStep, detail::FusedStep<Cell>, detail::NoFusedStep> m_fused;
 };
 
 }  // namespace recurrent
