@@ -27,11 +27,13 @@ namespace recurrent {
 /// changing the cell's parameters. A step allocates nothing and runs on the calling thread.
 /// The Stream refers to its cell, which must outlive it.
 ///
-/// A cell with compile-time sizes (`LSTMCell<float, 1, 16>`, GRUCell with ResetAfter, RNNCell)
-/// runs a batch of one with a step kernel specialised on those sizes: every gate as one product
-/// over [x; h], fully unrolled (detail/fused_step.hpp). Its results agree with the run-time-sized
-/// cell's to float rounding (the products sum in another order). Larger batches use the batched
-/// kernel, which reads the weights once for all sequences.
+/// A batch of one (LSTM, GRU-ResetAfter, RNN) runs the fused step: every gate as one product
+/// over [x; h] with the accumulators in registers (detail/fused_step.hpp). With compile-time
+/// sizes (`LSTMCell<float, 1, 16>`) its loops are constants and unroll; with run-time sizes the
+/// same kernel reads its bounds from the layout, and the two give the same sums. Its results agree
+/// with Sequence's batched kernel to float rounding (the products sum in another order). Larger
+/// batches, and GRU-ResetBefore, use the batched kernel, which reads the weights once for all
+/// sequences.
 template <typename Cell>
 class Stream {
  public:
@@ -39,8 +41,10 @@ class Stream {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
   using State = typename Cell::State;
-  /// Whether a batch of one runs the fused step kernel of a fixed-size cell.
+  /// Whether a batch of one runs the fused step kernel.
   static constexpr bool kFusedStep = detail::HasFusedStep<Cell>::value;
+  /// Whether that kernel is specialised on compile-time sizes.
+  static constexpr bool kFixedSizes = detail::fixedSizes<Cell>();
 
   /// A stream of `batch` sequences from a zero state.
   explicit Stream(const Cell& cell, Eigen::Index batch = 1)
@@ -55,6 +59,14 @@ class Stream {
   void refresh() {
     const Cell& cell = *m_cell;
     cell.checkParameters("Stream::refresh");
+    m_inputSize = cell.inputSize();
+    m_hiddenSize = cell.hiddenSize();
+    if constexpr (kFusedStep) {
+      if (m_batch == 1) {
+        m_fused.pack(cell);
+        return;
+      }
+    }
     const auto& p = cell.parameters();
     const Eigen::Index G = Cell::kGates, H = cell.hiddenSize();
     // One thread: all gates as one block where the cell allows it (see StepContext::multiply).
@@ -70,11 +82,6 @@ class Stream {
     m_extra.resize(cell.extraRows(), m_batch);
     m_scratch.resize(cell.scratchRows(), m_batch);
     m_buffer.reserve(std::max({m_batch, cell.inputSize(), H}));
-    m_inputSize = cell.inputSize();
-    m_hiddenSize = H;
-    if constexpr (kFusedStep) {
-      if (m_batch == 1) m_fused.pack(cell);
-    }
   }
 
   /// Sets the state to zero.
@@ -159,7 +166,11 @@ class Stream {
   Matrix m_gates, m_extra, m_scratch, m_none;
   State m_state[2];
   int m_current = 0;
-  std::conditional_t<kFusedStep, detail::FusedStep<Cell>, detail::NoFusedStep> m_fused;
+  std::conditional_t<
+      kFusedStep,
+      std::conditional_t<kFixedSizes, detail::FusedStep<Cell>, detail::DynamicFusedStep<Cell>>,
+      detail::NoFusedStep>
+      m_fused;
 };
 
 }  // namespace recurrent
