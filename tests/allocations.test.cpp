@@ -233,13 +233,12 @@ TEMPLATE_TEST_CASE("the training tape is tapeScalarsPerStep() per sequence and s
 
 namespace {
 
-/// A Stream of one sequence of a fixed-size cell (the fused step kernel) allocates nothing per
-/// step, and the Stream of the same cell at B = 3 (the batched kernel) neither.
+/// A Stream of one sequence (the fused step kernel) allocates nothing per step, and the Stream of
+/// the same cell at B = 3 (the batched kernel) neither.
 template <typename Cell>
-void checkFixedStream() {
+void checkStreamOfOne(Cell cell) {
   using S = typename Cell::Scalar;
   std::mt19937 rng(6);
-  Cell cell;
   test::randomize(cell, rng);
   const test::Mat<S> x = test::uniform<S>(cell.inputSize(), 30, rng);
   for (test::Index B : {1, 3}) {
@@ -256,10 +255,14 @@ void checkFixedStream() {
 
 }  // namespace
 
-TEST_CASE("a Stream of a fixed-size cell allocates nothing per step", "[stream][allocations]") {
-  checkFixedStream<recurrent::LSTMCell<float, 1, 8>>();
-  checkFixedStream<recurrent::LSTMCell<float, 128, 128>>();
-  checkFixedStream<recurrent::GRUCell<float, recurrent::GRUVariant::ResetAfter, 16, 16>>();
-  checkFixedStream<recurrent::GRUCell<double, recurrent::GRUVariant::ResetBefore, 3, 8>>();
-  checkFixedStream<recurrent::RNNCell<float, 2, 40>>();
+TEST_CASE("a Stream of one sequence allocates nothing per step", "[stream][allocations]") {
+  checkStreamOfOne(recurrent::LSTMCell<float, 1, 8>());
+  checkStreamOfOne(recurrent::LSTMCell<float, 128, 128>());
+  checkStreamOfOne(recurrent::GRUCell<float, recurrent::GRUVariant::ResetAfter, 16, 16>());
+  checkStreamOfOne(recurrent::GRUCell<double, recurrent::GRUVariant::ResetBefore, 3, 8>());
+  checkStreamOfOne(recurrent::RNNCell<float, 2, 40>());
+  // Run-time sizes: the same fused kernel with its bounds read at run time.
+  checkStreamOfOne(recurrent::LSTMCell<float>(32, 64));
+  checkStreamOfOne(recurrent::GRUCell<float>(1, 70));
+  checkStreamOfOne(recurrent::RNNCell<double>(5, 9));
 }

@@ -183,8 +183,9 @@ class FusedStep {
   /// h and c (H each) out. The outputs must not overlap the inputs.
   void step(const Cell& cell, const Scalar* x, const Scalar* hPrev, const Scalar* cPrev, Scalar* h,
             Scalar* c) {
-    for (int k = 0; k < I; ++k) m_v[static_cast<std::size_t>(k)] = x[k];
-    for (int k = 0; k < H; ++k) m_v[static_cast<std::size_t>(I + k)] = hPrev[k];
+    Scalar* v = m_v.data();
+    for (int k = 0; k < I; ++k) v[k] = x[k];
+    for (int k = 0; k < H; ++k) v[I + k] = hPrev[k];
     product(std::make_integer_sequence<int, kLayout.panels()>());
     cell.fusedGates(m_a.data(), hPrev, cPrev, h, c);
   }
