@@ -3,6 +3,10 @@
 //   lstm|gru / infer|train / T / B / I / H / threads     S1..S5, wall time per batch
 //   lstm|gru / infer|train / spread ...                  V: S3 with lengths spread over 1..100
 //   lstm|gru / step / I / H                              one step of one sequence (Stream)
+//   lstm|gru / step_fixed / I / H                        the same, sizes fixed at compile time
+//
+// The step benchmarks report ns/step and RTF@48kHz, the fraction of real time one step per sample
+// of 48 kHz audio uses (step time × 48000 / 1 s; below 1 keeps up).
 //
 // GFLOP/s counts the GEMM work the same way for every implementation (benchmarks/README.md):
 // 2·T·B·G·H·(I + H) for a forward pass, three times that for forward + backward.
@@ -70,10 +74,10 @@ void sequence(benchmark::State& state, bool training, bool spreadLengths) {
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+/// One step of one sequence of `cell` per iteration.
 template <typename Cell>
-void step(benchmark::State& state) {
-  const int I = static_cast<int>(state.range(0)), H = static_cast<int>(state.range(1));
-  Cell cell(I, H);
+void stepOf(benchmark::State& state, Cell& cell) {
+  const Eigen::Index I = cell.inputSize();
   std::mt19937 rng(1);
   cell.initialize(rng);
   recurrent::Stream<Cell> stream(cell);
@@ -84,9 +88,34 @@ void step(benchmark::State& state) {
   }
   state.counters["ns/step"] = benchmark::Counter(
       1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
-  // Real-time factor at 48 kHz: how many times faster than the audio arrives.
-  state.counters["RTF@48kHz"] =
-      benchmark::Counter(1.0 / 48000.0, benchmark::Counter::kIsIterationInvariantRate);
+  // Real-time factor at 48 kHz: the fraction of real time used, step time × 48000 / 1 s.
+  state.counters["RTF@48kHz"] = benchmark::Counter(
+      1.0 / 48000.0, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+template <typename Cell>
+void step(benchmark::State& state) {
+  Cell cell(state.range(0), state.range(1));
+  stepOf(state, cell);
+}
+
+template <typename Cell>
+void stepFixed(benchmark::State& state) {
+  Cell cell;
+  stepOf(state, cell);
+}
+
+/// lstm/step_fixed/I:i/H:h and gru/step_fixed/I:i/H:h for one (I, H).
+template <int I, int H>
+void registerFixed() {
+  const std::string shape = "/I:" + std::to_string(I) + "/H:" + std::to_string(H);
+  benchmark::RegisterBenchmark(("lstm/step_fixed" + shape).c_str(),
+                               stepFixed<recurrent::LSTMCell<float, I, H>>)
+      ->Unit(benchmark::kNanosecond);
+  benchmark::RegisterBenchmark(
+      ("gru/step_fixed" + shape).c_str(),
+      stepFixed<recurrent::GRUCell<float, recurrent::GRUVariant::ResetAfter, I, H>>)
+      ->Unit(benchmark::kNanosecond);
 }
 
 // (T, B, I, H) of S1..S5, each at 1 and 2 threads.
@@ -134,6 +163,16 @@ int main(int argc, char** argv) {
   }
   benchmark::RegisterBenchmark("lstm/step", step<Lstm>)->Apply(stepShapes);
   benchmark::RegisterBenchmark("gru/step", step<Gru>)->Apply(stepShapes);
+  registerFixed<8, 8>();
+  registerFixed<16, 16>();
+  registerFixed<32, 32>();
+  registerFixed<64, 64>();
+  registerFixed<128, 128>();
+  registerFixed<1, 8>();
+  registerFixed<1, 16>();
+  registerFixed<1, 32>();
+  registerFixed<1, 64>();
+  registerFixed<1, 128>();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

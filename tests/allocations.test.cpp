@@ -230,3 +230,39 @@ TEMPLATE_TEST_CASE("the training tape is tapeScalarsPerStep() per sequence and s
   // The tape, plus one packed offset (an Index) per step for the schedule.
   CHECK(growth == expected * 200 * B + 200 * static_cast<long long>(sizeof(Eigen::Index)));
 }
+
+namespace {
+
+/// A Stream of one sequence (the fused step kernel) allocates nothing per step, and the Stream of
+/// the same cell at B = 3 (the batched kernel) neither.
+template <typename Cell>
+void checkStreamOfOne(Cell cell) {
+  using S = typename Cell::Scalar;
+  std::mt19937 rng(6);
+  test::randomize(cell, rng);
+  const test::Mat<S> x = test::uniform<S>(cell.inputSize(), 30, rng);
+  for (test::Index B : {1, 3}) {
+    recurrent::Stream<Cell> stream(cell, B);
+    stream.step(x.leftCols(B));
+    INFO("I = " << cell.inputSize() << ", H = " << cell.hiddenSize() << ", B = " << B);
+    CHECK(allocationsIn([&] {
+            for (test::Index t = 0; t + B <= x.cols(); t += B) stream.step(x.middleCols(t, B));
+          }) == 0);
+  }
+  // The hooks do count: making a Stream packs the weights.
+  CHECK(allocationsIn([&] { recurrent::Stream<Cell> fresh(cell); }) > 0);
+}
+
+}  // namespace
+
+TEST_CASE("a Stream of one sequence allocates nothing per step", "[stream][allocations]") {
+  checkStreamOfOne(recurrent::LSTMCell<float, 1, 8>());
+  checkStreamOfOne(recurrent::LSTMCell<float, 128, 128>());
+  checkStreamOfOne(recurrent::GRUCell<float, recurrent::GRUVariant::ResetAfter, 16, 16>());
+  checkStreamOfOne(recurrent::GRUCell<double, recurrent::GRUVariant::ResetBefore, 3, 8>());
+  checkStreamOfOne(recurrent::RNNCell<float, 2, 40>());
+  // Run-time sizes: the same fused kernel with its bounds read at run time.
+  checkStreamOfOne(recurrent::LSTMCell<float>(32, 64));
+  checkStreamOfOne(recurrent::GRUCell<float>(1, 70));
+  checkStreamOfOne(recurrent::RNNCell<double>(5, 9));
+}

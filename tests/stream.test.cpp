@@ -4,6 +4,10 @@
 
 #include <recurrent/recurrent.hpp>
 
+#include <limits>
+#include <type_traits>
+#include <vector>
+
 using namespace test;
 
 namespace {
@@ -79,4 +83,134 @@ TEST_CASE("Stream argument errors", "[stream][errors]") {
   cell.parameters().bias_hh.resize(5);
   CHECK_THROWS_WITH(stream.step(Eigen::MatrixXf::Zero(3, 2)),
                     Contains("Stream::step: cell parameter bias_hh must be 12 x 1, got 5 x 1"));
+}
+
+// ---- cells with compile-time sizes ----------------------------------------------------------
+
+namespace {
+
+/// A cell with compile-time sizes and the run-time-sized cell of the same kind.
+template <typename FixedCell, typename DynamicCell,
+          recurrent::Nonlinearity Phi = recurrent::Nonlinearity::Tanh>
+struct FixedCase {
+  using Fixed = FixedCell;
+  using Dynamic = DynamicCell;
+  static Fixed makeFixed() {
+    if constexpr (std::is_constructible<Fixed, recurrent::Nonlinearity>::value) {
+      return Fixed(Phi);
+    } else {
+      return Fixed();
+    }
+  }
+  static Dynamic makeDynamic(Index I, Index H) {
+    if constexpr (std::is_constructible<Dynamic, Index, Index, recurrent::Nonlinearity>::value) {
+      return Dynamic(I, H, Phi);
+    } else {
+      return Dynamic(I, H);
+    }
+  }
+};
+
+using recurrent::GRUCell;
+using recurrent::GRUVariant;
+using recurrent::LSTMCell;
+using recurrent::RNNCell;
+
+}  // namespace
+
+static_assert(recurrent::Stream<LSTMCell<float, 1, 8>>::kFusedStep);
+static_assert(recurrent::Stream<GRUCell<float, GRUVariant::ResetAfter, 4, 8>>::kFusedStep);
+static_assert(recurrent::Stream<RNNCell<double, 4, 8>>::kFusedStep);
+static_assert(recurrent::Stream<LSTMCell<float>>::kFusedStep);
+static_assert(!recurrent::Stream<LSTMCell<float>>::kFixedSizes);
+static_assert(recurrent::Stream<LSTMCell<float, 1, 8>>::kFixedSizes);
+static_assert(!recurrent::Stream<LSTMCell<float, 4>>::kFixedSizes);
+static_assert(!recurrent::Stream<GRUCell<float, GRUVariant::ResetBefore, 4, 8>>::kFusedStep);
+
+TEMPLATE_TEST_CASE(
+    "a fixed-size cell streams as the run-time-sized cell does", "[stream][fixed]",
+    (FixedCase<LSTMCell<float, 7, 5>, LSTMCell<float>>),
+    (FixedCase<LSTMCell<float, 1, 16>, LSTMCell<float>>),
+    (FixedCase<LSTMCell<float, 32, 32>, LSTMCell<float>>),
+    (FixedCase<LSTMCell<double, 3, 40>, LSTMCell<double>>),
+    (FixedCase<GRUCell<float, GRUVariant::ResetAfter, 7, 5>, GRUCell<float>>),
+    (FixedCase<GRUCell<float, GRUVariant::ResetAfter, 1, 24>, GRUCell<float>>),
+    (FixedCase<GRUCell<double, GRUVariant::ResetAfter, 16, 16>, GRUCell<double>>),
+    (FixedCase<GRUCell<float, GRUVariant::ResetBefore, 4, 8>,
+               GRUCell<float, GRUVariant::ResetBefore>>),
+    (FixedCase<RNNCell<float, 3, 24>, RNNCell<float>>),
+    (FixedCase<RNNCell<double, 1, 8>, RNNCell<double>, recurrent::Nonlinearity::Relu>)) {
+  using Fixed = typename TestType::Fixed;
+  using Dynamic = typename TestType::Dynamic;
+  using S = typename Fixed::Scalar;
+  Fixed fixed = TestType::makeFixed();
+  const Index I = fixed.inputSize(), H = fixed.hiddenSize();
+  REQUIRE(I == Fixed::kInputSize);
+  REQUIRE(H == Fixed::kHiddenSize);
+  Dynamic dynamic = TestType::makeDynamic(I, H);
+  std::mt19937 rng(static_cast<unsigned>(I * 100 + H));
+  randomize(dynamic, rng);
+  fixed.parameters() = dynamic.parameters();
+  // Reference: the batched kernel (Sequence, one step from the fixed Stream's state). The fused
+  // kernel (B = 1) sums each row of [W_ih W_hh]·[x; h] in one pass, the batched one sums W_ih·x
+  // and W_hh·h apart: the same numbers rounded differently. One step: measured at most 5.5 units
+  // of rounding (eps) relative to max(1, |h|) over these cases (K = I + H ≤ 64 terms of size ~1
+  // that partly cancel); allowed 16 eps. A mispacked weight or a dropped term would differ by
+  // ~1e-2. Over 40 steps the recurrence may amplify those differences: 1e-5 / 1e-13 as above.
+  // The run-time-sized Stream runs the same fused kernel with run-time bounds: the same sums
+  // (measured: identical), held here to the same bounds.
+  const double eps = static_cast<double>(std::numeric_limits<S>::epsilon());
+  const double trajectoryTol = std::is_same<S, float>::value ? 1e-5 : 1e-13;
+  recurrent::Sequence<Dynamic> reference(dynamic);
+  for (Index B : {1, 3}) {
+    const Index T = 40;
+    const std::vector<int> one(static_cast<std::size_t>(B), 1);
+    const Mat<S> x = uniform<S>(I, T * B, rng);
+    const typename Fixed::State h0 = randomState(fixed, B, rng);
+    recurrent::Stream<Fixed> fixedStream(fixed, B);
+    recurrent::Stream<Dynamic> dynamicStream(dynamic, B);
+    fixedStream.reset(h0);
+    dynamicStream.reset(h0);
+    double stepWorst = 0, dynamicWorst = 0;
+    for (Index t = 0; t < T; ++t) {
+      reference.infer(x.middleCols(t * B, B), one, fixedStream.state());
+      const Mat<S>& a = fixedStream.step(x.middleCols(t * B, B));
+      const Mat<S>& d = dynamicStream.step(x.middleCols(t * B, B));
+      stepWorst = std::max(stepWorst, relDiff(a, reference.output()));
+      dynamicWorst = std::max(dynamicWorst, relDiff(a, d));
+      if constexpr (Fixed::kHasCellState) {
+        stepWorst = std::max(stepWorst, relDiff(fixedStream.state().c, reference.finalState().c));
+        dynamicWorst =
+            std::max(dynamicWorst, relDiff(fixedStream.state().c, dynamicStream.state().c));
+      }
+    }
+    INFO("B = " << B << ": one step vs the batched kernel " << stepWorst / eps
+                << " eps; 40 steps vs the run-time-sized Stream " << dynamicWorst / eps << " eps");
+    CHECK(stepWorst <= 16 * eps);
+    CHECK(dynamicWorst <= 16 * eps);
+    // And the whole sequence through Sequence with the fixed-size cell (the batched kernel).
+    recurrent::Sequence<Fixed> seq(fixed);
+    seq.infer(x, std::vector<int>(static_cast<std::size_t>(B), static_cast<int>(T)), h0);
+    CHECK(relDiff(fixedStream.state().h, seq.finalState().h) <= trajectoryTol);
+  }
+}
+
+TEST_CASE("the fused step follows the cell only after refresh()", "[stream][fixed]") {
+  using Cell = recurrent::LSTMCell<float, 2, 4>;
+  std::mt19937 rng(3);
+  Cell cell;
+  randomize(cell, rng);
+  recurrent::Stream<Cell> stream(cell);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Ones(2, 1);
+  const Eigen::MatrixXf before = stream.step(x);
+  cell.parameters().weight_hh *= 2.0F;
+  stream.reset();
+  CHECK(stream.step(x) == before);  // h = 0: W_hh plays no part in the first step
+  const Eigen::MatrixXf second = stream.step(x);
+  stream.refresh();
+  stream.reset();
+  CHECK(stream.step(x) == before);
+  CHECK(stream.step(x) != second);
+  CHECK_THROWS_WITH(stream.step(Eigen::MatrixXf::Zero(3, 1)),
+                    Contains("Stream::step: input must be 2 x 1, got 3 x 1"));
 }

@@ -10,6 +10,8 @@
 
 #include <Eigen/Core>
 
+#include <type_traits>
+
 namespace recurrent {
 
 /// Where the reset gate acts in the GRU's candidate state n.
@@ -22,8 +24,9 @@ enum class GRUVariant {
   ResetBefore,
 };
 
-/// GRUCell<Scalar, Variant>: the gated recurrent unit of Cho et al. (2014), in PyTorch's
-/// conventions (torch.nn.GRU, one layer) and, with GRUVariant::ResetBefore, as first published.
+/// GRUCell<Scalar, Variant, InputSize, HiddenSize>: the gated recurrent unit of Cho et al. (2014),
+/// in PyTorch's conventions (torch.nn.GRU, one layer) and, with GRUVariant::ResetBefore, as first
+/// published.
 ///
 /// For one step, with x the input (I) and h the state (H):
 ///
@@ -49,8 +52,18 @@ enum class GRUVariant {
 ///     ResetBefore: with d(rh) = W_hnᵀ dA_n,
 ///         dA_r = d(rh) ⊙ h ⊙ r(1 − r)
 ///         dh  ← [W_hr; W_hz]ᵀ [dA_r; dA_z] + d(rh) ⊙ r + dh ⊙ z
-template <typename Scalar_, GRUVariant Variant = GRUVariant::ResetAfter>
+///
+/// Sizes: `GRUCell<float>` takes I and H at run time; `GRUCell<float, GRUVariant::ResetAfter,
+/// 1, 16>` fixes them at compile time (a default constructor, and Stream's step kernel
+/// specialised on the sizes for ResetAfter; see LSTMCell and detail/fused_step.hpp).
+template <typename Scalar_, GRUVariant Variant = GRUVariant::ResetAfter,
+          int InputSize = Eigen::Dynamic, int HiddenSize = Eigen::Dynamic>
 class GRUCell {
+  static_assert(InputSize == Eigen::Dynamic || InputSize >= 1,
+                "GRUCell: the compile-time input size must be at least 1 (or Eigen::Dynamic)");
+  static_assert(HiddenSize == Eigen::Dynamic || HiddenSize >= 1,
+                "GRUCell: the compile-time hidden size must be at least 1 (or Eigen::Dynamic)");
+
  public:
   using Scalar = Scalar_;
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
@@ -66,10 +79,19 @@ class GRUCell {
   /// Every recurrent product of a step covers all gates at once (so one thread may pack the
   /// weights densely; see StepContext::multiply).
   static constexpr bool kFullGateProducts = (Variant == GRUVariant::ResetAfter);
+  /// The compile-time sizes (Eigen::Dynamic where a size is given at run time).
+  static constexpr int kInputSize = InputSize;
+  static constexpr int kHiddenSize = HiddenSize;
 
+  /// A cell of the compile-time sizes, parameters zero (fixed-size cells only).
+  template <bool Fixed = InputSize != Eigen::Dynamic&& HiddenSize != Eigen::Dynamic,
+            std::enable_if_t<Fixed, int> = 0>
+  GRUCell() : GRUCell(InputSize, HiddenSize) {}
+
+  /// Where a size is fixed at compile time, the argument must equal it.
   GRUCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
-      : m_inputSize(detail::checkPositive("GRUCell", "input_size", inputSize)),
-        m_hiddenSize(detail::checkPositive("GRUCell", "hidden_size", hiddenSize)),
+      : m_inputSize(detail::checkSize("GRUCell", "input_size", InputSize, inputSize)),
+        m_hiddenSize(detail::checkSize("GRUCell", "hidden_size", HiddenSize, hiddenSize)),
         m_params(kGates, inputSize, hiddenSize) {}
 
   Eigen::Index inputSize() const { return m_inputSize; }
@@ -136,6 +158,52 @@ class GRUCell {
       ctx.addProductTransposed(0, 2, steps.dGh, steps.hPrev, grads.weight_hh, grads.bias_hh);
       ctx.addProductTransposed(2, 3, steps.dGh, steps.extra, grads.weight_hh, grads.bias_hh);
     }
+  }
+
+  // ---- the fused one-column step (Stream of a fixed-size cell; see detail/fused_step.hpp) --
+  // ResetAfter only: A = F·[x; h] + b_F with the candidate's two halves kept apart,
+  //
+  //     A = [A_r; A_z; A_nx; m],   F = [W_ir W_hr]   b_F = [b_ir + b_hr]
+  //                                    [W_iz W_hz]         [b_iz + b_hz]
+  //                                    [W_in  0  ]         [b_in       ]
+  //                                    [ 0   W_hn]         [b_hn       ]
+  //
+  // so that n = tanh(A_nx + r ⊙ m). The zero blocks are never multiplied (fusedDepth*).
+
+  static constexpr bool kFusedStep = (Variant == GRUVariant::ResetAfter);
+  static constexpr int kFusedBlocks = 4;
+  /// Block b reads the depth [fusedDepthBegin, fusedDepthEnd) of [x; h].
+  static constexpr int fusedDepthBegin(int block, int I) { return block == 3 ? I : 0; }
+  static constexpr int fusedDepthEnd(int block, int I, int H) { return block == 2 ? I : I + H; }
+
+  void fusedProduct(Matrix& f, Vector& b) const {
+    const Eigen::Index I = m_inputSize, H = m_hiddenSize;
+    const Parameters& p = m_params;
+    f.setZero(kFusedBlocks * H, I + H);
+    f.topLeftCorner(3 * H, I) = p.weight_ih;
+    f.block(0, I, 2 * H, H) = p.weight_hh.topRows(2 * H);
+    f.block(3 * H, I, H, H) = p.weight_hh.bottomRows(H);
+    b.resize(kFusedBlocks * H);
+    b.head(2 * H) = p.bias_ih.head(2 * H) + p.bias_hh.head(2 * H);
+    b.segment(2 * H, H) = p.bias_ih.tail(H);
+    b.tail(H) = p.bias_hh.tail(H);
+  }
+
+  /// r, z, n and h' from A (4H, its first 3H overwritten with r, z, n), for one sequence.
+  void fusedGates(Scalar* a, const Scalar* hPrev, const Scalar* /*cPrev*/, Scalar* hOut,
+                  Scalar* /*cOut*/) const {
+    const Eigen::Index H = hidden();
+    detail::forEachChunk<Scalar>(0, H, H, [&](Eigen::Index k, Eigen::Index n, auto w) {
+      using A = detail::Chunk<Scalar, decltype(w)::value>;
+      const A r = sigmoid(detail::load(a + k, n, w));
+      const A z = sigmoid(detail::load(a + H + k, n, w));
+      const A nn =
+          (detail::load(a + 2 * H + k, n, w) + r * detail::load(a + 3 * H + k, n, w)).tanh();
+      detail::store(a + k, n, r);
+      detail::store(a + H + k, n, z);
+      detail::store(a + 2 * H + k, n, nn);
+      detail::store(hOut + k, n, nn + z * (detail::load(hPrev + k, n, w) - nn));
+    });
   }
 
  private:
@@ -298,6 +366,15 @@ class GRUCell {
                               (detail::load(dRh + k, n, w) * detail::load(a + k, n, w) +
                                detail::load(dhIn + k, n, w) * detail::load(a + H + k, n, w)));
           });
+    }
+  }
+
+  /// H, a constant where it is fixed at compile time.
+  Eigen::Index hidden() const {
+    if constexpr (HiddenSize != Eigen::Dynamic) {
+      return HiddenSize;
+    } else {
+      return m_hiddenSize;
     }
   }
 

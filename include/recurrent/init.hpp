@@ -11,6 +11,14 @@
 
 namespace recurrent {
 
+namespace detail {
+/// Whether T is an LSTMCell of any sizes.
+template <typename T>
+struct IsLSTMCell : std::false_type {};
+template <typename Scalar, int I, int H, LSTMVariant V>
+struct IsLSTMCell<LSTMCell<Scalar, I, H, V>> : std::true_type {};
+}  // namespace detail
+
 /// Options of initialize(), set in a chain: `InitOptions().forgetGateBias(1.0)`.
 class InitOptions {
  public:
@@ -31,8 +39,8 @@ class InitOptions {
 
 /// Sets the forget gate's bias of an LSTM: the f block (rows [H, 2H)) of bias_ih to `value`
 /// and of bias_hh to 0, so that their sum, the bias the gate sees, is `value`.
-template <typename Scalar>
-void setForgetGateBias(LSTMCell<Scalar>& cell, Scalar value) {
+template <typename Scalar, int I, int H_, LSTMVariant V>
+void setForgetGateBias(LSTMCell<Scalar, I, H_, V>& cell, Scalar value) {
   const Eigen::Index H = cell.hiddenSize();
   cell.checkParameters("setForgetGateBias");
   cell.parameters().bias_ih.segment(H, H).setConstant(value);
@@ -49,7 +57,7 @@ void setForgetGateBias(LSTMCell<Scalar>& cell, Scalar value) {
 /// option does not apply to the layer (a forget-gate bias for anything but an LSTMCell).
 template <typename Layer, typename Rng>
 void initialize(Layer& layer, Rng& rng, const InitOptions& options = InitOptions()) {
-  constexpr bool isLstm = std::is_same<Layer, LSTMCell<typename Layer::Scalar>>::value;
+  constexpr bool isLstm = detail::IsLSTMCell<Layer>::value;
   if (options.forgetGateBias() && !isLstm) {
     detail::fail("initialize: forget_gate_bias applies to LSTMCell only");
   }

@@ -10,10 +10,19 @@
 
 #include <Eigen/Core>
 
+#include <type_traits>
+
 namespace recurrent {
 
-/// LSTMCell<Scalar>: the LSTM of Hochreiter & Schmidhuber (1997) with the forget gate of
-/// Gers, Schmidhuber & Cummins (2000), in PyTorch's conventions (torch.nn.LSTM, one layer).
+/// The form of an LSTM's gates.
+enum class LSTMVariant {
+  Standard,  ///< the gates of the class comment (torch.nn.LSTM)
+  Peephole,  ///< gates that also see the cell state (Gers & Schmidhuber 2000); not implemented
+};
+
+/// LSTMCell<Scalar, InputSize, HiddenSize>: the LSTM of Hochreiter & Schmidhuber (1997) with the
+/// forget gate of Gers, Schmidhuber & Cummins (2000), in PyTorch's conventions (torch.nn.LSTM, one
+/// layer).
 ///
 /// For one step, with x the input (I) and h, c the state (H each):
 ///
@@ -41,8 +50,24 @@ namespace recurrent {
 ///
 /// The cell owns its parameters and keeps no per-sequence state: it is const while a
 /// Sequence runs it, so one cell can serve several Sequences on several threads.
-template <typename Scalar_>
+///
+/// Sizes: `LSTMCell<float>` takes I and H at run time. `LSTMCell<float, 8, 16>` fixes them at
+/// compile time, for the small cells of real-time audio and control: it has a default
+/// constructor, and Stream runs it with a step kernel specialised on the sizes
+/// (detail/fused_step.hpp). Its parameters stay in the same dynamic tensors as a run-time-sized
+/// cell's (a 4H × H matrix is 256 KB at H = 128, beyond what belongs on a stack), so it works
+/// wherever a run-time-sized cell does: Sequence, ParameterList and the optimizers, StateDict
+/// and weight files, initialize().
+template <typename Scalar_, int InputSize = Eigen::Dynamic, int HiddenSize = Eigen::Dynamic,
+          LSTMVariant Variant = LSTMVariant::Standard>
 class LSTMCell {
+  static_assert(Variant == LSTMVariant::Standard,
+                "LSTMCell: only LSTMVariant::Standard is implemented");
+  static_assert(InputSize == Eigen::Dynamic || InputSize >= 1,
+                "LSTMCell: the compile-time input size must be at least 1 (or Eigen::Dynamic)");
+  static_assert(HiddenSize == Eigen::Dynamic || HiddenSize >= 1,
+                "LSTMCell: the compile-time hidden size must be at least 1 (or Eigen::Dynamic)");
+
  public:
   using Scalar = Scalar_;
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
@@ -56,11 +81,21 @@ class LSTMCell {
   /// Every recurrent product of a step covers all gates at once (so one thread may pack the
   /// weights densely; see StepContext::multiply).
   static constexpr bool kFullGateProducts = true;
+  static constexpr LSTMVariant kVariant = Variant;
+  /// The compile-time sizes (Eigen::Dynamic where a size is given at run time).
+  static constexpr int kInputSize = InputSize;
+  static constexpr int kHiddenSize = HiddenSize;
 
-  /// A cell for inputs of `inputSize` and a state of `hiddenSize`, parameters zero.
+  /// A cell of the compile-time sizes, parameters zero (fixed-size cells only).
+  template <bool Fixed = InputSize != Eigen::Dynamic&& HiddenSize != Eigen::Dynamic,
+            std::enable_if_t<Fixed, int> = 0>
+  LSTMCell() : LSTMCell(InputSize, HiddenSize) {}
+
+  /// A cell for inputs of `inputSize` and a state of `hiddenSize`, parameters zero. Where a size
+  /// is fixed at compile time, the argument must equal it.
   LSTMCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
-      : m_inputSize(detail::checkPositive("LSTMCell", "input_size", inputSize)),
-        m_hiddenSize(detail::checkPositive("LSTMCell", "hidden_size", hiddenSize)),
+      : m_inputSize(detail::checkSize("LSTMCell", "input_size", InputSize, inputSize)),
+        m_hiddenSize(detail::checkSize("LSTMCell", "hidden_size", HiddenSize, hiddenSize)),
         m_params(kGates, inputSize, hiddenSize) {}
 
   Eigen::Index inputSize() const { return m_inputSize; }
@@ -105,28 +140,10 @@ class LSTMCell {
   /// One step forward, for this thread's units u0..u1: gates += W_hh·h_prev, then the gate
   /// math of the class comment. Leaves [i; f; g; o] in s.gates, c' in s.c and h' in s.h.
   void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize;
     ctx.multiply(0, kGates, s.hPrev, s.gates, false);  // [A_i; A_f; A_g; A_o] += W_hh h
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      Scalar* a = detail::column(s.gates, j);
-      const Scalar* cPrev = detail::column(s.cPrev, j);
-      Scalar* cOut = detail::column(s.c, j);
-      Scalar* hOut = detail::column(s.h, j);
-      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
-                                     using A = detail::Chunk<Scalar, decltype(w)::value>;
-                                     const A i = sigmoid(detail::load(a + k, n, w));
-                                     const A f = sigmoid(detail::load(a + H + k, n, w));
-                                     const A g = detail::load(a + 2 * H + k, n, w).tanh();
-                                     const A o = sigmoid(detail::load(a + 3 * H + k, n, w));
-                                     const A c = f * detail::load(cPrev + k, n, w) + i * g;
-                                     detail::store(a + k, n, i);
-                                     detail::store(a + H + k, n, f);
-                                     detail::store(a + 2 * H + k, n, g);
-                                     detail::store(a + 3 * H + k, n, o);
-                                     detail::store(cOut + k, n, c);
-                                     detail::store(hOut + k, n, o * c.tanh());
-                                   });
+      gateMath(ctx.unitBegin(), ctx.unitEnd(), detail::column(s.gates, j),
+               detail::column(s.cPrev, j), detail::column(s.c, j), detail::column(s.h, j));
     }
   }
 
@@ -173,7 +190,60 @@ class LSTMCell {
     detail::accumulateRecurrentGradients(ctx, kGates, steps, grads);
   }
 
+  // ---- the fused one-column step (Stream of a fixed-size cell; see detail/fused_step.hpp) --
+
+  /// The step as one product over [x; h]: A = F·[x; h] + b_F, F = [W_ih W_hh], b_F = b_ih + b_hh.
+  static constexpr bool kFusedStep = true;
+  /// Row blocks of H rows in A: [A_i; A_f; A_g; A_o].
+  static constexpr int kFusedBlocks = 4;
+  /// The depth (columns of F) that row block b reads: all of [x; h].
+  static constexpr int fusedDepthBegin(int /*block*/, int /*I*/) { return 0; }
+  static constexpr int fusedDepthEnd(int /*block*/, int I, int H) { return I + H; }
+
+  /// Writes F (4H × (I + H)) and b_F (4H).
+  void fusedProduct(Matrix& f, Vector& b) const {
+    f.resize(kGates * m_hiddenSize, m_inputSize + m_hiddenSize);
+    f << m_params.weight_ih, m_params.weight_hh;
+    b = m_params.bias_ih + m_params.bias_hh;
+  }
+
+  /// The gate math of the class comment on A (4H, overwritten), for one sequence.
+  void fusedGates(Scalar* a, const Scalar* hPrev, const Scalar* cPrev, Scalar* h, Scalar* c) const {
+    (void)hPrev;
+    gateMath(0, hidden(), a, cPrev, c, h);
+  }
+
  private:
+  /// H, a constant where it is fixed at compile time.
+  Eigen::Index hidden() const {
+    if constexpr (HiddenSize != Eigen::Dynamic) {
+      return HiddenSize;
+    } else {
+      return m_hiddenSize;
+    }
+  }
+
+  /// The gate math of one column for units [u0, u1): A = [A_i; A_f; A_g; A_o] in `a` becomes
+  /// [i; f; g; o]; c' and h' are written.
+  void gateMath(Eigen::Index u0, Eigen::Index u1, Scalar* a, const Scalar* cPrev, Scalar* cOut,
+                Scalar* hOut) const {
+    const Eigen::Index H = hidden();
+    detail::forEachChunk<Scalar>(u0, u1, H, [&](Eigen::Index k, Eigen::Index n, auto w) {
+      using A = detail::Chunk<Scalar, decltype(w)::value>;
+      const A i = sigmoid(detail::load(a + k, n, w));
+      const A f = sigmoid(detail::load(a + H + k, n, w));
+      const A g = detail::load(a + 2 * H + k, n, w).tanh();
+      const A o = sigmoid(detail::load(a + 3 * H + k, n, w));
+      const A c = f * detail::load(cPrev + k, n, w) + i * g;
+      detail::store(a + k, n, i);
+      detail::store(a + H + k, n, f);
+      detail::store(a + 2 * H + k, n, g);
+      detail::store(a + 3 * H + k, n, o);
+      detail::store(cOut + k, n, c);
+      detail::store(hOut + k, n, o * c.tanh());
+    });
+  }
+
   Eigen::Index m_inputSize;
   Eigen::Index m_hiddenSize;
   Parameters m_params;

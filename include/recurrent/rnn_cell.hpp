@@ -10,12 +10,15 @@
 
 #include <Eigen/Core>
 
+#include <type_traits>
+
 namespace recurrent {
 
 /// The nonlinearity of an RNNCell (PyTorch's `nonlinearity` argument of nn.RNN).
 enum class Nonlinearity { Tanh, Relu };
 
-/// RNNCell<Scalar>: the plain recurrent cell of Elman (1990), as torch.nn.RNN (one layer).
+/// RNNCell<Scalar, InputSize, HiddenSize>: the plain recurrent cell of Elman (1990), as
+/// torch.nn.RNN (one layer).
 ///
 ///     h' = φ(W_ih x + b_ih + W_hh h + b_hh),   φ = tanh (default) or relu
 ///
@@ -24,8 +27,17 @@ enum class Nonlinearity { Tanh, Relu };
 /// Backward: dA = dh ⊙ φ'(A) and dh ← W_hhᵀ dA. Through T steps the gradient is multiplied
 /// T times by W_hhᵀ diag(φ'): it vanishes (or explodes) geometrically — the problem the LSTM's
 /// additive cell state was invented to solve (Hochreiter & Schmidhuber 1997).
-template <typename Scalar_>
+///
+/// Sizes: `RNNCell<float>` takes I and H at run time; `RNNCell<float, 1, 16>` fixes them at
+/// compile time (a default constructor, and Stream's step kernel specialised on the sizes; see
+/// LSTMCell and detail/fused_step.hpp).
+template <typename Scalar_, int InputSize = Eigen::Dynamic, int HiddenSize = Eigen::Dynamic>
 class RNNCell {
+  static_assert(InputSize == Eigen::Dynamic || InputSize >= 1,
+                "RNNCell: the compile-time input size must be at least 1 (or Eigen::Dynamic)");
+  static_assert(HiddenSize == Eigen::Dynamic || HiddenSize >= 1,
+                "RNNCell: the compile-time hidden size must be at least 1 (or Eigen::Dynamic)");
+
  public:
   using Scalar = Scalar_;
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
@@ -39,11 +51,21 @@ class RNNCell {
   /// Every recurrent product of a step covers all gates at once (so one thread may pack the
   /// weights densely; see StepContext::multiply).
   static constexpr bool kFullGateProducts = true;
+  /// The compile-time sizes (Eigen::Dynamic where a size is given at run time).
+  static constexpr int kInputSize = InputSize;
+  static constexpr int kHiddenSize = HiddenSize;
 
+  /// A cell of the compile-time sizes, parameters zero (fixed-size cells only).
+  template <bool Fixed = InputSize != Eigen::Dynamic&& HiddenSize != Eigen::Dynamic,
+            std::enable_if_t<Fixed, int> = 0>
+  explicit RNNCell(Nonlinearity nonlinearity = Nonlinearity::Tanh)
+      : RNNCell(InputSize, HiddenSize, nonlinearity) {}
+
+  /// Where a size is fixed at compile time, the argument must equal it.
   RNNCell(Eigen::Index inputSize, Eigen::Index hiddenSize,
           Nonlinearity nonlinearity = Nonlinearity::Tanh)
-      : m_inputSize(detail::checkPositive("RNNCell", "input_size", inputSize)),
-        m_hiddenSize(detail::checkPositive("RNNCell", "hidden_size", hiddenSize)),
+      : m_inputSize(detail::checkSize("RNNCell", "input_size", InputSize, inputSize)),
+        m_hiddenSize(detail::checkSize("RNNCell", "hidden_size", HiddenSize, hiddenSize)),
         m_nonlinearity(nonlinearity),
         m_params(kGates, inputSize, hiddenSize) {}
 
@@ -80,18 +102,8 @@ class RNNCell {
   /// gates += W_hh h; gates = φ(gates) = h'.
   void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
     ctx.multiply(0, kGates, s.hPrev, s.gates, false);
-    const bool useTanh = m_nonlinearity == Nonlinearity::Tanh;
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      Scalar* a = detail::column(s.gates, j);
-      Scalar* hOut = detail::column(s.h, j);
-      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
-                                     using A = detail::Chunk<Scalar, decltype(w)::value>;
-                                     const A pre = detail::load(a + k, n, w);
-                                     const A h = useTanh ? A(pre.tanh()) : A(relu(pre));
-                                     detail::store(a + k, n, h);
-                                     detail::store(hOut + k, n, h);
-                                   });
+      gateMath(ctx.unitBegin(), ctx.unitEnd(), detail::column(s.gates, j), detail::column(s.h, j));
     }
   }
 
@@ -121,7 +133,48 @@ class RNNCell {
     detail::accumulateRecurrentGradients(ctx, kGates, steps, grads);
   }
 
+  // ---- the fused one-column step (Stream of a fixed-size cell; see detail/fused_step.hpp) --
+
+  /// The step as one product over [x; h]: A = F·[x; h] + b_F, F = [W_ih W_hh], b_F = b_ih + b_hh.
+  static constexpr bool kFusedStep = true;
+  static constexpr int kFusedBlocks = 1;
+  static constexpr int fusedDepthBegin(int /*block*/, int /*I*/) { return 0; }
+  static constexpr int fusedDepthEnd(int /*block*/, int I, int H) { return I + H; }
+
+  void fusedProduct(Matrix& f, Vector& b) const {
+    f.resize(m_hiddenSize, m_inputSize + m_hiddenSize);
+    f << m_params.weight_ih, m_params.weight_hh;
+    b = m_params.bias_ih + m_params.bias_hh;
+  }
+
+  /// h' = φ(A) from A (H, overwritten with h'), for one sequence.
+  void fusedGates(Scalar* a, const Scalar* /*hPrev*/, const Scalar* /*cPrev*/, Scalar* hOut,
+                  Scalar* /*cOut*/) const {
+    gateMath(0, hidden(), a, hOut);
+  }
+
  private:
+  /// H, a constant where it is fixed at compile time.
+  Eigen::Index hidden() const {
+    if constexpr (HiddenSize != Eigen::Dynamic) {
+      return HiddenSize;
+    } else {
+      return m_hiddenSize;
+    }
+  }
+
+  /// h' = φ(A) for units [u0, u1) of one column; A in `a` becomes h' too.
+  void gateMath(Eigen::Index u0, Eigen::Index u1, Scalar* a, Scalar* hOut) const {
+    const bool useTanh = m_nonlinearity == Nonlinearity::Tanh;
+    detail::forEachChunk<Scalar>(u0, u1, hidden(), [&](Eigen::Index k, Eigen::Index n, auto w) {
+      using A = detail::Chunk<Scalar, decltype(w)::value>;
+      const A pre = detail::load(a + k, n, w);
+      const A h = useTanh ? A(pre.tanh()) : A(relu(pre));
+      detail::store(a + k, n, h);
+      detail::store(hOut + k, n, h);
+    });
+  }
+
   Eigen::Index m_inputSize;
   Eigen::Index m_hiddenSize;
   Nonlinearity m_nonlinearity;

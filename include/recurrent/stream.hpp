@@ -2,6 +2,7 @@
 #pragma once
 
 #include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/fused_step.hpp>
 #include <recurrent/detail/gemm.hpp>
 #include <recurrent/detail/team.hpp>
 #include <recurrent/step.hpp>
@@ -9,6 +10,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace recurrent {
 
@@ -24,6 +26,14 @@ namespace recurrent {
 /// The cell's weights are packed for the kernel when the Stream is made: call refresh() after
 /// changing the cell's parameters. A step allocates nothing and runs on the calling thread.
 /// The Stream refers to its cell, which must outlive it.
+///
+/// A batch of one (LSTM, GRU-ResetAfter, RNN) runs the fused step: every gate as one product
+/// over [x; h] with the accumulators in registers (detail/fused_step.hpp). With compile-time
+/// sizes (`LSTMCell<float, 1, 16>`) its loops are constants and unroll; with run-time sizes the
+/// same kernel reads its bounds from the layout, and the two give the same sums. Its results agree
+/// with Sequence's batched kernel to float rounding (the products sum in another order). Larger
+/// batches, and GRU-ResetBefore, use the batched kernel, which reads the weights once for all
+/// sequences.
 template <typename Cell>
 class Stream {
  public:
@@ -31,6 +41,10 @@ class Stream {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
   using State = typename Cell::State;
+  /// Whether a batch of one runs the fused step kernel.
+  static constexpr bool kFusedStep = detail::HasFusedStep<Cell>::value;
+  /// Whether that kernel is specialised on compile-time sizes.
+  static constexpr bool kFixedSizes = detail::fixedSizes<Cell>();
 
   /// A stream of `batch` sequences from a zero state.
   explicit Stream(const Cell& cell, Eigen::Index batch = 1)
@@ -45,6 +59,14 @@ class Stream {
   void refresh() {
     const Cell& cell = *m_cell;
     cell.checkParameters("Stream::refresh");
+    m_inputSize = cell.inputSize();
+    m_hiddenSize = cell.hiddenSize();
+    if constexpr (kFusedStep) {
+      if (m_batch == 1) {
+        m_fused.pack(cell);
+        return;
+      }
+    }
     const auto& p = cell.parameters();
     const Eigen::Index G = Cell::kGates, H = cell.hiddenSize();
     // One thread: all gates as one block where the cell allows it (see StepContext::multiply).
@@ -60,8 +82,6 @@ class Stream {
     m_extra.resize(cell.extraRows(), m_batch);
     m_scratch.resize(cell.scratchRows(), m_batch);
     m_buffer.reserve(std::max({m_batch, cell.inputSize(), H}));
-    m_inputSize = cell.inputSize();
-    m_hiddenSize = H;
   }
 
   /// Sets the state to zero.
@@ -88,6 +108,16 @@ class Stream {
     if (m_cell->hiddenSize() != m_hiddenSize || m_cell->inputSize() != m_inputSize) {
       detail::fail("Stream::step: the cell's sizes changed; call refresh()");
     }
+    if constexpr (kFusedStep) {
+      if (m_batch == 1) {
+        State& prev = m_state[m_current];
+        State& next = m_state[1 - m_current];
+        m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(),
+                     cellData(next));
+        m_current = 1 - m_current;
+        return next.h;
+      }
+    }
     detail::gemm(m_packedIh, 0, m_packedIh.rowBlocks().count, 0, m_packedIh.rowBlocks().size, 0, 1,
                  detail::viewOf<const Scalar>(x.data(), x.outerStride()),
                  detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize),
@@ -109,6 +139,15 @@ class Stream {
   Eigen::Index batchSize() const { return m_batch; }
 
  private:
+  static Scalar* cellData(State& s) {
+    if constexpr (Cell::kHasCellState) {
+      return s.c.data();
+    } else {
+      (void)s;
+      return nullptr;
+    }
+  }
+
   Eigen::Ref<Matrix> cellState(State& s) {
     if constexpr (Cell::kHasCellState) {
       return s.c;
@@ -127,6 +166,11 @@ class Stream {
   Matrix m_gates, m_extra, m_scratch, m_none;
   State m_state[2];
   int m_current = 0;
+  std::conditional_t<
+      kFusedStep,
+      std::conditional_t<kFixedSizes, detail::FusedStep<Cell>, detail::DynamicFusedStep<Cell>>,
+      detail::NoFusedStep>
+      m_fused;
 };
 
 }  // namespace recurrent

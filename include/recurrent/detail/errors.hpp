@@ -35,5 +35,14 @@ inline Eigen::Index checkPositive(const char* where, const char* name, Eigen::In
   return size;
 }
 
+/// The size argument of a cell with a compile-time size `fixed` (Eigen::Dynamic: none): returns
+/// `size` if it is at least 1 and equals `fixed`, else throws naming both.
+inline Eigen::Index checkSize(const char* where, const char* name, int fixed, Eigen::Index size) {
+  if (fixed != Eigen::Dynamic && size != fixed) {
+    fail(where, ": ", name, " must be ", fixed, " (the compile-time size), got ", size);
+  }
+  return checkPositive(where, name, size);
+}
+
 }  // namespace detail
 }  // namespace recurrent
