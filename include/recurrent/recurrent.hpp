@@ -6,6 +6,7 @@
 #include <recurrent/activations.hpp>
 #include <recurrent/adam.hpp>
 #include <recurrent/clip.hpp>
+#include <recurrent/dropout.hpp>
 #include <recurrent/gru_cell.hpp>
 #include <recurrent/init.hpp>
 #include <recurrent/linear.hpp>
