@@ -17,6 +17,7 @@
 #include <recurrent/rnn_cell.hpp>
 #include <recurrent/sequence.hpp>
 #include <recurrent/sgd.hpp>
+#include <recurrent/stack.hpp>
 #include <recurrent/state.hpp>
 #include <recurrent/state_dict.hpp>
 #include <recurrent/step.hpp>
