@@ -11,12 +11,18 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace recurrent {
 
@@ -113,6 +119,50 @@ void forEachStackTensor(Eigen::Index count, Eigen::Index directions, Get&& param
       f(full.c_str(), tensor);
     });
   }
+}
+
+/// Runs a() and b(), at the same time on two threads if `together` (and OpenMP is on), else one
+/// after the other. An exception thrown by either is rethrown on the calling thread.
+template <typename A, typename B>
+void runBoth(bool together, A&& a, B&& b) {
+#ifdef _OPENMP
+  if (together) {
+    std::exception_ptr errors[2];
+#pragma omp parallel num_threads(2)
+    {
+      const int rank = omp_get_thread_num();
+      try {
+        if (omp_get_num_threads() == 1) {
+          a();
+          b();
+        } else if (rank == 0) {
+          a();
+        } else {
+          b();
+        }
+      } catch (...) {
+        errors[rank] = std::current_exception();
+      }
+    }
+    for (const std::exception_ptr& e : errors) {
+      if (e) std::rethrow_exception(e);
+    }
+    return;
+  }
+#endif
+  (void)together;
+  a();
+  b();
+}
+
+/// Whether a parallel region opened inside one more region would get more than one thread
+/// (OpenMP's nested parallelism is on and has a level to spare).
+inline bool nestedParallelism() {
+#ifdef _OPENMP
+  return omp_get_max_active_levels() > omp_get_active_level() + 1;
+#else
+  return false;
+#endif
 }
 
 inline const char* directionName(Eigen::Index direction) {
@@ -248,8 +298,8 @@ class StackParameters {
 /// Backward takes dL/dy (and optionally dL/d(final states)), ADDS every parameter gradient
 /// into a StackGradients, and leaves dL/dx and dL/d(initial states) to read. Every entry point
 /// checks its arguments first and throws std::invalid_argument without changing anything.
-/// Repeated calls with one shape allocate nothing. Each layer and direction is one Sequence,
-/// run one after another; setThreads() passes to all.
+/// Repeated calls with one shape allocate nothing. Each layer and direction is one Sequence; the
+/// two directions of a layer run at the same time when there are threads for both (setThreads).
 ///
 /// A Stack owns its cells; it can be moved but not copied.
 template <typename Cell>
@@ -464,12 +514,17 @@ class Stack {
   /// dL/d(initial states) of the last backward, L·D states, index layer·D + direction.
   const std::vector<State>& initialStateGradient() const { return m_dInitial; }
 
-  /// Threads for every layer's Sequence (see Sequence::setThreads).
+  /// Threads for the following calls. 0 (the default) takes OpenMP's default number, and runs
+  /// two directions at the same time only where a direction's work is worth a thread. A
+  /// bidirectional layer given two or more runs its two directions at the same time, each on
+  /// half of them (one each unless OpenMP's nested parallelism is on); otherwise each
+  /// direction's Sequence gets them all (see Sequence::setThreads). Without OpenMP every call
+  /// runs on the calling thread.
   void setThreads(int threads) {
     if (threads < 0) detail::fail("Stack::setThreads: threads must be >= 0, got ", threads);
-    for (Sequence<Cell>& s : m_sequences) s.setThreads(threads);
+    m_threads = threads;
   }
-  int threads() const { return m_sequences.front().threads(); }
+  int threads() const { return m_threads; }
 
  private:
   using Index = Eigen::Index;
@@ -630,6 +685,30 @@ class Stack {
     if (dFinal != nullptr) checkStates(where, "final-state gradient", *dFinal, m_B);
   }
 
+  // ---- threads -----------------------------------------------------------------------------
+
+  /// Whether the two directions of a layer run at the same time, and each Sequence's threads.
+  /// Automatically (0 threads) only where a direction of the first layer has enough work to
+  /// pay for starting a thread. Running together, a Sequence gets half the threads only where
+  /// a nested region would get them; else one, so that it opens no nested region (which costs
+  /// a team each call).
+  bool assignThreads() {
+    const int total = m_threads > 0 ? m_threads : detail::defaultThreads();
+    bool together = m_directions == 2 && total >= 2;
+    if (together && m_threads == 0) {
+      const Cell& c = m_cells.front();
+      double steps = 0;
+      for (int length : m_lengths) steps += length;
+      const double flops = 2.0 * steps * double(Cell::kGates) * double(c.hiddenSize()) *
+                           double(c.inputSize() + c.hiddenSize());
+      together = flops >= kMinDirectionFlopsToShare;
+    }
+    const int each =
+        !together ? m_threads : (detail::nestedParallelism() ? std::max(1, total / 2) : 1);
+    for (Sequence<Cell>& s : m_sequences) s.setThreads(each);
+    return together;
+  }
+
   // ---- forward -----------------------------------------------------------------------------
 
   void run(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
@@ -641,6 +720,7 @@ class Stack {
     m_B = static_cast<Index>(lengths.size());
     m_T = x.cols() / m_B;
     m_dropped = training && m_dropout > 0 && m_numLayers > 1;
+    m_together = assignThreads();
     setCount(m_final, m_cells.size());
     for (Index l = 0; l < m_numLayers; ++l) {
       if (l == 0) {
@@ -682,29 +762,38 @@ class Stack {
     const Index D = m_directions;
     const auto first = static_cast<std::size_t>(l * D);
     Sequence<Cell>& f = sequence(l, 0);
-    runSequence(f, in, m_lengths, initial != nullptr ? &(*initial)[first] : nullptr, training);
-    m_final[first] = f.finalState();
-    if (D == 1) return;
-
-    LayerWork& w = m_work[static_cast<std::size_t>(l)];
-    const Index columns = m_T * m_B;
-    setSize(w.xReversed, in.rows(), columns);
-    detail::reverseInTime<Scalar>(in, m_lengths, w.xReversed, false);
-    Sequence<Cell>& r = sequence(l, 1);
-    runSequence(r, w.xReversed, m_lengths, initial != nullptr ? &(*initial)[first + 1] : nullptr,
-                training);
-    m_final[first + 1] = r.finalState();
-
-    const Index H = f.cell().outputSize();
-    if (m_merge == Merge::Concat) {
-      setSize(w.output, 2 * H, columns);
-      w.output.topRows(H) = f.output();
-      detail::reverseInTime<Scalar>(r.output(), m_lengths, w.output.bottomRows(H), false);
-    } else {
-      setSize(w.output, H, columns);
-      w.output = f.output();
-      detail::reverseInTime<Scalar>(r.output(), m_lengths, w.output, true);
+    if (D == 1) {
+      runSequence(f, in, m_lengths, initial != nullptr ? &(*initial)[first] : nullptr, training);
+      m_final[first] = f.finalState();
+      return;
     }
+
+    // Both directions at once when there are threads for them; each writes its own rows.
+    LayerWork& w = m_work[static_cast<std::size_t>(l)];
+    Sequence<Cell>& r = sequence(l, 1);
+    const Index columns = m_T * m_B;
+    const Index H = f.cell().outputSize();
+    const bool concat = m_merge == Merge::Concat;
+    setSize(w.xReversed, in.rows(), columns);
+    setSize(w.output, concat ? 2 * H : H, columns);
+    detail::runBoth(
+        m_together,
+        [&] {
+          runSequence(f, in, m_lengths, initial != nullptr ? &(*initial)[first] : nullptr,
+                      training);
+          w.output.topRows(H) = f.output();
+        },
+        [&] {
+          detail::reverseInTime<Scalar>(in, m_lengths, w.xReversed, false);
+          runSequence(r, w.xReversed, m_lengths,
+                      initial != nullptr ? &(*initial)[first + 1] : nullptr, training);
+          if (concat) {
+            detail::reverseInTime<Scalar>(r.output(), m_lengths, w.output.bottomRows(H), false);
+          }
+        });
+    if (!concat) detail::reverseInTime<Scalar>(r.output(), m_lengths, w.output, true);
+    m_final[first] = f.finalState();
+    m_final[first + 1] = r.finalState();
   }
 
   // ---- backward ----------------------------------------------------------------------------
@@ -712,6 +801,7 @@ class Stack {
   void runBackward(const Eigen::Ref<const Matrix>* dOutput, const std::vector<State>* dFinal,
                    Gradients& grads) {
     checkBackward(dOutput, dFinal, grads);
+    m_together = assignThreads();
     setCount(m_dInitial, m_cells.size());
     backwardLayer(m_numLayers - 1, dOutput, dFinal, grads);
     for (Index l = m_numLayers - 2; l >= 0; --l) {
@@ -751,22 +841,31 @@ class Stack {
     const State* dFinalReverse = dFinal != nullptr ? &(*dFinal)[first + 1] : nullptr;
     const Index H = f.cell().outputSize();
     const Index columns = m_T * m_B;
-    if (dOutput != nullptr) {
-      setSize(w.dyReversed, H, columns);
-      if (m_merge == Merge::Concat) {
-        const Eigen::Ref<const Matrix> dyForward = dOutput->topRows(H);
-        detail::reverseInTime<Scalar>(dOutput->bottomRows(H), m_lengths, w.dyReversed, false);
-        backwardSequence(f, &dyForward, dFinalForward, grads(l, 0));
-      } else {
-        detail::reverseInTime<Scalar>(*dOutput, m_lengths, w.dyReversed, false);
-        backwardSequence(f, dOutput, dFinalForward, grads(l, 0));
-      }
-      const Eigen::Ref<const Matrix> dyReverse(w.dyReversed);
-      backwardSequence(r, &dyReverse, dFinalReverse, grads(l, 1));
-    } else {
-      backwardSequence(f, nullptr, dFinalForward, grads(l, 0));
-      backwardSequence(r, nullptr, dFinalReverse, grads(l, 1));
-    }
+    const bool concat = m_merge == Merge::Concat;
+    if (dOutput != nullptr) setSize(w.dyReversed, H, columns);
+    // Both directions at once when there are threads for them (see forwardLayer).
+    detail::runBoth(
+        m_together,
+        [&] {
+          if (dOutput == nullptr) {
+            backwardSequence(f, nullptr, dFinalForward, grads(l, 0));
+          } else if (concat) {
+            const Eigen::Ref<const Matrix> dyForward = dOutput->topRows(H);
+            backwardSequence(f, &dyForward, dFinalForward, grads(l, 0));
+          } else {
+            backwardSequence(f, dOutput, dFinalForward, grads(l, 0));
+          }
+        },
+        [&] {
+          if (dOutput == nullptr) {
+            backwardSequence(r, nullptr, dFinalReverse, grads(l, 1));
+            return;
+          }
+          detail::reverseInTime<Scalar>(concat ? dOutput->bottomRows(H) : dOutput->topRows(H),
+                                        m_lengths, w.dyReversed, false);
+          const Eigen::Ref<const Matrix> dyReverse(w.dyReversed);
+          backwardSequence(r, &dyReverse, dFinalReverse, grads(l, 1));
+        });
     setSize(w.dx, f.inputGradient().rows(), columns);
     w.dx = f.inputGradient();
     detail::reverseInTime<Scalar>(r.inputGradient(), m_lengths, w.dx, true);
@@ -778,6 +877,10 @@ class Stack {
   Index m_directions;
   Merge m_merge;
   double m_dropout;
+  int m_threads = 0;
+  /// A direction with less work than this many flops runs on the calling thread when the
+  /// threads are automatic: about the cost of waking a second thread and joining it.
+  static constexpr double kMinDirectionFlopsToShare = 1.0e6;
 
   std::vector<Cell> m_cells;                 ///< index layer·D + direction
   std::vector<std::vector<Shape>> m_shapes;  ///< every cell's parameter shapes
@@ -790,6 +893,7 @@ class Stack {
   Index m_T = 0, m_B = 0;
   bool m_dropped = false;
   bool m_hasTape = false;
+  bool m_together = false;  ///< the directions run at the same time
   std::vector<State> m_final, m_dInitial;
 };
 
