@@ -771,3 +771,18 @@ TEST_CASE("Stack argument errors name what was expected and change nothing", "[s
   CHECK_THROWS_WITH(stack.backward(Mat<double>::Zero(8, 6), grads),
                     Contains("the last call was infer(), which keeps none"));
 }
+
+TEST_CASE("a moved stack keeps working", "[stack]") {
+  using Cell = recurrent::LSTMCell<double>;
+  std::mt19937 rng(28);
+  Stack<Cell> a(2, 3, StackOptions().numLayers(2).bidirectional());
+  randomize(a, rng);
+  const Mat<double> x = uniform<double>(2, 8, rng);
+  const Mat<double> y = a.infer(x, {4, 3});
+  Stack<Cell> b = std::move(a);
+  CHECK(b.infer(x, {4, 3}) == y);
+  std::vector<Stack<Cell>> stacks;
+  stacks.push_back(std::move(b));
+  stacks.emplace_back(2, 3);
+  CHECK(stacks.front().forward(x, {4, 3}) == y);
+}
