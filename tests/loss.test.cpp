@@ -83,6 +83,9 @@ TEST_CASE("padding contributes nothing to a loss", "[loss]") {
   CHECK(grad.col(4).isZero(0.0));
   y.col(4).setConstant(1e6);
   target.col(4).setConstant(-7);
+  MatrixXd grad2;
+  CHECK(recurrent::mseLoss(y, target, lengths, grad2) == before);
+  CHECK(grad2 == grad);
   CHECK(recurrent::mseLoss(y, target, lengths) == before);
   // The mean is over the 2 · 5 real entries.
   const MatrixXd d = y - target;

@@ -63,6 +63,9 @@ class GRUCell {
   static constexpr bool kHasCellState = false;
   /// ResetAfter: the recurrent side of n gets dA_n ⊙ r, not dA_n, so dGh is its own buffer.
   static constexpr bool kSeparateRecurrentGradient = (Variant == GRUVariant::ResetAfter);
+  /// Every recurrent product of a step covers all gates at once (so one thread may pack the
+  /// weights densely; see StepContext::multiply).
+  static constexpr bool kFullGateProducts = (Variant == GRUVariant::ResetAfter);
 
   GRUCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
       : m_inputSize(detail::checkPositive("GRUCell", "input_size", inputSize)),
@@ -149,17 +152,18 @@ class GRUCell {
       Scalar* mOut = detail::column(s.extra, j);
       Scalar* hOut = detail::column(s.h, j);
       detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
-            using A = detail::Chunk<Scalar>;
-            const A r = sigmoid(detail::load(a + k, n) + detail::load(q + k, n));
-            const A z = sigmoid(detail::load(a + H + k, n) + detail::load(q + H + k, n));
-            const A m = detail::load(q + 2 * H + k, n) + detail::load(bn + k, n);
-            const A nn = (detail::load(a + 2 * H + k, n) + r * m).tanh();
+          ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+          [&](Eigen::Index k, Eigen::Index n, auto w) {
+            using A = detail::Chunk<Scalar, decltype(w)::value>;
+            const A r = sigmoid(detail::load(a + k, n, w) + detail::load(q + k, n, w));
+            const A z = sigmoid(detail::load(a + H + k, n, w) + detail::load(q + H + k, n, w));
+            const A m = detail::load(q + 2 * H + k, n, w) + detail::load(bn + k, n, w);
+            const A nn = (detail::load(a + 2 * H + k, n, w) + r * m).tanh();
             detail::store(a + k, n, r);
             detail::store(a + H + k, n, z);
             detail::store(a + 2 * H + k, n, nn);
             detail::store(mOut + k, n, m);
-            detail::store(hOut + k, n, nn + z * (detail::load(hPrev + k, n) - nn));
+            detail::store(hOut + k, n, nn + z * (detail::load(hPrev + k, n, w) - nn));
           });
     }
   }
@@ -174,15 +178,16 @@ class GRUCell {
       Scalar* dx = detail::column(s.dGx, j);
       Scalar* dr = detail::column(s.dGh, j);
       detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
-            using A = detail::Chunk<Scalar>;
-            const A r = detail::load(a + k, n);
-            const A z = detail::load(a + H + k, n);
-            const A nn = detail::load(a + 2 * H + k, n);
-            const A dh = detail::load(dhIn + k, n);
+          ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+          [&](Eigen::Index k, Eigen::Index n, auto w) {
+            using A = detail::Chunk<Scalar, decltype(w)::value>;
+            const A r = detail::load(a + k, n, w);
+            const A z = detail::load(a + H + k, n, w);
+            const A nn = detail::load(a + 2 * H + k, n, w);
+            const A dh = detail::load(dhIn + k, n, w);
             const A dAn = dh * (Scalar(1) - z) * tanhGradFromOutput(nn);
-            const A dAz = dh * (detail::load(hPrev + k, n) - nn) * sigmoidGradFromOutput(z);
-            const A dAr = dAn * detail::load(mIn + k, n) * sigmoidGradFromOutput(r);
+            const A dAz = dh * (detail::load(hPrev + k, n, w) - nn) * sigmoidGradFromOutput(z);
+            const A dAr = dAn * detail::load(mIn + k, n, w) * sigmoidGradFromOutput(r);
             detail::store(dx + k, n, dAr);
             detail::store(dx + H + k, n, dAz);
             detail::store(dx + 2 * H + k, n, dAn);
@@ -198,10 +203,11 @@ class GRUCell {
       const Scalar* dhIn = detail::column(s.dh, j);
       Scalar* dhOut = detail::column(s.dhPrev, j);
       detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
-            detail::store(
-                dhOut + k, n,
-                detail::load(dhOut + k, n) + (detail::load(dhIn + k, n) * detail::load(z + k, n)));
+          ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+          [&](Eigen::Index k, Eigen::Index n, auto w) {
+            detail::store(dhOut + k, n,
+                          detail::load(dhOut + k, n, w) +
+                              (detail::load(dhIn + k, n, w) * detail::load(z + k, n, w)));
           });
     }
   }
@@ -215,14 +221,15 @@ class GRUCell {
       Scalar* a = detail::column(s.gates, j);
       const Scalar* hPrev = detail::column(s.hPrev, j);
       Scalar* rhOut = detail::column(s.extra, j);
-      detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
-            using A = detail::Chunk<Scalar>;
-            const A r = sigmoid(detail::load(a + k, n));
-            detail::store(a + k, n, r);
-            detail::store(a + H + k, n, sigmoid(detail::load(a + H + k, n)));
-            detail::store(rhOut + k, n, r * detail::load(hPrev + k, n));
-          });
+      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
+                                     using A = detail::Chunk<Scalar, decltype(w)::value>;
+                                     const A r = sigmoid(detail::load(a + k, n, w));
+                                     detail::store(a + k, n, r);
+                                     detail::store(a + H + k, n,
+                                                   sigmoid(detail::load(a + H + k, n, w)));
+                                     detail::store(rhOut + k, n, r * detail::load(hPrev + k, n, w));
+                                   });
     }
     ctx.barrier();  // W_hn (r ⊙ h) needs every unit of r ⊙ h
     ctx.multiply(2, 3, s.extra, s.gates, false);
@@ -230,14 +237,15 @@ class GRUCell {
       Scalar* a = detail::column(s.gates, j);
       const Scalar* hPrev = detail::column(s.hPrev, j);
       Scalar* hOut = detail::column(s.h, j);
-      detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
-            using A = detail::Chunk<Scalar>;
-            const A nn = detail::load(a + 2 * H + k, n).tanh();
-            detail::store(a + 2 * H + k, n, nn);
-            detail::store(hOut + k, n,
-                          nn + detail::load(a + H + k, n) * (detail::load(hPrev + k, n) - nn));
-          });
+      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
+                                     using A = detail::Chunk<Scalar, decltype(w)::value>;
+                                     const A nn = detail::load(a + 2 * H + k, n, w).tanh();
+                                     detail::store(a + 2 * H + k, n, nn);
+                                     detail::store(hOut + k, n,
+                                                   nn + detail::load(a + H + k, n, w) *
+                                                            (detail::load(hPrev + k, n, w) - nn));
+                                   });
     }
   }
 
@@ -249,14 +257,15 @@ class GRUCell {
       const Scalar* dhIn = detail::column(s.dh, j);
       Scalar* dA = detail::column(s.dGx, j);
       detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
-            using A = detail::Chunk<Scalar>;
-            const A z = detail::load(a + H + k, n);
-            const A nn = detail::load(a + 2 * H + k, n);
-            const A dh = detail::load(dhIn + k, n);
+          ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+          [&](Eigen::Index k, Eigen::Index n, auto w) {
+            using A = detail::Chunk<Scalar, decltype(w)::value>;
+            const A z = detail::load(a + H + k, n, w);
+            const A nn = detail::load(a + 2 * H + k, n, w);
+            const A dh = detail::load(dhIn + k, n, w);
             detail::store(dA + 2 * H + k, n, dh * (Scalar(1) - z) * tanhGradFromOutput(nn));
             detail::store(dA + H + k, n,
-                          dh * (detail::load(hPrev + k, n) - nn) * sigmoidGradFromOutput(z));
+                          dh * (detail::load(hPrev + k, n, w) - nn) * sigmoidGradFromOutput(z));
           });
     }
     ctx.barrier();
@@ -267,10 +276,11 @@ class GRUCell {
       const Scalar* dRh = detail::column(s.scratch, j);
       Scalar* dA = detail::column(s.dGx, j);
       detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+          ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+          [&](Eigen::Index k, Eigen::Index n, auto w) {
             detail::store(dA + k, n,
-                          detail::load(dRh + k, n) * detail::load(hPrev + k, n) *
-                              sigmoidGradFromOutput(detail::load(a + k, n)));
+                          detail::load(dRh + k, n, w) * detail::load(hPrev + k, n, w) *
+                              sigmoidGradFromOutput(detail::load(a + k, n, w)));
           });
     }
     ctx.barrier();
@@ -281,11 +291,12 @@ class GRUCell {
       const Scalar* dhIn = detail::column(s.dh, j);
       Scalar* dhOut = detail::column(s.dhPrev, j);
       detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
+          ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+          [&](Eigen::Index k, Eigen::Index n, auto w) {
             detail::store(dhOut + k, n,
-                          detail::load(dhOut + k, n) +
-                              (detail::load(dRh + k, n) * detail::load(a + k, n) +
-                               detail::load(dhIn + k, n) * detail::load(a + H + k, n)));
+                          detail::load(dhOut + k, n, w) +
+                              (detail::load(dRh + k, n, w) * detail::load(a + k, n, w) +
+                               detail::load(dhIn + k, n, w) * detail::load(a + H + k, n, w)));
           });
     }
   }

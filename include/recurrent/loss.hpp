@@ -70,16 +70,26 @@ typename DerivedP::Scalar mse(const Eigen::MatrixBase<DerivedP>& prediction,
   checkShape(where, "target", target.rows(), target.cols(), prediction.rows(), prediction.cols());
   const double count = static_cast<double>(prediction.rows() * realColumns(lengths));
   const double scale = reduction == Reduction::Mean ? 1.0 / count : 1.0;
-  if (gradient != nullptr) gradient->setZero(prediction.rows(), prediction.cols());
+  // The sum and the gradient are separate passes, so the value is computed by the same code
+  // (and rounded the same way) whether or not a gradient is asked for.
   double sum = 0;
   forEachRealColumn(T, lengths, [&](Eigen::Index col) {
     for (Eigen::Index r = 0; r < prediction.rows(); ++r) {
       const double e =
           static_cast<double>(prediction(r, col)) - static_cast<double>(target(r, col));
       sum += e * e;
-      if (gradient != nullptr) (*gradient)(r, col) = static_cast<Scalar>(2.0 * scale * e);
     }
   });
+  if (gradient != nullptr) {
+    gradient->setZero(prediction.rows(), prediction.cols());
+    forEachRealColumn(T, lengths, [&](Eigen::Index col) {
+      for (Eigen::Index r = 0; r < prediction.rows(); ++r) {
+        const double e =
+            static_cast<double>(prediction(r, col)) - static_cast<double>(target(r, col));
+        (*gradient)(r, col) = static_cast<Scalar>(2.0 * scale * e);
+      }
+    });
+  }
   return static_cast<Scalar>(sum * scale);
 }
 
@@ -105,25 +115,35 @@ typename Derived::Scalar crossEntropy(const Eigen::MatrixBase<Derived>& logits,
   });
   const double count = static_cast<double>(realColumns(lengths));
   const double scale = reduction == Reduction::Mean ? 1.0 / count : 1.0;
-  if (gradient != nullptr) gradient->setZero(C, logits.cols());
-  double sum = 0;
-  forEachRealColumn(T, lengths, [&](Eigen::Index col) {
-    // -log softmax(z)_k = logsumexp(z) - z_k, with the maximum taken out for stability.
+  // -log softmax(z)_k = logsumexp(z) - z_k, with the maximum taken out for stability.
+  const auto logSumExp = [&](Eigen::Index col) {
     const double zMax = static_cast<double>(logits.col(col).maxCoeff());
     double sumExp = 0;
     for (Eigen::Index r = 0; r < C; ++r) {
       sumExp += std::exp(static_cast<double>(logits(r, col)) - zMax);
     }
-    const double logSumExp = zMax + std::log(sumExp);
-    const auto k = static_cast<Eigen::Index>(targets[static_cast<std::size_t>(col)]);
-    sum += logSumExp - static_cast<double>(logits(k, col));
-    if (gradient != nullptr) {
+    return zMax + std::log(sumExp);
+  };
+  const auto classOf = [&](Eigen::Index col) {
+    return static_cast<Eigen::Index>(targets[static_cast<std::size_t>(col)]);
+  };
+  // The value and the gradient are separate passes, so the value is computed by the same code
+  // whether or not a gradient is asked for.
+  double sum = 0;
+  forEachRealColumn(T, lengths, [&](Eigen::Index col) {
+    sum += logSumExp(col) - static_cast<double>(logits(classOf(col), col));
+  });
+  if (gradient != nullptr) {
+    gradient->setZero(C, logits.cols());
+    forEachRealColumn(T, lengths, [&](Eigen::Index col) {
+      const double lse = logSumExp(col);
+      const Eigen::Index k = classOf(col);
       for (Eigen::Index r = 0; r < C; ++r) {
-        const double p = std::exp(static_cast<double>(logits(r, col)) - logSumExp);
+        const double p = std::exp(static_cast<double>(logits(r, col)) - lse);
         (*gradient)(r, col) = static_cast<Scalar>(scale * (p - (r == k ? 1.0 : 0.0)));
       }
-    }
-  });
+    });
+  }
   return static_cast<Scalar>(sum * scale);
 }
 

@@ -53,6 +53,9 @@ class LSTMCell {
   static constexpr Eigen::Index kGates = 4;                  ///< i, f, g, o
   static constexpr bool kHasCellState = true;                ///< the state has c besides h
   static constexpr bool kSeparateRecurrentGradient = false;  ///< dGh is dGx
+  /// Every recurrent product of a step covers all gates at once (so one thread may pack the
+  /// weights densely; see StepContext::multiply).
+  static constexpr bool kFullGateProducts = true;
 
   /// A cell for inputs of `inputSize` and a state of `hiddenSize`, parameters zero.
   LSTMCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
@@ -109,14 +112,14 @@ class LSTMCell {
       const Scalar* cPrev = detail::column(s.cPrev, j);
       Scalar* cOut = detail::column(s.c, j);
       Scalar* hOut = detail::column(s.h, j);
-      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(),
-                                   [&](Eigen::Index k, Eigen::Index n) {
-                                     using A = detail::Chunk<Scalar>;
-                                     const A i = sigmoid(detail::load(a + k, n));
-                                     const A f = sigmoid(detail::load(a + H + k, n));
-                                     const A g = detail::load(a + 2 * H + k, n).tanh();
-                                     const A o = sigmoid(detail::load(a + 3 * H + k, n));
-                                     const A c = f * detail::load(cPrev + k, n) + i * g;
+      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
+                                     using A = detail::Chunk<Scalar, decltype(w)::value>;
+                                     const A i = sigmoid(detail::load(a + k, n, w));
+                                     const A f = sigmoid(detail::load(a + H + k, n, w));
+                                     const A g = detail::load(a + 2 * H + k, n, w).tanh();
+                                     const A o = sigmoid(detail::load(a + 3 * H + k, n, w));
+                                     const A c = f * detail::load(cPrev + k, n, w) + i * g;
                                      detail::store(a + k, n, i);
                                      detail::store(a + H + k, n, f);
                                      detail::store(a + 2 * H + k, n, g);
@@ -140,18 +143,19 @@ class LSTMCell {
       Scalar* dA = detail::column(s.dGx, j);
       Scalar* dcOut = detail::column(s.dcPrev, j);
       detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
-            using A = detail::Chunk<Scalar>;
-            const A i = detail::load(a + k, n);
-            const A f = detail::load(a + H + k, n);
-            const A g = detail::load(a + 2 * H + k, n);
-            const A o = detail::load(a + 3 * H + k, n);
-            const A dh = detail::load(dhIn + k, n);
-            const A tc = detail::load(cNow + k, n).tanh();
-            const A dc = detail::load(dcIn + k, n) + dh * o * tanhGradFromOutput(tc);  // dc_t
+          ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+          [&](Eigen::Index k, Eigen::Index n, auto w) {
+            using A = detail::Chunk<Scalar, decltype(w)::value>;
+            const A i = detail::load(a + k, n, w);
+            const A f = detail::load(a + H + k, n, w);
+            const A g = detail::load(a + 2 * H + k, n, w);
+            const A o = detail::load(a + 3 * H + k, n, w);
+            const A dh = detail::load(dhIn + k, n, w);
+            const A tc = detail::load(cNow + k, n, w).tanh();
+            const A dc = detail::load(dcIn + k, n, w) + dh * o * tanhGradFromOutput(tc);  // dc_t
             detail::store(dA + k, n, dc * g * sigmoidGradFromOutput(i));
             detail::store(dA + H + k, n,
-                          dc * detail::load(cPrev + k, n) * sigmoidGradFromOutput(f));
+                          dc * detail::load(cPrev + k, n, w) * sigmoidGradFromOutput(f));
             detail::store(dA + 2 * H + k, n, dc * i * tanhGradFromOutput(g));
             detail::store(dA + 3 * H + k, n, dh * tc * sigmoidGradFromOutput(o));
             detail::store(dcOut + k, n, dc * f);

@@ -36,6 +36,9 @@ class RNNCell {
   static constexpr Eigen::Index kGates = 1;
   static constexpr bool kHasCellState = false;
   static constexpr bool kSeparateRecurrentGradient = false;
+  /// Every recurrent product of a step covers all gates at once (so one thread may pack the
+  /// weights densely; see StepContext::multiply).
+  static constexpr bool kFullGateProducts = true;
 
   RNNCell(Eigen::Index inputSize, Eigen::Index hiddenSize,
           Nonlinearity nonlinearity = Nonlinearity::Tanh)
@@ -81,10 +84,10 @@ class RNNCell {
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
       Scalar* a = detail::column(s.gates, j);
       Scalar* hOut = detail::column(s.h, j);
-      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(),
-                                   [&](Eigen::Index k, Eigen::Index n) {
-                                     using A = detail::Chunk<Scalar>;
-                                     const A pre = detail::load(a + k, n);
+      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
+                                     using A = detail::Chunk<Scalar, decltype(w)::value>;
+                                     const A pre = detail::load(a + k, n, w);
                                      const A h = useTanh ? A(pre.tanh()) : A(relu(pre));
                                      detail::store(a + k, n, h);
                                      detail::store(hOut + k, n, h);
@@ -99,13 +102,14 @@ class RNNCell {
       const Scalar* a = detail::column(s.gates, j);
       const Scalar* dhIn = detail::column(s.dh, j);
       Scalar* dA = detail::column(s.dGx, j);
-      detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), [&](Eigen::Index k, Eigen::Index n) {
-            using A = detail::Chunk<Scalar>;
-            const A h = detail::load(a + k, n);
-            const A grad = useTanh ? A(tanhGradFromOutput(h)) : A(reluGradFromOutput(h));
-            detail::store(dA + k, n, detail::load(dhIn + k, n) * grad);
-          });
+      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
+                                     using A = detail::Chunk<Scalar, decltype(w)::value>;
+                                     const A h = detail::load(a + k, n, w);
+                                     const A grad = useTanh ? A(tanhGradFromOutput(h))
+                                                            : A(reluGradFromOutput(h));
+                                     detail::store(dA + k, n, detail::load(dhIn + k, n, w) * grad);
+                                   });
     }
     ctx.barrier();
     ctx.multiplyTransposed(0, kGates, s.dGx, s.dhPrev, true);

@@ -267,12 +267,15 @@ class Sequence {
     return static_cast<int>(std::max<Index>(1, std::min<Index>(requested, panels)));
   }
 
-  /// Packs W_ih (and W_hh) for the forward products, W_ihᵀ and W_hhᵀ for backward.
-  void packWeights(bool backward) {
+  /// Packs W_ih (and W_hh) for the forward products, W_ihᵀ and W_hhᵀ for backward. With
+  /// threads the gate blocks are packed apart, so that each thread's units are whole panels in
+  /// every gate; one thread packs all gates as one block (no panel padded at a gate's end).
+  void packWeights(bool backward, int threads) {
     const Cell& cell = *m_cell;
     const Parameters& p = cell.parameters();
     const Index G = Cell::kGates, H = cell.hiddenSize();
-    const detail::Blocks gated{G, H};
+    const bool dense = threads == 1 && Cell::kFullGateProducts;
+    const detail::Blocks gated = dense ? detail::Blocks{1, G * H} : detail::Blocks{G, H};
     if (!backward) {
       m_packedIh.pack(
           detail::viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H), gated,
@@ -281,10 +284,12 @@ class Sequence {
           detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H), gated,
           detail::Blocks{1, p.weight_hh.cols()});
     } else {
+      // The transposes keep their depth cut at the gates, whatever the threads: the depth's
+      // chunks set the order of each sum.
       const detail::View<const Scalar> ihT{p.weight_ih.data(), p.weight_ih.outerStride(), 0, true};
       const detail::View<const Scalar> hhT{p.weight_hh.data(), p.weight_hh.outerStride(), 0, true};
-      m_packedIhT.pack(ihT, detail::Blocks{1, cell.inputSize()}, gated);
-      m_packedHhT.pack(hhT, detail::Blocks{1, p.weight_hh.cols()}, gated);
+      m_packedIhT.pack(ihT, detail::Blocks{1, cell.inputSize()}, detail::Blocks{G, H});
+      m_packedHhT.pack(hhT, detail::Blocks{1, p.weight_hh.cols()}, detail::Blocks{G, H});
     }
   }
 
@@ -356,8 +361,8 @@ class Sequence {
     m_bias.resize(GH);
     cell.foldedBias(m_bias);
     reserve(m_scratch, cell.scratchRows(), B);
-    packWeights(false);
     const int threads = threadsFor(B);
+    packWeights(false, threads);
     reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, cell.inputSize()}));
 
     if (training) {
@@ -578,8 +583,8 @@ class Sequence {
       m_dx.setZero();
     }
     Matrix& dxPacked = m_full ? m_dx : m_dxPacked;
-    packWeights(true);
     const int threads = threadsFor(B);
+    packWeights(true, threads);
     reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, cell.inputSize()}));
 
     detail::parallel(threads, [&](const detail::Team& team) {

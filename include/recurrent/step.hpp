@@ -51,11 +51,22 @@ class StepContext {
 
   /// C (+)= W_hh[g0:g1] · h for gate blocks [g0, g1) and this thread's units. C is addressed
   /// like a gates buffer: block g starts at row g·H of `c`.
+  ///
+  /// One thread may have W_hh packed densely, all gates as one block (no panel is then padded
+  /// at a gate's end); the product is then over every gate at once (g0 = 0, g1 = G).
   void multiply(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& h,
                 Eigen::Ref<Matrix> c, bool overwrite) const {
-    detail::gemm(
-        *m_hh, g0, g1, m_u0, m_u1, 0, 1, detail::viewOf<const Scalar>(h.data(), h.outerStride()),
-        detail::viewOf<Scalar>(c.data(), c.outerStride(), m_H), h.cols(), overwrite, m_buffer);
+    const detail::View<const Scalar> b = detail::viewOf<const Scalar>(h.data(), h.outerStride());
+    if (m_hh->rowBlocks().count == 1 && m_gates > 1) {
+      eigen_assert(g0 == 0 && g1 == m_gates && m_u0 == 0 && m_u1 == m_H);
+      detail::gemm(*m_hh, 0, 1, 0, m_gates * m_H, 0, 1, b,
+                   detail::viewOf<Scalar>(c.data(), c.outerStride()), h.cols(), overwrite,
+                   m_buffer);
+    } else {
+      detail::gemm(*m_hh, g0, g1, m_u0, m_u1, 0, 1, b,
+                   detail::viewOf<Scalar>(c.data(), c.outerStride(), m_H), h.cols(), overwrite,
+                   m_buffer);
+    }
   }
 
   /// C (+)= W_hh[g0:g1]ᵀ · dA for this thread's units (the rows of C, H × n); dA is addressed

@@ -47,7 +47,9 @@ class Stream {
     cell.checkParameters("Stream::refresh");
     const auto& p = cell.parameters();
     const Eigen::Index G = Cell::kGates, H = cell.hiddenSize();
-    const detail::Blocks gated{G, H};
+    // One thread: all gates as one block where the cell allows it (see StepContext::multiply).
+    const detail::Blocks gated =
+        Cell::kFullGateProducts ? detail::Blocks{1, G * H} : detail::Blocks{G, H};
     m_packedIh.pack(detail::viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H),
                     gated, detail::Blocks{1, cell.inputSize()});
     m_packedHh.pack(detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H),
@@ -86,7 +88,7 @@ class Stream {
     if (m_cell->hiddenSize() != m_hiddenSize || m_cell->inputSize() != m_inputSize) {
       detail::fail("Stream::step: the cell's sizes changed; call refresh()");
     }
-    detail::gemm(m_packedIh, 0, Cell::kGates, 0, m_hiddenSize, 0, 1,
+    detail::gemm(m_packedIh, 0, m_packedIh.rowBlocks().count, 0, m_packedIh.rowBlocks().size, 0, 1,
                  detail::viewOf<const Scalar>(x.data(), x.outerStride()),
                  detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize),
                  m_batch, true, m_buffer, m_bias.data());

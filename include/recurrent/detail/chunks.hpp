@@ -12,34 +12,34 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace recurrent {
 namespace detail {
 
-/// The values of one chunk: one SIMD packet.
-template <typename Scalar>
-using Chunk = Eigen::Array<Scalar, GemmTraits<Scalar>::P, 1>;
+/// The values of one chunk: W scalars, one SIMD packet or a fraction of one.
+template <typename Scalar, int W = GemmTraits<Scalar>::P>
+using Chunk = Eigen::Array<Scalar, W, 1>;
 
-/// Loads n ≤ P values from p; a short chunk is padded with zeros, so the gate math always runs
+/// Loads n ≤ W values from p; a short chunk is padded with zeros, so the gate math always runs
 /// on whole packets (σ and tanh of the padding are harmless and never stored).
-template <typename Scalar>
-inline Chunk<Scalar> load(const Scalar* p, Index n) {
-  constexpr int W = GemmTraits<Scalar>::P;
-  if (n == W) return Eigen::Map<const Chunk<Scalar>>(p);
-  Chunk<Scalar> v = Chunk<Scalar>::Zero();
+template <typename Scalar, int W>
+inline Chunk<Scalar, W> load(const Scalar* p, Index n, std::integral_constant<int, W>) {
+  if (n == W) return Eigen::Map<const Chunk<Scalar, W>>(p);
+  Chunk<Scalar, W> v = Chunk<Scalar, W>::Zero();
   for (Index r = 0; r < n; ++r) v[r] = p[r];
   return v;
 }
 
-/// Stores the first n ≤ P values of v to p.
+/// Stores the first n values of the chunk v to p.
 template <typename Scalar, typename Derived>
 inline void store(Scalar* p, Index n, const Eigen::ArrayBase<Derived>& v) {
-  constexpr int W = GemmTraits<Scalar>::P;
+  constexpr int W = Derived::SizeAtCompileTime;
   if (n == W) {
-    Eigen::Map<Chunk<Scalar>> out(p);
+    Eigen::Map<Chunk<Scalar, W>> out(p);
     out = v;
   } else {
-    const Chunk<Scalar> w = v;
+    const Chunk<Scalar, W> w = v;
     for (Index r = 0; r < n; ++r) p[r] = w[r];
   }
 }
@@ -50,11 +50,24 @@ inline auto column(M& m, Index j) {
   return m.data() + j * m.outerStride();
 }
 
-/// Calls f(k, n) for the chunks [k, k + n) of [begin, end), n = P but for the last one.
+template <typename Scalar, int W, typename F>
+inline void forEachChunkOf(Index begin, Index end, F&& f) {
+  for (Index k = begin; k < end; k += W)
+    f(k, std::min<Index>(W, end - k), std::integral_constant<int, W>());
+}
+
+/// Calls f(k, n, w) for the chunks [k, k + n) of [begin, end), a range of units of gates of H
+/// units. The width w (a std::integral_constant) is a whole packet where H is a multiple of
+/// one, else the half or quarter packet that divides H (H = 8 with 16-float packets runs on
+/// 8-float ones), else a whole packet with a padded last chunk; n = w but for a last chunk.
 template <typename Scalar, typename F>
-inline void forEachChunk(Index begin, Index end, F&& f) {
-  constexpr Index W = GemmTraits<Scalar>::P;
-  for (Index k = begin; k < end; k += W) f(k, std::min(W, end - k));
+inline void forEachChunk(Index begin, Index end, Index H, F&& f) {
+  constexpr int P = GemmTraits<Scalar>::P;
+  if constexpr (P >= 4) {
+    if (H % P != 0 && H % (P / 2) == 0) return forEachChunkOf<Scalar, P / 2>(begin, end, f);
+    if (H % P != 0 && H % (P / 4) == 0) return forEachChunkOf<Scalar, P / 4>(begin, end, f);
+  }
+  forEachChunkOf<Scalar, P>(begin, end, f);
 }
 
 }  // namespace detail

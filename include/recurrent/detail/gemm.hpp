@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace recurrent {
 namespace detail {
@@ -88,7 +89,9 @@ struct KChunk {
 // ---- the micro-kernel ------------------------------------------------------------------------
 
 /// C(rows × NR) (+)= A_panel(MP·P × kc) · B_tile(kc × NR), A and B packed k-major.
-/// KU independent sets of accumulators hide the FMA latency when the tile is narrow.
+/// KU independent sets of accumulators hide the FMA latency when the tile is narrow. KU depends
+/// on the tile's width only, never on the panel's height, so every row of C is summed in the same
+/// order however A was cut into panels (and so whatever the number of threads).
 /// When overwriting, `bias` (one value per row, or null) is added to every column: the
 /// input projection W_ih·x + b is written in one pass.
 template <typename Scalar, int MP, int NR>
@@ -97,7 +100,7 @@ inline void microKernel(Index kc, const Scalar* a, const Scalar* b, Scalar* c, I
   using Traits = GemmTraits<Scalar>;
   using Packet = typename Traits::Packet;
   constexpr int P = Traits::P;
-  constexpr int KU = (MP * NR >= 8) ? 1 : (8 + MP * NR - 1) / (MP * NR);
+  constexpr int KU = NR >= 4 ? 1 : (4 + NR - 1) / NR;
   constexpr std::size_t kU = KU, kM = MP, kN = NR;  // array bounds
   Packet acc[kU][kM][kN];
   for (int u = 0; u < KU; ++u)
@@ -182,6 +185,106 @@ inline void kernel(Index height, Index nr, Index kc, const Scalar* a, const Scal
   const auto& table =
       height == GemmTraits<Scalar>::MR ? KernelTable<Scalar>::kTwo : KernelTable<Scalar>::kOne;
   table[static_cast<std::size_t>(nr)](kc, a, b, c, ldc, rows, overwrite, bias);
+}
+
+// ---- one column: the matrix-vector product of a single sequence's step
+// ------------------------------
+
+/// One panel of a matrix-vector product: its packed data, the C rows it writes and how many of
+/// them exist, and its bias (or null).
+template <typename Scalar>
+struct PanelJob {
+  const Scalar* a;
+  Scalar* c;
+  Index rows;
+  const Scalar* bias;
+};
+
+/// y(panels) (+)= A_panels · x for NP panels of MP packets each, sharing each broadcast of x[k]:
+/// with one column there is no tile of B to reuse, so the panels share the broadcast instead.
+/// KU sets of accumulators (two where 32 vector registers hold them, else one) interleave the
+/// depth; KU is the same for every group, so a row's sum does not depend on its panel.
+template <typename Scalar, int NP, int MP>
+inline void gemvPanels(Index kc, const PanelJob<Scalar>* jobs, const Scalar* x, bool overwrite) {
+  using Packet = typename GemmTraits<Scalar>::Packet;
+  constexpr int P = GemmTraits<Scalar>::P;
+  constexpr int KU = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 2 : 1;
+  constexpr std::size_t kU = KU, kP = NP, kM = MP;
+  Packet acc[kU][kP][kM];
+  for (int u = 0; u < KU; ++u)
+    for (int p = 0; p < NP; ++p)
+      for (int i = 0; i < MP; ++i) acc[u][p][i] = Eigen::internal::pset1<Packet>(Scalar(0));
+  Index k = 0;
+  for (; k + KU <= kc; k += KU) {
+    for (int u = 0; u < KU; ++u) {
+      const Packet xv = Eigen::internal::pset1<Packet>(x[k + u]);
+      for (int p = 0; p < NP; ++p) {
+        const Scalar* ak = jobs[p].a + (k + u) * MP * P;
+        for (int i = 0; i < MP; ++i) {
+          acc[u][p][i] =
+              Eigen::internal::pmadd(Eigen::internal::pload<Packet>(ak + i * P), xv, acc[u][p][i]);
+        }
+      }
+    }
+  }
+  for (; k < kc; ++k) {
+    const Packet xv = Eigen::internal::pset1<Packet>(x[k]);
+    for (int p = 0; p < NP; ++p) {
+      for (int i = 0; i < MP; ++i) {
+        acc[0][p][i] = Eigen::internal::pmadd(
+            Eigen::internal::pload<Packet>(jobs[p].a + k * MP * P + i * P), xv, acc[0][p][i]);
+      }
+    }
+  }
+  for (int p = 0; p < NP; ++p) {
+    Scalar* c = jobs[p].c;
+    const Scalar* bias = jobs[p].bias;
+    const bool full = jobs[p].rows == MP * P;
+    alignas(64) Scalar column[kM * std::size_t(P)];
+    for (int i = 0; i < MP; ++i) {
+      Packet v = acc[0][p][i];
+      for (int u = 1; u < KU; ++u) v = Eigen::internal::padd(v, acc[u][p][i]);
+      if (full) {  // whole packets straight to C
+        Scalar* ci = c + i * P;
+        if (overwrite) {
+          if (bias != nullptr)
+            v = Eigen::internal::padd(v, Eigen::internal::ploadu<Packet>(bias + i * P));
+        } else {
+          v = Eigen::internal::padd(v, Eigen::internal::ploadu<Packet>(ci));
+        }
+        Eigen::internal::pstoreu(ci, v);
+      } else {
+        Eigen::internal::pstore(column + i * P, v);
+      }
+    }
+    if (!full) {  // the last panel of a gate: only `rows` rows exist
+      for (Index r = 0; r < jobs[p].rows; ++r) {
+        c[r] = overwrite ? column[r] + (bias == nullptr ? Scalar(0) : bias[r]) : c[r] + column[r];
+      }
+    }
+  }
+}
+
+/// Runs up to four panels of one height (MR or one packet) with their compiled product.
+template <typename Scalar>
+inline void gemvGroup(Index count, Index height, Index kc, const PanelJob<Scalar>* jobs,
+                      const Scalar* x, bool overwrite) {
+  constexpr int MP = GemmTraits<Scalar>::MP;
+  const bool two = height == GemmTraits<Scalar>::MR;
+  switch (count) {
+    case 1:
+      return two ? gemvPanels<Scalar, 1, MP>(kc, jobs, x, overwrite)
+                 : gemvPanels<Scalar, 1, 1>(kc, jobs, x, overwrite);
+    case 2:
+      return two ? gemvPanels<Scalar, 2, MP>(kc, jobs, x, overwrite)
+                 : gemvPanels<Scalar, 2, 1>(kc, jobs, x, overwrite);
+    case 3:
+      return two ? gemvPanels<Scalar, 3, MP>(kc, jobs, x, overwrite)
+                 : gemvPanels<Scalar, 3, 1>(kc, jobs, x, overwrite);
+    default:
+      return two ? gemvPanels<Scalar, 4, MP>(kc, jobs, x, overwrite)
+                 : gemvPanels<Scalar, 4, 1>(kc, jobs, x, overwrite);
+  }
 }
 
 // ---- packing -----------------------------------------------------------------------------------
@@ -283,7 +386,31 @@ class PackedMatrix {
         }
       }
     });
+    // The panels of every block in groups of up to four of one height: the order in which the
+    // one-column product runs them, worked out once here instead of at every step.
+    m_groups.clear();
+    for (Index block = 0; block < m.count; ++block) {
+      for (Index u0 = 0; u0 < m.size; u0 += GemmTraits<Scalar>::MR) {
+        const Index height = panelHeight<Scalar>(u0, m.size);
+        if (m_groups.empty() || m_groups.back().count == 4 || m_groups.back().height != height) {
+          m_groups.push_back(PanelGroup{0, height, {}, {}, {}});
+        }
+        PanelGroup& g = m_groups.back();
+        g.block[g.count] = block;
+        g.unit[g.count] = u0;
+        g.rows[g.count] = std::min<Index>(GemmTraits<Scalar>::MR, m.size - u0);
+        ++g.count;
+      }
+    }
   }
+
+  /// Up to four panels of one height (MR or one packet): the first unit row of each in its block.
+  struct PanelGroup {
+    int count;
+    Index height;
+    Index block[4], unit[4], rows[4];
+  };
+  const std::vector<PanelGroup>& panelGroups() const { return m_groups; }
 
   const Blocks& rowBlocks() const { return m_m; }
   const Blocks& depthBlocks() const { return m_k; }
@@ -300,6 +427,7 @@ class PackedMatrix {
   Blocks m_m, m_k;
   Index m_blockRows = 0;
   Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_data;
+  std::vector<PanelGroup> m_groups;
 };
 
 // ---- the products ------------------------------------------------------------------------------
@@ -341,6 +469,39 @@ void gemm(const PackedMatrix<Scalar>& a, Index mb0, Index mb1, Index u0, Index u
         }
         const bool write = overwrite && first;
         first = false;
+        if (n == 1 && mb0 == 0 && mb1 == a.rowBlocks().count && u0 == 0 && u1 >= H) {
+          // One column over every panel: the groups worked out when A was packed.
+          PanelJob<Scalar> jobs[4];
+          for (const typename PackedMatrix<Scalar>::PanelGroup& g : a.panelGroups()) {
+            for (int p = 0; p < g.count; ++p) {
+              const Index block = g.block[p], u = g.unit[p];
+              jobs[p] =
+                  PanelJob<Scalar>{a.panel(chunk, block, u), c.at(block, u, 0), g.rows[p],
+                                   bias == nullptr ? nullptr : bias + block * c.blockStride + u};
+            }
+            gemvGroup(g.count, g.height, chunk.depth, jobs, packedB, write);
+          }
+          return;
+        }
+        if (n == 1) {  // one column: panels in groups of four of one height share x[k]
+          PanelJob<Scalar> jobs[4];
+          Index count = 0, groupHeight = 0;
+          for (Index block = mb0; block < mb1; ++block) {
+            for (Index u = u0; u < u1; u += MR) {
+              const Index height = panelHeight<Scalar>(u, H);
+              if (count == 4 || (count > 0 && height != groupHeight)) {
+                gemvGroup(count, groupHeight, chunk.depth, jobs, packedB, write);
+                count = 0;
+              }
+              groupHeight = height;
+              jobs[count++] = PanelJob<Scalar>{
+                  a.panel(chunk, block, u), c.at(block, u, 0), std::min<Index>(MR, H - u),
+                  bias == nullptr ? nullptr : bias + block * c.blockStride + u};
+            }
+          }
+          if (count > 0) gemvGroup(count, groupHeight, chunk.depth, jobs, packedB, write);
+          return;
+        }
         for (Index block = mb0; block < mb1; ++block) {
           for (Index u = u0; u < u1; u += MR) {
             const Index height = panelHeight<Scalar>(u, H);
