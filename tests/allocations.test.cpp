@@ -143,6 +143,82 @@ TEMPLATE_TEST_CASE("repeated calls of one shape allocate nothing", "[sequence][a
 }
 
 namespace {
+
+template <typename Case>
+void checkStackNoAllocation(const recurrent::StackOptions& options, std::vector<int> lengths,
+                            test::Index T, test::Index I, test::Index H, int threads = 1) {
+  using Cell = typename Case::Cell;
+  using S = typename Cell::Scalar;
+  std::mt19937 rng(6);
+  recurrent::Stack<Cell> stack(I, options, [H](test::Index in) { return Case::make(in, H); });
+  test::randomize(stack, rng);
+  stack.setThreads(threads);
+  const auto B = static_cast<test::Index>(lengths.size());
+  const test::Mat<S> x = test::uniform<S>(I, T * B, rng);
+  const test::Mat<S> dy = test::uniform<S>(stack.outputSize(), T * B, rng);
+  std::vector<typename Cell::State> h0 = stack.zeroState(B), dFinal = stack.zeroState(B);
+  for (std::size_t k = 0; k < h0.size(); ++k) {
+    h0[k] = test::randomState(stack.cell(0), B, rng);
+    dFinal[k] = test::randomState(stack.cell(0), B, rng);
+  }
+  auto grads = stack.zeroGradients();
+  auto once = [&] {
+    stack.forward(x, lengths, h0);
+    stack.backward(dy, dFinal, grads);
+    stack.infer(x, lengths, h0);
+    stack.infer(x, lengths);
+    stack.forward(x, lengths);
+    stack.backward(dy, grads);
+    stack.backward(dFinal, grads);
+    stack.forward(x, lengths, stack.finalState());  // carried over
+    stack.backward(dy, grads);
+    grads.setZero();
+  };
+  once();  // sizes the workspaces
+  INFO(Case::kName << " layers=" << options.numLayers() << " bidirectional="
+                   << options.bidirectional() << " dropout=" << options.dropout() << " T=" << T
+                   << " B=" << B << " I=" << I << " H=" << H << " threads=" << threads);
+  CHECK(allocationsIn([&] {
+          for (int k = 0; k < 3; ++k) once();
+        }) == 0);
+  // The hooks do count: a fresh Stack allocates its workspaces.
+  CHECK(allocationsIn([&] {
+          recurrent::Stack<Cell> fresh(I, options,
+                                       [H](test::Index in) { return Case::make(in, H); });
+          fresh.forward(x, lengths);
+        }) > 0);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("repeated stack calls of one shape allocate nothing", "[stack][allocations]",
+                   test::LSTM<float>, test::GRU<float>, test::RNNTanh<double>) {
+  using recurrent::Merge;
+  using recurrent::StackOptions;
+  const std::vector<int> lengths = {7, 3, 5};
+  checkStackNoAllocation<TestType>(StackOptions().numLayers(3), lengths, 7, 4, 8);
+  checkStackNoAllocation<TestType>(StackOptions().numLayers(2).bidirectional().dropout(0.3),
+                                   lengths, 7, 4, 8);
+  checkStackNoAllocation<TestType>(
+      StackOptions().numLayers(2).bidirectional().merge(Merge::Sum).dropout(0.5), lengths, 7, 4, 8);
+  checkStackNoAllocation<TestType>(StackOptions().numLayers(2).bidirectional(), {20, 20}, 20, 16,
+                                   70, 2);
+}
+
+TEST_CASE("repeated dropout calls of one shape allocate nothing", "[dropout][allocations]") {
+  recurrent::Dropout<float> dropout(0.3, 1);
+  const Eigen::MatrixXf x = Eigen::MatrixXf::Ones(16, 40);
+  dropout.forward(x);
+  dropout.backward(x);
+  CHECK(allocationsIn([&] {
+          for (int k = 0; k < 3; ++k) {
+            dropout.forward(x);
+            dropout.backward(x);
+          }
+        }) == 0);
+}
+
+namespace {
 std::vector<int> full(int T, int B) { return std::vector<int>(static_cast<std::size_t>(B), T); }
 }  // namespace
 

@@ -359,3 +359,138 @@ TEST_CASE("bad files throw naming the file and the problem, and leave the model 
   std::remove("truncated_test.safetensors");
   CHECK(m.snapshot() == source.snapshot());
 }
+
+// ---- stacks: multi-layer and bidirectional modules
+// ------------------------------------------------
+
+namespace {
+
+/// A Stack and an output layer, named rnn.* and fc.* as in tests/generate_stack_fixtures.py.
+template <typename Cell>
+struct StackModel {
+  using S = typename Cell::Scalar;
+  recurrent::Stack<Cell> rnn;
+  recurrent::Linear<S> fc;
+  StateDict<S> dict;
+  explicit StackModel(const recurrent::StackOptions& options)
+      : rnn(/*inputSize=*/3, /*hiddenSize=*/4, options), fc(rnn.outputSize(), 2) {
+    dict.add("rnn.", rnn).add("fc.", fc);
+  }
+  Mat<S> run(const Mat<S>& x, const std::vector<int>& lengths) {
+    rnn.infer(x, lengths);
+    Mat<S> y;
+    fc.forward(rnn.output(), y);
+    return y;
+  }
+  std::vector<Mat<S>> snapshot() const {
+    std::vector<Mat<S>> out;
+    for (const auto& e : dict)
+      out.push_back(Eigen::Map<const Mat<S>>(e.tensor.data(), e.tensor.rows(), e.tensor.cols()));
+    return out;
+  }
+};
+
+/// Loads a stack + Linear saved from PyTorch and compares outputs and every gradient of the
+/// loss sum(fc(y) ⊙ w) with PyTorch's.
+template <typename Cell>
+double stackFileAgainstTorch(const std::string& name, const recurrent::StackOptions& options) {
+  using S = typename Cell::Scalar;
+  StackModel<Cell> m(options);
+  recurrent::loadSafetensors(dataPath(name + ".safetensors"), m.dict);
+  const Fixture f(name);
+  const std::vector<int> lengths = f.lengths();
+  const Mat<S> x = f.columns("x").cast<S>();
+  double worst = difference(m.run(x, lengths), f.columns("y"));
+  // PyTorch ran in eval() mode: no dropout in the training forward either.
+  m.rnn.setDropout(0.0);
+  m.rnn.forward(x, lengths);
+  Mat<S> y, dh;
+  m.fc.forward(m.rnn.output(), y);
+  worst = std::max(worst, difference(y, f.columns("y")));
+  auto fcGrads = m.fc.zeroGradients();
+  auto rnnGrads = m.rnn.zeroGradients();
+  m.fc.backward(m.rnn.output(), f.columns("w").cast<S>(), fcGrads, dh);
+  m.rnn.backward(dh, rnnGrads);
+  int tensors = 0;
+  auto compare = [&](const std::string& prefix) {
+    return [&, prefix](const char* tensor, const auto& g) {
+      const double d = difference(g, f.torch2d("grad." + prefix + tensor));
+      INFO(name << ": gradient of " << prefix << tensor << " differs by " << d);
+      CHECK(d <= (sizeof(S) == 4 ? 1e-5 : 1e-10));
+      worst = std::max(worst, d);
+      ++tensors;
+    };
+  };
+  rnnGrads.forEach(compare("rnn."));
+  fcGrads.forEach(compare("fc."));
+  CHECK(tensors == int(recurrent::StateDict<S>().add("", m.rnn).add("fc.", m.fc).size()));
+  worst = std::max(worst, difference(m.rnn.inputGradient(), f.columns("grad_x")));
+  std::cout << "safetensors " << name << ".safetensors -> " << (sizeof(S) == 4 ? "float" : "double")
+            << " stack: outputs and gradients differ from PyTorch's by " << worst << "\n";
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("stacks saved from PyTorch load and reproduce its outputs and gradients",
+          "[safetensors][stack][torch]") {
+  using recurrent::GRUCell;
+  using recurrent::LSTMCell;
+  using recurrent::StackOptions;
+  const StackOptions lstm = StackOptions().numLayers(2).bidirectional();
+  const StackOptions gru = StackOptions().numLayers(3).dropout(0.25);
+  CHECK(stackFileAgainstTorch<LSTMCell<float>>("torch_stack_lstm_f32", lstm) <= 1e-5);
+  CHECK(stackFileAgainstTorch<GRUCell<float>>("torch_stack_gru_f32", gru) <= 1e-5);
+  CHECK(stackFileAgainstTorch<LSTMCell<double>>("torch_stack_lstm_f64", lstm) <= 1e-10);
+  CHECK(stackFileAgainstTorch<GRUCell<double>>("torch_stack_gru_f64", gru) <= 1e-10);
+}
+
+TEST_CASE("a stack saved here loads in PyTorch and gives the same outputs",
+          "[safetensors][stack][torch]") {
+  StackModel<recurrent::LSTMCell<float>> m(recurrent::StackOptions().numLayers(2).bidirectional());
+  std::mt19937 rng(2025);
+  recurrent::initialize(m.rnn, rng, recurrent::InitOptions().forgetGateBias(1.0));
+  recurrent::initialize(m.fc, rng);
+  const std::string file = dataPath("recurrent_stack_lstm_f32.safetensors");
+  const std::vector<std::uint8_t> bytes = recurrent::serializeSafetensors(m.dict);
+  if (std::getenv("RECURRENT_UPDATE_FIXTURES") != nullptr) {
+    recurrent::saveSafetensors(file, m.dict);
+    std::cout << "wrote " << file << "\n";
+  }
+  const bool sameBytes = bytes == readBytes(file);
+  CHECK(sameBytes);
+  const Fixture f("recurrent_stack_lstm_torch");
+  const double d = difference(m.run(f.columns("x").cast<float>(), f.lengths()), f.columns("y"));
+  std::cout << "safetensors " << file << " -> PyTorch: outputs differ by " << d << "\n";
+  CHECK(d <= 1e-5);
+}
+
+TEST_CASE("a stack round-trips, and a file of another stack is refused without a change",
+          "[safetensors][stack][errors]") {
+  using Cell = recurrent::GRUCell<double>;
+  using recurrent::StackOptions;
+  const StackOptions options = StackOptions().numLayers(2).bidirectional();
+  StackModel<Cell> a(options), b(options);
+  std::mt19937 rng(6);
+  recurrent::initialize(a.rnn, rng);
+  recurrent::initialize(a.fc, rng);
+  const std::vector<std::uint8_t> bytes = recurrent::serializeSafetensors(a.dict);
+  recurrent::loadSafetensors(bytes.data(), bytes.size(), b.dict);
+  CHECK(b.snapshot() == a.snapshot());
+
+  // The 3-layer, one-direction GRU of the PyTorch fixture into this 2-layer bidirectional one.
+  const std::string three = dataPath("torch_stack_gru_f64.safetensors");
+  const auto before = b.snapshot();
+  CHECK_THROWS_WITH(recurrent::loadSafetensors(three, b.dict),
+                    Contains("missing tensor 'rnn.weight_ih_l0_reverse'"));
+  CHECK(b.snapshot() == before);
+  // Into a 2-layer one-direction GRU: the tensors of the third layer are left over (strict).
+  StackModel<Cell> two(StackOptions().numLayers(2));
+  const auto twoBefore = two.snapshot();
+  CHECK_THROWS_WITH(recurrent::loadSafetensors(three, two.dict),
+                    Contains("unexpected tensor 'rnn.bias_hh_l2'"));
+  CHECK(two.snapshot() == twoBefore);
+  // Into a 3-layer one-direction GRU: it loads.
+  StackModel<Cell> three3(StackOptions().numLayers(3));
+  CHECK_NOTHROW(recurrent::loadSafetensors(three, three3.dict));
+}

@@ -41,3 +41,27 @@ TEST_CASE("StateDict errors", "[state_dict][errors]") {
   CHECK_THROWS_WITH(dict.addTensor("__metadata__", m), Contains("reserved"));
   CHECK_THROWS_WITH(dict.addTensor("", m), Contains("must not be empty"));
 }
+
+TEST_CASE("layerTensorName gives PyTorch's multi-layer names", "[state_dict][stack]") {
+  CHECK(recurrent::layerTensorName("weight_ih", 0) == "weight_ih_l0");
+  CHECK(recurrent::layerTensorName("bias_hh", 3) == "bias_hh_l3");
+  CHECK(recurrent::layerTensorName("weight_hr", 0, true) == "weight_hr_l0_reverse");
+  CHECK(recurrent::layerTensorName("weight_hh", 12, true) == "weight_hh_l12_reverse");
+}
+
+TEST_CASE("a Stack and its gradients are named alike", "[state_dict][stack]") {
+  recurrent::Stack<recurrent::GRUCell<float>> stack(2, 3, recurrent::StackOptions().numLayers(2));
+  auto grads = stack.zeroGradients();
+  std::vector<std::string> names, gradNames;
+  stack.parameters().forEach([&](const char* name, const auto&) { names.push_back(name); });
+  grads.forEach([&](const char* name, const auto&) { gradNames.push_back(name); });
+  CHECK(names == std::vector<std::string>{"weight_ih_l0", "weight_hh_l0", "bias_ih_l0",
+                                          "bias_hh_l0", "weight_ih_l1", "weight_hh_l1",
+                                          "bias_ih_l1", "bias_hh_l1"});
+  CHECK(gradNames == names);
+  // Adding a stack under a name already used adds nothing.
+  recurrent::StateDict<float> dict;
+  dict.add("rnn.", stack);
+  CHECK_THROWS_WITH(dict.add("rnn.", stack), Contains("the name rnn.weight_ih_l0 is already used"));
+  CHECK(dict.size() == 8);
+}

@@ -8,6 +8,7 @@
 
 #include <optional>
 #include <type_traits>
+#include <utility>
 
 namespace recurrent {
 
@@ -37,6 +38,17 @@ class InitOptions {
   std::optional<double> m_forgetGateBias;
 };
 
+namespace detail {
+/// True for a layer with its own `initialize(rng, options)` (a Stack of cells).
+template <typename Layer, typename Rng, typename = void>
+struct TakesInitOptions : std::false_type {};
+template <typename Layer, typename Rng>
+struct TakesInitOptions<Layer, Rng,
+                        std::void_t<decltype(std::declval<Layer&>().initialize(
+                            std::declval<Rng&>(), std::declval<const InitOptions&>()))>>
+    : std::true_type {};
+}  // namespace detail
+
 /// Sets the forget gate's bias of an LSTM: the f block (rows [H, 2H)) of bias_ih to `value`
 /// and of bias_hh to 0, so that their sum, the bias the gate sees, is `value`.
 template <typename Scalar, int I, int H_, LSTMVariant V>
@@ -55,16 +67,23 @@ void setForgetGateBias(LSTMCell<Scalar, I, H_, V>& cell, Scalar value) {
 ///
 /// then applies `options`. Throws std::invalid_argument, before drawing anything, if an
 /// option does not apply to the layer (a forget-gate bias for anything but an LSTMCell).
+///
+/// A layer made of cells (Stack) takes the options itself, through its
+/// `initialize(rng, options)`, and applies them to each of its cells.
 template <typename Layer, typename Rng>
 void initialize(Layer& layer, Rng& rng, const InitOptions& options = InitOptions()) {
-  constexpr bool isLstm = detail::IsLSTMCell<Layer>::value;
-  if (options.forgetGateBias() && !isLstm) {
-    detail::fail("initialize: forget_gate_bias applies to LSTMCell only");
-  }
-  layer.initialize(rng);
-  if constexpr (isLstm) {
-    if (options.forgetGateBias()) {
-      setForgetGateBias(layer, static_cast<typename Layer::Scalar>(*options.forgetGateBias()));
+  if constexpr (detail::TakesInitOptions<Layer, Rng>::value) {
+    layer.initialize(rng, options);
+  } else {
+    constexpr bool isLstm = detail::IsLSTMCell<Layer>::value;
+    if (options.forgetGateBias() && !isLstm) {
+      detail::fail("initialize: forget_gate_bias applies to LSTMCell only");
+    }
+    layer.initialize(rng);
+    if constexpr (isLstm) {
+      if (options.forgetGateBias()) {
+        setForgetGateBias(layer, static_cast<typename Layer::Scalar>(*options.forgetGateBias()));
+      }
     }
   }
 }

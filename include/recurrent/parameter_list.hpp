@@ -38,12 +38,14 @@ class ParameterList {
 
   ParameterList() = default;
 
-  /// Adds every tensor of `params` (CellParameters, LinearParameters or anything with a
-  /// forEach(name, tensor)) with the tensor of the same name in `grads`, named prefix + name.
-  /// Throws std::invalid_argument if the two are not shaped alike or a tensor is already in
-  /// the list; the list is unchanged then.
-  template <typename Params>
-  ParameterList& add(Params& params, Params& grads, const std::string& prefix = "") {
+  /// Adds every tensor of `params` (CellParameters, LinearParameters, a Stack's parameters() or
+  /// anything with a forEach(name, tensor)) with the tensor of the same name in `grads`, named
+  /// prefix + name. `params` may be a view returned by value (Stack::parameters()); `grads`
+  /// is the object the gradients accumulate in (zeroGradients()). Throws
+  /// std::invalid_argument if the two are not shaped alike or a tensor is already in the list;
+  /// the list is unchanged then.
+  template <typename Params, typename Grads>
+  ParameterList& add(Params&& params, Grads& grads, const std::string& prefix = "") {
     std::vector<Entry> entries;
     params.forEach([&](const char* name, auto& tensor) {
       entries.push_back(Entry{prefix + name, Handle(tensor), Handle(tensor)});

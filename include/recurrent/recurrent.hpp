@@ -6,6 +6,7 @@
 #include <recurrent/activations.hpp>
 #include <recurrent/adam.hpp>
 #include <recurrent/clip.hpp>
+#include <recurrent/dropout.hpp>
 #include <recurrent/gru_cell.hpp>
 #include <recurrent/init.hpp>
 #include <recurrent/linear.hpp>
@@ -16,6 +17,7 @@
 #include <recurrent/rnn_cell.hpp>
 #include <recurrent/sequence.hpp>
 #include <recurrent/sgd.hpp>
+#include <recurrent/stack.hpp>
 #include <recurrent/state.hpp>
 #include <recurrent/state_dict.hpp>
 #include <recurrent/step.hpp>

@@ -23,6 +23,14 @@ enum class CellNaming {
   Cell,
 };
 
+/// PyTorch's name of a tensor of layer `layer` of a recurrent module (nn.LSTM, nn.GRU, nn.RNN):
+/// the cell's own name, then "_l" and the layer, then "_reverse" for the reverse direction of
+/// a bidirectional layer — weight_ih_l0, weight_hh_l1, bias_ih_l0_reverse, weight_hr_l2_reverse.
+inline std::string layerTensorName(const std::string& name, Eigen::Index layer,
+                                   bool reverse = false) {
+  return name + "_l" + std::to_string(layer) + (reverse ? "_reverse" : "");
+}
+
 namespace detail {
 template <typename T, typename = void>
 struct IsCell : std::false_type {};
@@ -55,16 +63,17 @@ class StateDict {
     Handle tensor;
   };
 
-  /// Adds every parameter tensor of `layer` (a cell or a Linear) as prefix + its PyTorch
-  /// name; a cell's names follow `naming`. Throws std::invalid_argument on a name already
-  /// present, and then adds nothing.
+  /// Adds every parameter tensor of `layer` as prefix + its PyTorch name: a cell's names follow
+  /// `naming` (weight_ih_l0 or weight_ih); a Stack's are those of a multi-layer module
+  /// (weight_ih_l0, ..., weight_hh_l1_reverse, see layerTensorName()); a Linear's weight and
+  /// bias. Throws std::invalid_argument on a name already present, and then adds nothing.
   template <typename Layer>
   StateDict& add(const std::string& prefix, Layer& layer, CellNaming naming = CellNaming::Layer) {
-    const std::string suffix =
-        detail::IsCell<Layer>::value && naming == CellNaming::Layer ? "_l0" : "";
+    const bool layerNames = detail::IsCell<Layer>::value && naming == CellNaming::Layer;
     std::vector<Entry> entries;
     layer.parameters().forEach([&](const char* name, auto& tensor) {
-      entries.push_back(Entry{prefix + name + suffix, Handle(tensor)});
+      entries.push_back(Entry{prefix + (layerNames ? layerTensorName(name, 0) : std::string(name)),
+                              Handle(tensor)});
     });
     for (const Entry& e : entries) checkNew(e.name);
     m_entries.insert(m_entries.end(), entries.begin(), entries.end());
