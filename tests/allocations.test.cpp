@@ -135,7 +135,8 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
 
 TEMPLATE_TEST_CASE("repeated calls of one shape allocate nothing", "[sequence][allocations]",
                    test::LSTM<float>, test::GRU<float>, test::GRUResetBefore<float>,
-                   test::RNNTanh<float>, test::LSTM<double>, test::GRU<double>) {
+                   test::RNNTanh<float>, test::LSTM<double>, test::GRU<double>,
+                   test::PeepholeLSTM<float>) {
   SECTION("unequal lengths, small") { checkNoAllocation<TestType>({7, 3, 5}, 7, 4, 8); }
   SECTION("equal lengths") { checkNoAllocation<TestType>({20, 20, 20, 20}, 20, 32, 64); }
   SECTION("unequal lengths") { checkNoAllocation<TestType>({30, 10, 25}, 30, 16, 70); }

@@ -6,6 +6,8 @@
 #include <recurrent/recurrent.hpp>
 
 #include <iostream>
+#include <map>
+#include <string>
 #include <thread>
 
 using namespace test;
@@ -70,11 +72,17 @@ void gradientCheck(std::vector<int> lengths, Index T) {
     s.infer(p.x, p.lengths, p.h0);
     return p.loss(s.output(), s.finalState());
   };
-  auto& params = p.cell.parameters();
-  checkGradient(Case::kName, "weight_ih", params.weight_ih, grads.weight_ih, loss);
-  checkGradient(Case::kName, "weight_hh", params.weight_hh, grads.weight_hh, loss);
-  checkGradient(Case::kName, "bias_ih", params.bias_ih, grads.bias_ih, loss);
-  checkGradient(Case::kName, "bias_hh", params.bias_hh, grads.bias_hh, loss);
+  // Every parameter tensor the cell has (forEach), by name.
+  std::map<std::string, MatrixXd> analytic;
+  grads.forEach(
+      [&](const char* name, const auto& g) { analytic[name] = g.template cast<double>(); });
+  int checked = 0;
+  p.cell.parameters().forEach([&](const char* name, auto& tensor) {
+    checkGradient(Case::kName, name, tensor, analytic.at(name), loss);
+    ++checked;
+  });
+  CHECK(checked == static_cast<int>(analytic.size()));
+  CHECK(checked >= 4);
   checkGradient(Case::kName, "input", p.x, seq.inputGradient(), loss);
   checkGradient(Case::kName, "h0", p.h0.h, seq.initialStateGradient().h, loss);
   if constexpr (Cell::kHasCellState) {
@@ -92,15 +100,16 @@ double maxDiff(const A& a, const B& b) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("BPTT gradients match central differences", "[sequence][bptt][gradcheck]",
-                   LSTM<double>, GRU<double>, GRUResetBefore<double>, RNNTanh<double>,
-                   RNNRelu<double>) {
+                   LSTM<double>, PeepholeLSTM<double>, GRU<double>, GRUResetBefore<double>,
+                   RNNTanh<double>, RNNRelu<double>) {
   SECTION("unequal, unsorted lengths") { gradientCheck<TestType>({4, 6, 1, 3}, 6); }
   SECTION("equal lengths") { gradientCheck<TestType>({5, 5}, 5); }
   SECTION("one sequence") { gradientCheck<TestType>({4}, 4); }
 }
 
 TEMPLATE_TEST_CASE("training and inference forward agree", "[sequence]", LSTM<double>, GRU<double>,
-                   GRUResetBefore<double>, RNNTanh<double>, LSTM<float>, GRU<float>) {
+                   GRUResetBefore<double>, RNNTanh<double>, LSTM<float>, GRU<float>,
+                   PeepholeLSTM<float>, PeepholeLSTM<double>) {
   using Cell = typename TestType::Cell;
   using S = typename Cell::Scalar;
   // T = 300 makes infer() run its input projection in several blocks.
@@ -122,7 +131,7 @@ TEMPLATE_TEST_CASE("training and inference forward agree", "[sequence]", LSTM<do
 
 TEMPLATE_TEST_CASE("a sequence's result does not depend on the rest of its batch",
                    "[sequence][invariance]", LSTM<double>, GRU<double>, GRUResetBefore<double>,
-                   RNNTanh<double>) {
+                   RNNTanh<double>, PeepholeLSTM<double>) {
   using Cell = typename TestType::Cell;
   const Index T = 6;
   Problem<Cell> p = makeProblem<TestType>({4, 6, 1, 3}, T, 11);
@@ -260,7 +269,7 @@ TEMPLATE_TEST_CASE("backward from the output alone or the final state alone", "[
 
 TEMPLATE_TEST_CASE("truncated BPTT: two chunks with carry-over equal one call",
                    "[sequence][bptt][truncated]", LSTM<double>, GRU<double>, GRUResetBefore<double>,
-                   RNNTanh<double>, LSTM<float>) {
+                   RNNTanh<double>, LSTM<float>, PeepholeLSTM<double>) {
   using Cell = typename TestType::Cell;
   using S = typename Cell::Scalar;
   const Index T = 9, T1 = 4, T2 = T - T1, B = 3;
@@ -420,7 +429,8 @@ TEST_CASE("every argument error throws std::invalid_argument naming what was exp
 }
 
 TEMPLATE_TEST_CASE("two threads give the results of one", "[sequence][threads]", LSTM<float>,
-                   LSTM<double>, GRU<float>, GRUResetBefore<double>, RNNTanh<float>) {
+                   LSTM<double>, GRU<float>, GRUResetBefore<double>, RNNTanh<float>,
+                   PeepholeLSTM<float>, PeepholeLSTM<double>) {
   using Cell = typename TestType::Cell;
   using S = typename Cell::Scalar;
   // H = 70: several kernel panels of units, the last one partial.
@@ -452,6 +462,16 @@ TEMPLATE_TEST_CASE("two threads give the results of one", "[sequence][threads]",
     CHECK(g2.weight_hh == g1.weight_hh);
     CHECK(g2.bias_ih == g1.bias_ih);
     CHECK(g2.bias_hh == g1.bias_hh);
+    if constexpr (HasPeepholes<Cell>::value) {
+      CHECK(g2.peephole_i == g1.peephole_i);
+      CHECK(g2.peephole_f == g1.peephole_f);
+      CHECK(g2.peephole_o == g1.peephole_o);
+      CHECK(g1.peephole_o.cwiseAbs().maxCoeff() > S(1e-3));
+    }
+    if constexpr (Cell::kHasCellState) {
+      CHECK(two.finalState().c == one.finalState().c);
+      CHECK(two.initialStateGradient().c == one.initialStateGradient().c);
+    }
     CHECK(g1.weight_hh.cwiseAbs().maxCoeff() > S(1e-3));
   }
   Problem<Cell> q = makeProblem<TestType>({1}, 1, 1);

@@ -16,7 +16,8 @@ double relDiff(const A& a, const B& b) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("Stream steps reproduce Sequence::infer", "[stream]", LSTM<float>, LSTM<double>,
-                   GRU<float>, GRUResetBefore<double>, RNNTanh<double>, RNNRelu<float>) {
+                   GRU<float>, GRUResetBefore<double>, RNNTanh<double>, RNNRelu<float>,
+                   PeepholeLSTM<float>, PeepholeLSTM<double>) {
   using Cell = typename TestType::Cell;
   using S = typename Cell::Scalar;
   // The two sum the input projection in different orders (the kernel's tiles differ with the

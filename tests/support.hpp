@@ -14,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace test {
@@ -29,6 +30,12 @@ template <typename S>
 struct LSTM {
   using Cell = recurrent::LSTMCell<S>;
   static constexpr const char* kName = "lstm";
+  static Cell make(Index I, Index H) { return Cell(I, H); }
+};
+template <typename S>
+struct PeepholeLSTM {
+  using Cell = recurrent::PeepholeLSTMCell<S>;
+  static constexpr const char* kName = "lstm_peephole";
   static Cell make(Index I, Index H) { return Cell(I, H); }
 };
 template <typename S>
@@ -60,6 +67,12 @@ template <typename Cell>
 constexpr bool hasCellState() {
   return Cell::kHasCellState;
 }
+
+/// True for an LSTM cell with peephole weights.
+template <typename Cell, typename = void>
+struct HasPeepholes : std::false_type {};
+template <typename Cell>
+struct HasPeepholes<Cell, std::enable_if_t<Cell::kPeephole>> : std::true_type {};
 
 // ---- random data ------------------------------------------------------------------------------
 

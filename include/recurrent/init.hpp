@@ -31,13 +31,20 @@ class InitOptions {
 
 /// Sets the forget gate's bias of an LSTM: the f block (rows [H, 2H)) of bias_ih to `value`
 /// and of bias_hh to 0, so that their sum, the bias the gate sees, is `value`.
-template <typename Scalar>
-void setForgetGateBias(LSTMCell<Scalar>& cell, Scalar value) {
-  const Eigen::Index H = cell.hiddenSize();
+template <typename Scalar, int I, int H, LSTMVariant Variant>
+void setForgetGateBias(LSTMCell<Scalar, I, H, Variant>& cell, Scalar value) {
+  const Eigen::Index hidden = cell.hiddenSize();
   cell.checkParameters("setForgetGateBias");
-  cell.parameters().bias_ih.segment(H, H).setConstant(value);
-  cell.parameters().bias_hh.segment(H, H).setZero();
+  cell.parameters().bias_ih.segment(hidden, hidden).setConstant(value);
+  cell.parameters().bias_hh.segment(hidden, hidden).setZero();
 }
+
+namespace detail {
+template <typename Layer>
+struct IsLSTMCell : std::false_type {};
+template <typename Scalar, int I, int H, LSTMVariant Variant>
+struct IsLSTMCell<LSTMCell<Scalar, I, H, Variant>> : std::true_type {};
+}  // namespace detail
 
 /// PyTorch's initialisation of a layer from `rng` (any uniform random bit generator, e.g.
 /// std::mt19937 seeded by the caller; the draw is the same on every platform):
@@ -46,10 +53,11 @@ void setForgetGateBias(LSTMCell<Scalar>& cell, Scalar value) {
 ///   Linear                  weight and bias from U(−1/√I, 1/√I)     (nn.Linear)
 ///
 /// then applies `options`. Throws std::invalid_argument, before drawing anything, if an
-/// option does not apply to the layer (a forget-gate bias for anything but an LSTMCell).
+/// option does not apply to the layer (a forget-gate bias for anything but an LSTMCell, of
+/// either variant).
 template <typename Layer, typename Rng>
 void initialize(Layer& layer, Rng& rng, const InitOptions& options = InitOptions()) {
-  constexpr bool isLstm = std::is_same<Layer, LSTMCell<typename Layer::Scalar>>::value;
+  constexpr bool isLstm = detail::IsLSTMCell<Layer>::value;
   if (options.forgetGateBias() && !isLstm) {
     detail::fail("initialize: forget_gate_bias applies to LSTMCell only");
   }

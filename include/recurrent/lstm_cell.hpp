@@ -10,7 +10,123 @@
 
 #include <Eigen/Core>
 
+#include <type_traits>
+
 namespace recurrent {
+
+/// Which LSTM: chosen at compile time (LSTMCell's fourth template parameter).
+enum class LSTMVariant {
+  /// The gates see x and h only: PyTorch's nn.LSTM, cuDNN, ONNX without P.
+  Standard,
+  /// Peephole connections (Gers & Schmidhuber 2000): i and f also see c_{t-1}, o sees c_t,
+  /// each through a diagonal weight — ONNX's P = [p_i; p_o; p_f], oneDNN's peephole weights.
+  Peephole,
+};
+
+namespace detail {
+/// The peephole weights of LSTMParameters: none for the standard LSTM.
+template <typename Scalar, bool Peephole>
+struct LSTMPeepholes {};
+template <typename Scalar>
+struct LSTMPeepholes<Scalar, true> {
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  Vector peephole_i;  ///< H   p_i: c_{t-1} into the input gate
+  Vector peephole_f;  ///< H   p_f: c_{t-1} into the forget gate
+  Vector peephole_o;  ///< H   p_o: c_t into the output gate
+};
+}  // namespace detail
+
+/// LSTMParameters<Scalar, Variant>: the tensors of an LSTMCell, in the order forEach visits
+/// them (PyTorch's state_dict order, then the tensors PyTorch has no name for):
+///
+///     weight_ih   4H × I   [W_ii; W_if; W_ig; W_io]
+///     weight_hh   4H × H   [W_hi; W_hf; W_hg; W_ho]
+///     bias_ih     4H
+///     bias_hh     4H
+///     peephole_i, peephole_f, peephole_o   H each   (LSTMVariant::Peephole only)
+///
+/// The standard LSTM has exactly CellParameters' four tensors. The same type holds gradients.
+template <typename Scalar_, LSTMVariant Variant = LSTMVariant::Standard>
+struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::Peephole> {
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  static constexpr Eigen::Index kGates = 4;
+  static constexpr bool kPeephole = (Variant == LSTMVariant::Peephole);
+
+  Matrix weight_ih;  ///< 4H × I
+  Matrix weight_hh;  ///< 4H × H
+  Vector bias_ih;    ///< 4H
+  Vector bias_hh;    ///< 4H
+
+  LSTMParameters() = default;
+
+  /// Zero tensors for input size I and hidden size H.
+  LSTMParameters(Eigen::Index inputSize, Eigen::Index hiddenSize)
+      : weight_ih(Matrix::Zero(kGates * hiddenSize, inputSize)),
+        weight_hh(Matrix::Zero(kGates * hiddenSize, hiddenSize)),
+        bias_ih(Vector::Zero(kGates * hiddenSize)),
+        bias_hh(Vector::Zero(kGates * hiddenSize)) {
+    if constexpr (kPeephole) {
+      this->peephole_i = Vector::Zero(hiddenSize);
+      this->peephole_f = Vector::Zero(hiddenSize);
+      this->peephole_o = Vector::Zero(hiddenSize);
+    }
+  }
+
+  /// Sets every tensor to zero, keeping the shapes (the "zero the gradients" call).
+  void setZero() {
+    forEach([](const char*, auto& tensor) { tensor.setZero(); });
+  }
+
+  /// Calls f(name, tensor) for each tensor, in the order of the table above.
+  template <typename F>
+  void forEach(F&& f) {
+    visit(*this, f);
+  }
+  template <typename F>
+  void forEach(F&& f) const {
+    visit(*this, f);
+  }
+
+  /// Throws std::invalid_argument naming the first tensor that is not shaped for input size I
+  /// and hidden size H. Allocates nothing.
+  void checkShape(Eigen::Index inputSize, Eigen::Index hiddenSize, const char* where,
+                  const char* what) const {
+    const Eigen::Index rows = kGates * hiddenSize;
+    checkOne(where, what, "weight_ih", weight_ih, rows, inputSize);
+    checkOne(where, what, "weight_hh", weight_hh, rows, hiddenSize);
+    checkOne(where, what, "bias_ih", bias_ih, rows, 1);
+    checkOne(where, what, "bias_hh", bias_hh, rows, 1);
+    if constexpr (kPeephole) {
+      checkOne(where, what, "peephole_i", this->peephole_i, hiddenSize, 1);
+      checkOne(where, what, "peephole_f", this->peephole_f, hiddenSize, 1);
+      checkOne(where, what, "peephole_o", this->peephole_o, hiddenSize, 1);
+    }
+  }
+
+ private:
+  template <typename Self, typename F>
+  static void visit(Self& self, F& f) {
+    f("weight_ih", self.weight_ih);
+    f("weight_hh", self.weight_hh);
+    f("bias_ih", self.bias_ih);
+    f("bias_hh", self.bias_hh);
+    if constexpr (kPeephole) {
+      f("peephole_i", self.peephole_i);
+      f("peephole_f", self.peephole_f);
+      f("peephole_o", self.peephole_o);
+    }
+  }
+  template <typename A>
+  static void checkOne(const char* where, const char* what, const char* name, const A& a,
+                       Eigen::Index rows, Eigen::Index cols) {
+    if (a.rows() != rows || a.cols() != cols) {
+      detail::fail(where, ": ", what, " ", name, " must be ", rows, " x ", cols, ", got ", a.rows(),
+                   " x ", a.cols());
+    }
+  }
+};
 
 /// LSTMCell<Scalar>: the LSTM of Hochreiter & Schmidhuber (1997) with the forget gate of
 /// Gers, Schmidhuber & Cummins (2000), in PyTorch's conventions (torch.nn.LSTM, one layer).
@@ -24,35 +140,57 @@ namespace recurrent {
 ///     c' = f ⊙ c + i ⊙ g                         cell state update
 ///     h' = o ⊙ tanh(c')                          hidden state
 ///
-/// Parameters (see CellParameters), gate blocks stacked by rows in the order i, f, g, o:
+/// With LSTMVariant::Peephole (PeepholeLSTMCell; Gers & Schmidhuber 2000, as ONNX and oneDNN
+/// define it) the gates also see the cell state through diagonal weights p_i, p_f, p_o (H each):
+/// i and f the previous one, o the new one:
+///
+///     i  = σ(W_ii x + b_ii + W_hi h + b_hi + p_i ⊙ c)
+///     f  = σ(W_if x + b_if + W_hf h + b_hf + p_f ⊙ c)
+///     o  = σ(W_io x + b_io + W_ho h + b_ho + p_o ⊙ c')
+///
+/// Parameters (see LSTMParameters), gate blocks stacked by rows in the order i, f, g, o:
 ///
 ///     weight_ih  4H × I    = [W_ii; W_if; W_ig; W_io]
 ///     weight_hh  4H × H    = [W_hi; W_hf; W_hg; W_ho]
 ///     bias_ih, bias_hh  4H
+///     peephole_i, peephole_f, peephole_o  H each   (Peephole only; no PyTorch equivalent)
 ///
 /// Backward (dh, dc flow in from step t+1 and from the loss; A_* are pre-activations):
 ///
-///     dc_t  = dc + dh ⊙ o ⊙ (1 − tanh²c')        total gradient on c'
 ///     dA_o  = dh ⊙ tanh(c') ⊙ o(1 − o)
+///     dc_t  = dc + dh ⊙ o ⊙ (1 − tanh²c')        total gradient on c'
+///               [+ dA_o ⊙ p_o]                     (Peephole: o sees c')
 ///     dA_i  = dc_t ⊙ g ⊙ i(1 − i)
 ///     dA_f  = dc_t ⊙ c ⊙ f(1 − f)
 ///     dA_g  = dc_t ⊙ i ⊙ (1 − g²)
-///     dc    ← dc_t ⊙ f,   dh ← W_hhᵀ dA          gradients on the previous state
+///     dc    ← dc_t ⊙ f [+ dA_i ⊙ p_i + dA_f ⊙ p_f],   dh ← W_hhᵀ dA     (previous state)
+///
+/// and, after the time loop, as sums over every step and sequence (Peephole):
+///
+///     dp_i += Σ dA_i ⊙ c,   dp_f += Σ dA_f ⊙ c,   dp_o += Σ dA_o ⊙ c'
 ///
 /// The cell owns its parameters and keeps no per-sequence state: it is const while a
 /// Sequence runs it, so one cell can serve several Sequences on several threads.
-template <typename Scalar_>
+///
+/// InputSize and HiddenSize are reserved for compile-time sizes; only Eigen::Dynamic (run-time
+/// sizes, the default) is used here.
+template <typename Scalar_, int InputSize = Eigen::Dynamic, int HiddenSize = Eigen::Dynamic,
+          LSTMVariant Variant = LSTMVariant::Standard>
 class LSTMCell {
  public:
   using Scalar = Scalar_;
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  using Parameters = CellParameters<Scalar>;
+  using Parameters = LSTMParameters<Scalar, Variant>;
   using State = LSTMState<Scalar>;
 
+  static constexpr LSTMVariant kVariant = Variant;
+  static constexpr bool kPeephole = (Variant == LSTMVariant::Peephole);
   static constexpr Eigen::Index kGates = 4;                  ///< i, f, g, o
   static constexpr bool kHasCellState = true;                ///< the state has c besides h
   static constexpr bool kSeparateRecurrentGradient = false;  ///< dGh is dGx
+  /// accumulateGradients() reads c_t and c_{t-1} of every step (the peephole gradients).
+  static constexpr bool kCellStatesInGradients = kPeephole;
   /// Every recurrent product of a step covers all gates at once (so one thread may pack the
   /// weights densely; see StepContext::multiply).
   static constexpr bool kFullGateProducts = true;
@@ -61,7 +199,7 @@ class LSTMCell {
   LSTMCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
       : m_inputSize(detail::checkPositive("LSTMCell", "input_size", inputSize)),
         m_hiddenSize(detail::checkPositive("LSTMCell", "hidden_size", hiddenSize)),
-        m_params(kGates, inputSize, hiddenSize) {}
+        m_params(inputSize, hiddenSize) {}
 
   Eigen::Index inputSize() const { return m_inputSize; }
   Eigen::Index hiddenSize() const { return m_hiddenSize; }
@@ -72,14 +210,15 @@ class LSTMCell {
   const Parameters& parameters() const { return m_params; }
 
   /// Zero tensors shaped like the parameters, to accumulate gradients into.
-  Parameters zeroGradients() const { return Parameters(kGates, m_inputSize, m_hiddenSize); }
+  Parameters zeroGradients() const { return Parameters(m_inputSize, m_hiddenSize); }
 
   /// A zero state for a batch of `batch` sequences.
   State zeroState(Eigen::Index batch) const {
     return State{Matrix::Zero(m_hiddenSize, batch), Matrix::Zero(m_hiddenSize, batch)};
   }
 
-  /// PyTorch's initialisation: every parameter from U(-1/√H, 1/√H), drawn from `rng`.
+  /// PyTorch's initialisation: every parameter from U(-1/√H, 1/√H), drawn from `rng` in
+  /// forEach order (the peepholes too, after the biases).
   template <typename Rng>
   void initialize(Rng& rng) {
     detail::initializeUniform(m_params, m_hiddenSize, rng);
@@ -87,7 +226,11 @@ class LSTMCell {
 
   /// Throws std::invalid_argument if a parameter tensor no longer has the cell's shape.
   void checkParameters(const char* where) const {
-    m_params.checkShape(kGates, m_inputSize, m_hiddenSize, where, "cell parameter");
+    m_params.checkShape(m_inputSize, m_hiddenSize, where, "cell parameter");
+  }
+  /// Throws std::invalid_argument if `grads` is not shaped like the parameters.
+  void checkGradients(const Parameters& grads, const char* where) const {
+    grads.checkShape(m_inputSize, m_hiddenSize, where, "gradient");
   }
 
   // ---- the step API (used by Sequence; see step.hpp) -------------------------------------
@@ -115,11 +258,21 @@ class LSTMCell {
       detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
                                    [&](Eigen::Index k, Eigen::Index n, auto w) {
                                      using A = detail::Chunk<Scalar, decltype(w)::value>;
-                                     const A i = sigmoid(detail::load(a + k, n, w));
-                                     const A f = sigmoid(detail::load(a + H + k, n, w));
+                                     const A cp = detail::load(cPrev + k, n, w);
+                                     A ai = detail::load(a + k, n, w);
+                                     A af = detail::load(a + H + k, n, w);
+                                     A ao = detail::load(a + 3 * H + k, n, w);
+                                     if constexpr (kPeephole) {
+                                       ai += peephole(m_params.peephole_i, k, n, w) * cp;
+                                       af += peephole(m_params.peephole_f, k, n, w) * cp;
+                                     }
+                                     const A i = sigmoid(ai);
+                                     const A f = sigmoid(af);
                                      const A g = detail::load(a + 2 * H + k, n, w).tanh();
-                                     const A o = sigmoid(detail::load(a + 3 * H + k, n, w));
-                                     const A c = f * detail::load(cPrev + k, n, w) + i * g;
+                                     const A c = f * cp + i * g;
+                                     if constexpr (kPeephole)
+                                       ao += peephole(m_params.peephole_o, k, n, w) * c;
+                                     const A o = sigmoid(ao);
                                      detail::store(a + k, n, i);
                                      detail::store(a + H + k, n, f);
                                      detail::store(a + 2 * H + k, n, g);
@@ -152,13 +305,22 @@ class LSTMCell {
             const A o = detail::load(a + 3 * H + k, n, w);
             const A dh = detail::load(dhIn + k, n, w);
             const A tc = detail::load(cNow + k, n, w).tanh();
-            const A dc = detail::load(dcIn + k, n, w) + dh * o * tanhGradFromOutput(tc);  // dc_t
-            detail::store(dA + k, n, dc * g * sigmoidGradFromOutput(i));
-            detail::store(dA + H + k, n,
-                          dc * detail::load(cPrev + k, n, w) * sigmoidGradFromOutput(f));
+            const A dAo = dh * tc * sigmoidGradFromOutput(o);
+            A dc = detail::load(dcIn + k, n, w) + dh * o * tanhGradFromOutput(tc);  // dc_t
+            if constexpr (kPeephole) dc += dAo * peephole(m_params.peephole_o, k, n, w);
+            const A dAi = dc * g * sigmoidGradFromOutput(i);
+            const A dAf = dc * detail::load(cPrev + k, n, w) * sigmoidGradFromOutput(f);
+            detail::store(dA + k, n, dAi);
+            detail::store(dA + H + k, n, dAf);
             detail::store(dA + 2 * H + k, n, dc * i * tanhGradFromOutput(g));
-            detail::store(dA + 3 * H + k, n, dh * tc * sigmoidGradFromOutput(o));
-            detail::store(dcOut + k, n, dc * f);
+            detail::store(dA + 3 * H + k, n, dAo);
+            if constexpr (kPeephole) {
+              detail::store(dcOut + k, n,
+                            dc * f + dAi * peephole(m_params.peephole_i, k, n, w) +
+                                dAf * peephole(m_params.peephole_f, k, n, w));
+            } else {
+              detail::store(dcOut + k, n, dc * f);
+            }
           });
     }
     ctx.barrier();  // W_hhᵀ dA needs every unit's dA
@@ -166,17 +328,56 @@ class LSTMCell {
   }
 
   /// After the backward time loop: every weight and bias gradient as one product over all
-  /// steps, for this thread's units.
+  /// steps, for this thread's units; the peephole gradients as one pass over every step.
   void accumulateGradients(const StepContext<Scalar>& ctx, const StepsGradients<Scalar>& steps,
                            Parameters& grads) const {
     detail::accumulateInputGradients(ctx, kGates, steps, grads);
     detail::accumulateRecurrentGradients(ctx, kGates, steps, grads);
+    if constexpr (kPeephole) accumulatePeepholeGradients(ctx, steps, grads);
   }
 
  private:
+  /// The chunk [k, k + n) of a peephole weight.
+  template <int W>
+  static detail::Chunk<Scalar, W> peephole(const Vector& p, Eigen::Index k, Eigen::Index n,
+                                           std::integral_constant<int, W> w) {
+    return detail::load(p.data() + k, n, w);
+  }
+
+  /// dp_i += Σ dA_i ⊙ c_{t-1}, dp_f += Σ dA_f ⊙ c_{t-1}, dp_o += Σ dA_o ⊙ c_t over every packed
+  /// column, in column order, for this thread's units (so the sums do not depend on threads).
+  void accumulatePeepholeGradients(const StepContext<Scalar>& ctx,
+                                   const StepsGradients<Scalar>& steps, Parameters& grads) const {
+    const Eigen::Index H = m_hiddenSize;
+    Scalar* dpi = grads.peephole_i.data();
+    Scalar* dpf = grads.peephole_f.data();
+    Scalar* dpo = grads.peephole_o.data();
+    for (Eigen::Index j = 0; j < steps.dGx.cols(); ++j) {
+      const Scalar* dA = detail::column(steps.dGx, j);
+      const Scalar* cPrev = detail::column(steps.cPrev, j);
+      const Scalar* cNow = detail::column(steps.c, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), H, [&](Eigen::Index k, Eigen::Index n, auto w) {
+            using A = detail::Chunk<Scalar, decltype(w)::value>;
+            const A cp = detail::load(cPrev + k, n, w);
+            detail::store(dpi + k, n,
+                          detail::load(dpi + k, n, w) + detail::load(dA + k, n, w) * cp);
+            detail::store(dpf + k, n,
+                          detail::load(dpf + k, n, w) + detail::load(dA + H + k, n, w) * cp);
+            detail::store(dpo + k, n,
+                          detail::load(dpo + k, n, w) +
+                              detail::load(dA + 3 * H + k, n, w) * detail::load(cNow + k, n, w));
+          });
+    }
+  }
+
   Eigen::Index m_inputSize;
   Eigen::Index m_hiddenSize;
   Parameters m_params;
 };
+
+/// The LSTM with peephole connections (see LSTMCell, LSTMVariant::Peephole).
+template <typename Scalar, int I = Eigen::Dynamic, int H = Eigen::Dynamic>
+using PeepholeLSTMCell = LSTMCell<Scalar, I, H, LSTMVariant::Peephole>;
 
 }  // namespace recurrent

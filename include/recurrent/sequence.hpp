@@ -189,7 +189,7 @@ class Sequence {
     if (cell.inputSize() != m_x.rows() || cell.outputSize() != m_h0.rows()) {
       detail::fail(where, ": the cell's sizes changed since forward()");
     }
-    grads.checkShape(Cell::kGates, cell.inputSize(), cell.hiddenSize(), where, "gradient");
+    cell.checkGradients(grads, where);
     if (dOutput != nullptr) {
       detail::checkShape(where, "output gradient", dOutput->rows(), dOutput->cols(),
                          cell.outputSize(), m_T * m_B);
@@ -577,6 +577,7 @@ class Sequence {
     setSize(m_dInitial.h, H, B);
     if constexpr (Cell::kHasCellState) setSize(m_dInitial.c, C, B);
     reserve(m_hPrev, H, N);
+    if constexpr (Cell::kCellStatesInGradients) reserve(m_cPrev, C, N);
     setSize(m_dx, cell.inputSize(), m_T * B);
     if (!m_full) {
       reserve(m_dxPacked, cell.inputSize(), N);
@@ -643,7 +644,8 @@ class Sequence {
         }
       }
 
-      // h_{t-1} of every step, packed like the tape, for dW_hh = dGh · H_prevᵀ.
+      // h_{t-1} of every step, packed like the tape, for dW_hh = dGh · H_prevᵀ (and c_{t-1}
+      // for the cells that need it).
       Index c0, c1;
       team.share(N, kColumnGrain, c0, c1);
       for (Index t = 0; t < m_T; ++t) {
@@ -651,12 +653,21 @@ class Sequence {
         for (Index col = b0; col < b1; ++col) {
           const Index j = col - offset(t);
           m_hPrev.col(col) = t == 0 ? m_h0.col(j) : hp.col(offset(t - 1) + j);
+          if constexpr (Cell::kCellStatesInGradients) {
+            m_cPrev.col(col) = t == 0 ? m_c0.col(j) : m_cp.col(offset(t - 1) + j);
+          }
         }
       }
       team.barrier();  // every dGx and H_prev column is complete
 
-      StepsGradients<Scalar> steps{m_x.leftCols(N), m_hPrev.leftCols(N), m_extra.leftCols(N),
-                                   m_dGx.leftCols(N), dGh.leftCols(N)};
+      StepsGradients<Scalar> steps{
+          m_x.leftCols(N),
+          m_hPrev.leftCols(N),
+          m_extra.leftCols(N),
+          m_dGx.leftCols(N),
+          dGh.leftCols(N),
+          Cell::kHasCellState ? m_cp.leftCols(N) : m_none.leftCols(0),
+          Cell::kCellStatesInGradients ? m_cPrev.leftCols(N) : m_none.leftCols(0)};
       cell.accumulateGradients(ctx, steps, grads);
       // dX = W_ihᵀ · dGx, split by columns.
       detail::gemmColumns(
@@ -712,7 +723,7 @@ class Sequence {
   std::vector<detail::GemmBuffer<Scalar>> m_buffers;
 
   // Backward workspaces and results.
-  Matrix m_dGx, m_dGh, m_dh[2], m_dc[2], m_hPrev, m_dxPacked, m_dx;
+  Matrix m_dGx, m_dGh, m_dh[2], m_dc[2], m_hPrev, m_cPrev, m_dxPacked, m_dx;
   State m_dInitial;
 };
 

@@ -146,6 +146,9 @@ struct StepsGradients {
   Eigen::Ref<const Matrix> extra;  ///< extraRows × N  each step's `extra`
   Eigen::Ref<const Matrix> dGx;    ///< G·H × N       each step's dGx
   Eigen::Ref<const Matrix> dGh;    ///< G·H × N       each step's dGh
+  Eigen::Ref<const Matrix> c;      ///< H × N         c_t of each step (LSTM; else 0 rows)
+  /// H × N c_{t-1} of each step, for cells with kCellStatesInGradients; else 0 × 0.
+  Eigen::Ref<const Matrix> cPrev;
 };
 
 namespace detail {
