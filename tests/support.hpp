@@ -38,6 +38,19 @@ struct PeepholeLSTM {
   static constexpr const char* kName = "lstm_peephole";
   static Cell make(Index I, Index H) { return Cell(I, H); }
 };
+/// LSTMs with a projection: proj_size = H / 2.
+template <typename S>
+struct ProjLSTM {
+  using Cell = recurrent::LSTMCell<S>;
+  static constexpr const char* kName = "lstm_proj";
+  static Cell make(Index I, Index H) { return Cell(I, H, H / 2); }
+};
+template <typename S>
+struct PeepholeProjLSTM {
+  using Cell = recurrent::PeepholeLSTMCell<S>;
+  static constexpr const char* kName = "lstm_peephole_proj";
+  static Cell make(Index I, Index H) { return Cell(I, H, H / 2); }
+};
 template <typename S>
 struct GRU {
   using Cell = recurrent::GRUCell<S>;
@@ -210,6 +223,8 @@ class Fixture {
   /// A (T, B, X) or (1, B, X) tensor in this library's layout: X × (T·B), one column per step
   /// and sequence.
   MatrixXd columns(const std::string& name) const { return torch2d(name).transpose(); }
+
+  bool has(const std::string& name) const { return m_tensors.count(name) != 0; }
 
   std::vector<int> lengths() const {
     std::vector<int> out;

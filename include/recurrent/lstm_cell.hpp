@@ -40,12 +40,14 @@ struct LSTMPeepholes<Scalar, true> {
 /// them (PyTorch's state_dict order, then the tensors PyTorch has no name for):
 ///
 ///     weight_ih   4H × I   [W_ii; W_if; W_ig; W_io]
-///     weight_hh   4H × H   [W_hi; W_hf; W_hg; W_ho]
+///     weight_hh   4H × R   [W_hi; W_hf; W_hg; W_ho]   (R = P with a projection, else H)
 ///     bias_ih     4H
 ///     bias_hh     4H
+///     weight_hr   P × H    the projection W_hr (proj_size P > 0 only; else 0 × 0, not visited)
 ///     peephole_i, peephole_f, peephole_o   H each   (LSTMVariant::Peephole only)
 ///
-/// The standard LSTM has exactly CellParameters' four tensors. The same type holds gradients.
+/// The standard LSTM without projection has exactly CellParameters' four tensors. The same type
+/// holds gradients.
 template <typename Scalar_, LSTMVariant Variant = LSTMVariant::Standard>
 struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::Peephole> {
   using Scalar = Scalar_;
@@ -58,15 +60,17 @@ struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::P
   Matrix weight_hh;  ///< 4H × H
   Vector bias_ih;    ///< 4H
   Vector bias_hh;    ///< 4H
+  Matrix weight_hr;  ///< P × H, or 0 × 0 without projection
 
   LSTMParameters() = default;
 
-  /// Zero tensors for input size I and hidden size H.
-  LSTMParameters(Eigen::Index inputSize, Eigen::Index hiddenSize)
+  /// Zero tensors for input size I, hidden size H and projection size P (0: none).
+  LSTMParameters(Eigen::Index inputSize, Eigen::Index hiddenSize, Eigen::Index projSize = 0)
       : weight_ih(Matrix::Zero(kGates * hiddenSize, inputSize)),
-        weight_hh(Matrix::Zero(kGates * hiddenSize, hiddenSize)),
+        weight_hh(Matrix::Zero(kGates * hiddenSize, projSize > 0 ? projSize : hiddenSize)),
         bias_ih(Vector::Zero(kGates * hiddenSize)),
-        bias_hh(Vector::Zero(kGates * hiddenSize)) {
+        bias_hh(Vector::Zero(kGates * hiddenSize)),
+        weight_hr(Matrix::Zero(projSize, projSize > 0 ? hiddenSize : 0)) {
     if constexpr (kPeephole) {
       this->peephole_i = Vector::Zero(hiddenSize);
       this->peephole_f = Vector::Zero(hiddenSize);
@@ -89,15 +93,16 @@ struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::P
     visit(*this, f);
   }
 
-  /// Throws std::invalid_argument naming the first tensor that is not shaped for input size I
-  /// and hidden size H. Allocates nothing.
-  void checkShape(Eigen::Index inputSize, Eigen::Index hiddenSize, const char* where,
-                  const char* what) const {
+  /// Throws std::invalid_argument naming the first tensor that is not shaped for input size I,
+  /// hidden size H and projection size P (0: none). Allocates nothing.
+  void checkShape(Eigen::Index inputSize, Eigen::Index hiddenSize, Eigen::Index projSize,
+                  const char* where, const char* what) const {
     const Eigen::Index rows = kGates * hiddenSize;
     checkOne(where, what, "weight_ih", weight_ih, rows, inputSize);
-    checkOne(where, what, "weight_hh", weight_hh, rows, hiddenSize);
+    checkOne(where, what, "weight_hh", weight_hh, rows, projSize > 0 ? projSize : hiddenSize);
     checkOne(where, what, "bias_ih", bias_ih, rows, 1);
     checkOne(where, what, "bias_hh", bias_hh, rows, 1);
+    checkOne(where, what, "weight_hr", weight_hr, projSize, projSize > 0 ? hiddenSize : 0);
     if constexpr (kPeephole) {
       checkOne(where, what, "peephole_i", this->peephole_i, hiddenSize, 1);
       checkOne(where, what, "peephole_f", this->peephole_f, hiddenSize, 1);
@@ -112,6 +117,7 @@ struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::P
     f("weight_hh", self.weight_hh);
     f("bias_ih", self.bias_ih);
     f("bias_hh", self.bias_hh);
+    if (self.weight_hr.size() != 0) f("weight_hr", self.weight_hr);
     if constexpr (kPeephole) {
       f("peephole_i", self.peephole_i);
       f("peephole_f", self.peephole_f);
@@ -148,14 +154,29 @@ struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::P
 ///     f  = σ(W_if x + b_if + W_hf h + b_hf + p_f ⊙ c)
 ///     o  = σ(W_io x + b_io + W_ho h + b_ho + p_o ⊙ c')
 ///
-/// Parameters (see LSTMParameters), gate blocks stacked by rows in the order i, f, g, o:
+/// With a projection (constructor argument proj_size = P, 0 < P < H; PyTorch's nn.LSTM(...,
+/// proj_size=P), the LSTMP of Sak et al. 2014) the hidden state is projected to P rows, and that
+/// is what the gates see at the next step and what the cell outputs; c keeps H rows:
+///
+///     m  = o ⊙ tanh(c')                          (H)
+///     h' = W_hr m                                (P)
+///
+/// Peepholes and projection combine: the peepholes see c, the projection acts on h only.
+///
+/// Parameters (see LSTMParameters), gate blocks stacked by rows in the order i, f, g, o; R = P
+/// with a projection, else H:
 ///
 ///     weight_ih  4H × I    = [W_ii; W_if; W_ig; W_io]
-///     weight_hh  4H × H    = [W_hi; W_hf; W_hg; W_ho]
+///     weight_hh  4H × R    = [W_hi; W_hf; W_hg; W_ho]
 ///     bias_ih, bias_hh  4H
+///     weight_hr  P × H     (projection only)
 ///     peephole_i, peephole_f, peephole_o  H each   (Peephole only; no PyTorch equivalent)
 ///
-/// Backward (dh, dc flow in from step t+1 and from the loss; A_* are pre-activations):
+/// The state is h (R × B) and c (H × B); outputs have R rows.
+///
+/// Backward (dh, dc flow in from step t+1 and from the loss; A_* are pre-activations). With a
+/// projection, dh is first taken back through it, dh ← W_hrᵀ dh (H rows), and dW_hr += dh mᵀ
+/// is summed over every step after the time loop; then:
 ///
 ///     dA_o  = dh ⊙ tanh(c') ⊙ o(1 − o)
 ///     dc_t  = dc + dh ⊙ o ⊙ (1 − tanh²c')        total gradient on c'
@@ -168,6 +189,9 @@ struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::P
 /// and, after the time loop, as sums over every step and sequence (Peephole):
 ///
 ///     dp_i += Σ dA_i ⊙ c,   dp_f += Σ dA_f ⊙ c,   dp_o += Σ dA_o ⊙ c'
+///
+/// A projection's product W_hr m is a recurrent one (h' feeds the next step): with a projection,
+/// Sequence runs every call on one thread.
 ///
 /// The cell owns its parameters and keeps no per-sequence state: it is const while a
 /// Sequence runs it, so one cell can serve several Sequences on several threads.
@@ -195,26 +219,31 @@ class LSTMCell {
   /// weights densely; see StepContext::multiply).
   static constexpr bool kFullGateProducts = true;
 
-  /// A cell for inputs of `inputSize` and a state of `hiddenSize`, parameters zero.
-  LSTMCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
+  /// A cell for inputs of `inputSize` and a cell state of `hiddenSize`, parameters zero; with
+  /// `projSize` P > 0 (it must be less than hiddenSize), h is projected to P rows.
+  LSTMCell(Eigen::Index inputSize, Eigen::Index hiddenSize, Eigen::Index projSize = 0)
       : m_inputSize(detail::checkPositive("LSTMCell", "input_size", inputSize)),
         m_hiddenSize(detail::checkPositive("LSTMCell", "hidden_size", hiddenSize)),
-        m_params(inputSize, hiddenSize) {}
+        m_projSize(checkProjSize(projSize, hiddenSize)),
+        m_params(inputSize, hiddenSize, projSize) {}
 
   Eigen::Index inputSize() const { return m_inputSize; }
+  /// Rows of the cell state c and of each gate.
   Eigen::Index hiddenSize() const { return m_hiddenSize; }
-  /// Rows of h (and of each output step).
-  Eigen::Index outputSize() const { return m_hiddenSize; }
+  /// P, the rows of the projected h; 0 without projection.
+  Eigen::Index projSize() const { return m_projSize; }
+  /// Rows of h (and of each output step): P with a projection, else H.
+  Eigen::Index outputSize() const { return m_projSize > 0 ? m_projSize : m_hiddenSize; }
 
   Parameters& parameters() { return m_params; }
   const Parameters& parameters() const { return m_params; }
 
   /// Zero tensors shaped like the parameters, to accumulate gradients into.
-  Parameters zeroGradients() const { return Parameters(m_inputSize, m_hiddenSize); }
+  Parameters zeroGradients() const { return Parameters(m_inputSize, m_hiddenSize, m_projSize); }
 
   /// A zero state for a batch of `batch` sequences.
   State zeroState(Eigen::Index batch) const {
-    return State{Matrix::Zero(m_hiddenSize, batch), Matrix::Zero(m_hiddenSize, batch)};
+    return State{Matrix::Zero(outputSize(), batch), Matrix::Zero(m_hiddenSize, batch)};
   }
 
   /// PyTorch's initialisation: every parameter from U(-1/√H, 1/√H), drawn from `rng` in
@@ -226,18 +255,20 @@ class LSTMCell {
 
   /// Throws std::invalid_argument if a parameter tensor no longer has the cell's shape.
   void checkParameters(const char* where) const {
-    m_params.checkShape(m_inputSize, m_hiddenSize, where, "cell parameter");
+    m_params.checkShape(m_inputSize, m_hiddenSize, m_projSize, where, "cell parameter");
   }
   /// Throws std::invalid_argument if `grads` is not shaped like the parameters.
   void checkGradients(const Parameters& grads, const char* where) const {
-    grads.checkShape(m_inputSize, m_hiddenSize, where, "gradient");
+    grads.checkShape(m_inputSize, m_hiddenSize, m_projSize, where, "gradient");
   }
 
   // ---- the step API (used by Sequence; see step.hpp) -------------------------------------
 
-  /// Rows of ForwardStep::extra / BackwardStep::extra and of the scratch buffer.
-  Eigen::Index extraRows() const { return 0; }
-  Eigen::Index scratchRows() const { return 0; }
+  /// Rows of ForwardStep::extra / BackwardStep::extra and of the scratch buffer. A projection
+  /// keeps m = o ⊙ tanh(c') in extra (the input of W_hr, for dW_hr) and takes dh back through
+  /// W_hr into scratch; the plain LSTM needs neither.
+  Eigen::Index extraRows() const { return m_projSize > 0 ? m_hiddenSize : 0; }
+  Eigen::Index scratchRows() const { return m_projSize > 0 ? m_hiddenSize : 0; }
 
   /// The bias the caller adds to W_ih·x before forwardStep(): b_ih + b_hh (4H).
   template <typename Derived>
@@ -246,15 +277,17 @@ class LSTMCell {
   }
 
   /// One step forward, for this thread's units u0..u1: gates += W_hh·h_prev, then the gate
-  /// math of the class comment. Leaves [i; f; g; o] in s.gates, c' in s.c and h' in s.h.
+  /// math of the class comment. Leaves [i; f; g; o] in s.gates, c' in s.c and h' in s.h (with a
+  /// projection, m in s.extra and then h' = W_hr m in s.h).
   void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
     const Eigen::Index H = m_hiddenSize;
+    const bool project = m_projSize > 0;
     ctx.multiply(0, kGates, s.hPrev, s.gates, false);  // [A_i; A_f; A_g; A_o] += W_hh h
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
       Scalar* a = detail::column(s.gates, j);
       const Scalar* cPrev = detail::column(s.cPrev, j);
       Scalar* cOut = detail::column(s.c, j);
-      Scalar* hOut = detail::column(s.h, j);
+      Scalar* hOut = project ? detail::column(s.extra, j) : detail::column(s.h, j);  // h or m
       detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
                                    [&](Eigen::Index k, Eigen::Index n, auto w) {
                                      using A = detail::Chunk<Scalar, decltype(w)::value>;
@@ -281,17 +314,23 @@ class LSTMCell {
                                      detail::store(hOut + k, n, o * c.tanh());
                                    });
     }
+    if (project) {
+      ctx.barrier();              // W_hr m needs every unit of m
+      ctx.project(s.extra, s.h);  // h' = W_hr m
+    }
   }
 
   /// One step backward: the pre-activation gradients dA = [dA_i; dA_f; dA_g; dA_o] into
   /// s.dGx (= s.dGh), dL/dc_{t-1} into s.dcPrev and dL/dh_{t-1} = W_hhᵀ dA into s.dhPrev.
   void backwardStep(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
     const Eigen::Index H = m_hiddenSize;
+    const bool project = m_projSize > 0;
+    if (project) ctx.projectTransposed(s.dh, s.scratch);  // dL/dm = W_hrᵀ dh
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
       const Scalar* a = detail::column(s.gates, j);
       const Scalar* cNow = detail::column(s.c, j);
       const Scalar* cPrev = detail::column(s.cPrev, j);
-      const Scalar* dhIn = detail::column(s.dh, j);
+      const Scalar* dhIn = project ? detail::column(s.scratch, j) : detail::column(s.dh, j);
       const Scalar* dcIn = detail::column(s.dc, j);
       Scalar* dA = detail::column(s.dGx, j);
       Scalar* dcOut = detail::column(s.dcPrev, j);
@@ -334,9 +373,18 @@ class LSTMCell {
     detail::accumulateInputGradients(ctx, kGates, steps, grads);
     detail::accumulateRecurrentGradients(ctx, kGates, steps, grads);
     if constexpr (kPeephole) accumulatePeepholeGradients(ctx, steps, grads);
+    if (m_projSize > 0) ctx.addProjectionGradient(steps.dh, steps.extra, grads.weight_hr);
   }
 
  private:
+  static Eigen::Index checkProjSize(Eigen::Index projSize, Eigen::Index hiddenSize) {
+    if (projSize < 0 || (projSize > 0 && projSize >= hiddenSize)) {
+      detail::fail("LSTMCell: proj_size must be >= 0 and less than hidden_size = ", hiddenSize,
+                   " (0: no projection), got ", projSize);
+    }
+    return projSize;
+  }
+
   /// The chunk [k, k + n) of a peephole weight.
   template <int W>
   static detail::Chunk<Scalar, W> peephole(const Vector& p, Eigen::Index k, Eigen::Index n,
@@ -373,6 +421,7 @@ class LSTMCell {
 
   Eigen::Index m_inputSize;
   Eigen::Index m_hiddenSize;
+  Eigen::Index m_projSize;
   Parameters m_params;
 };
 
