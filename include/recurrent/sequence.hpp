@@ -435,7 +435,7 @@ class Sequence {
 
       unitsOf(team, cell.hiddenSize(), u0, u1);
       const StepContext<Scalar> ctx(team, Cell::kGates, cell.hiddenSize(), u0, u1, &m_packedHh,
-                                    nullptr, buffer, projects() ? &m_packedHr : nullptr);
+                                    nullptr, buffer, &m_packedHr);
       for (Index t = 0; t < m_T; ++t) {
         const Index n = active(t);
         const Index off = offset(t);
@@ -492,7 +492,7 @@ class Sequence {
       Index u0, u1;
       unitsOf(team, cell.hiddenSize(), u0, u1);
       const StepContext<Scalar> ctx(team, Cell::kGates, cell.hiddenSize(), u0, u1, &m_packedHh,
-                                    nullptr, buffer, projects() ? &m_packedHr : nullptr);
+                                    nullptr, buffer, &m_packedHr);
       Index t0 = 0;
       while (t0 < m_T) {
         // Steps [t0, t1) whose columns fit the block (at least one step).
@@ -634,7 +634,7 @@ class Sequence {
       outputRowsOf(u0, u1, r0, r1);
       const Index hRows = r1 - r0;
       const StepContext<Scalar> ctx(team, Cell::kGates, C, u0, u1, nullptr, &m_packedHhT, buffer,
-                                    nullptr, projects() ? &m_packedHrT : nullptr);
+                                    nullptr, &m_packedHrT);
 
       // Both ping-pong buffers start as dL/d(final state): a sequence's column is first read at
       // its own last step and untouched before, whichever buffer is current then.
@@ -763,7 +763,8 @@ class Sequence {
 
   // The weights packed for the kernel, and one packing buffer per thread.
   detail::PackedMatrix<Scalar> m_packedIh, m_packedHh, m_packedIhT, m_packedHhT;
-  detail::PackedMatrix<Scalar> m_packedHr, m_packedHrT;  // the LSTM's projection W_hr, W_hrᵀ
+  // The LSTM's projection W_hr and W_hrᵀ, packed only for a cell that projects.
+  detail::PackedMatrix<Scalar> m_packedHr, m_packedHrT;
   std::vector<detail::GemmBuffer<Scalar>> m_buffers;
 
   // Backward workspaces and results.

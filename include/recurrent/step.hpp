@@ -81,7 +81,7 @@ class StepContext {
   /// are read.
   void multiplyTransposed(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& dA,
                           Eigen::Ref<Matrix> c, bool overwrite) const {
-    const bool projected = m_hrT != nullptr;
+    const bool projected = c.rows() != m_H;  // h has P rows: one thread computes all of them
     detail::gemm(*m_hhT, 0, 1, projected ? 0 : m_u0, projected ? c.rows() : m_u1, g0, g1,
                  detail::viewOf<const Scalar>(dA.data(), dA.outerStride(), m_H),
                  detail::viewOf<Scalar>(c.data(), c.outerStride()), dA.cols(), overwrite, m_buffer);

@@ -104,7 +104,7 @@ class Stream {
     State& next = m_state[1 - m_current];
     const detail::Team team;
     const StepContext<Scalar> ctx(team, Cell::kGates, m_hiddenSize, 0, m_hiddenSize, &m_packedHh,
-                                  nullptr, m_buffer, m_projected ? &m_packedHr : nullptr);
+                                  nullptr, m_buffer, &m_packedHr);  // W_hr: packed if used
     ForwardStep<Scalar> s{m_gates,         prev.h,  cellState(prev), next.h,
                           cellState(next), m_extra, m_scratch};
     m_cell->forwardStep(ctx, s);
