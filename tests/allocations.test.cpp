@@ -98,7 +98,7 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
   test::randomize(cell, rng);
   const test::Index B = static_cast<test::Index>(lengths.size());
   const test::Mat<S> x = test::uniform<S>(I, T * B, rng);
-  const test::Mat<S> dy = test::uniform<S>(H, T * B, rng);
+  const test::Mat<S> dy = test::uniform<S>(cell.outputSize(), T * B, rng);
   const typename Cell::State h0 = test::randomState(cell, B, rng);
   const typename Cell::State dFinal = test::randomState(cell, B, rng);
   recurrent::Sequence<Cell> seq(cell);
@@ -135,7 +135,8 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
 
 TEMPLATE_TEST_CASE("repeated calls of one shape allocate nothing", "[sequence][allocations]",
                    test::LSTM<float>, test::GRU<float>, test::GRUResetBefore<float>,
-                   test::RNNTanh<float>, test::LSTM<double>, test::GRU<double>) {
+                   test::RNNTanh<float>, test::LSTM<double>, test::GRU<double>,
+                   test::PeepholeLSTM<float>, test::ProjLSTM<float>, test::ProjLSTM<double>) {
   SECTION("unequal lengths, small") { checkNoAllocation<TestType>({7, 3, 5}, 7, 4, 8); }
   SECTION("equal lengths") { checkNoAllocation<TestType>({20, 20, 20, 20}, 20, 32, 64); }
   SECTION("unequal lengths") { checkNoAllocation<TestType>({30, 10, 25}, 30, 16, 70); }
@@ -283,7 +284,7 @@ TEMPLATE_TEST_CASE("inference memory does not grow with T", "[sequence][memory]"
 
 TEMPLATE_TEST_CASE("the training tape is tapeScalarsPerStep() per sequence and step",
                    "[sequence][memory]", test::LSTM<float>, test::GRU<float>,
-                   test::GRUResetBefore<double>, test::RNNTanh<float>) {
+                   test::GRUResetBefore<double>, test::RNNTanh<float>, test::ProjLSTM<float>) {
   using Cell = typename TestType::Cell;
   using S = typename Cell::Scalar;
   const test::Index I = 24, H = 40, B = 3;

@@ -3,7 +3,8 @@
 
     /usr/bin/python3 tests/generate_fixtures.py
 
-For nn.LSTM, nn.GRU and nn.RNN (tanh and relu), one layer, float64: a batch of unequal,
+For nn.LSTM (also with proj_size = P), nn.GRU and nn.RNN (tanh and relu), one layer, float64:
+a batch of unequal,
 unsorted lengths goes through pack_padded_sequence(enforce_sorted=False); the loss
 
     L = sum(y * wy) + sum(h_n * wh) [+ sum(c_n * wc)]
@@ -25,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "data")
 
 I, H, T = 3, 5, 7
+P = 3  # proj_size of the "lstm_proj" fixtures: h is P rows, c stays H
 
 
 def write(path, tensors):
@@ -39,7 +41,12 @@ def write(path, tensors):
 def make(kind, lengths, seed):
     torch.manual_seed(seed)
     B = len(lengths)
-    if kind == "lstm":
+    proj = kind == "lstm_proj"
+    R = P if proj else H  # rows of h
+    if proj:
+        model = torch.nn.LSTM(I, H, proj_size=P)
+        kind = "lstm"
+    elif kind == "lstm":
         model = torch.nn.LSTM(I, H)
     elif kind == "gru":
         model = torch.nn.GRU(I, H)
@@ -50,10 +57,10 @@ def make(kind, lengths, seed):
         for p in model.parameters():
             p.uniform_(-0.8, 0.8)
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
-    h0 = (0.5 * torch.randn(1, B, H, dtype=torch.float64)).requires_grad_()
+    h0 = (0.5 * torch.randn(1, B, R, dtype=torch.float64)).requires_grad_()
     c0 = (0.5 * torch.randn(1, B, H, dtype=torch.float64)).requires_grad_()
-    wy = torch.randn(T, B, H, dtype=torch.float64)
-    wh = torch.randn(1, B, H, dtype=torch.float64)
+    wy = torch.randn(T, B, R, dtype=torch.float64)
+    wh = torch.randn(1, B, R, dtype=torch.float64)
     wc = torch.randn(1, B, H, dtype=torch.float64)
 
     packed = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
@@ -69,8 +76,10 @@ def make(kind, lengths, seed):
 
     tensors = [("lengths", torch.tensor(lengths, dtype=torch.float64)),
                ("weight_ih", model.weight_ih_l0), ("weight_hh", model.weight_hh_l0),
-               ("bias_ih", model.bias_ih_l0), ("bias_hh", model.bias_hh_l0),
-               ("x", x), ("h0", h0)]
+               ("bias_ih", model.bias_ih_l0), ("bias_hh", model.bias_hh_l0)]
+    if proj:
+        tensors.append(("weight_hr", model.weight_hr_l0))
+    tensors += [("x", x), ("h0", h0)]
     if kind == "lstm":
         tensors.append(("c0", c0))
     tensors += [("y", y), ("h_n", hn)]
@@ -82,6 +91,8 @@ def make(kind, lengths, seed):
     tensors += [("grad_weight_ih", model.weight_ih_l0.grad), ("grad_weight_hh", model.weight_hh_l0.grad),
                 ("grad_bias_ih", model.bias_ih_l0.grad), ("grad_bias_hh", model.bias_hh_l0.grad),
                 ("grad_x", x.grad), ("grad_h0", h0.grad)]
+    if proj:
+        tensors.append(("grad_weight_hr", model.weight_hr_l0.grad))
     if kind == "lstm":
         tensors.append(("grad_c0", c0.grad))
     return tensors
@@ -92,6 +103,8 @@ def main():
     for seed, kind in enumerate(["lstm", "gru", "rnn_tanh", "rnn_relu"]):
         write(os.path.join(OUT, f"{kind}_packed.txt"), make(kind, [5, 7, 2, 4], 100 + seed))
         write(os.path.join(OUT, f"{kind}_full.txt"), make(kind, [T, T, T], 200 + seed))
+    write(os.path.join(OUT, "lstm_proj_packed.txt"), make("lstm_proj", [5, 7, 2, 4], 104))
+    write(os.path.join(OUT, "lstm_proj_full.txt"), make("lstm_proj", [T, T, T], 204))
     print("wrote fixtures to", OUT, file=sys.stderr)
 
 

@@ -11,7 +11,8 @@ It writes, into tests/data/:
   clip.txt               torch.nn.utils.clip_grad_norm_ (norm types 2, inf, 3)
   train_lstm.txt         5 training steps of nn.LSTM + nn.Linear: MSE, clip_grad_norm_, Adam
   torch_*.safetensors    models saved from PyTorch (F32 and F64), with torch_*.txt holding
-                         an input batch and PyTorch's outputs for it
+                         an input batch and PyTorch's outputs for it (torch_lstm_proj_*: an
+                         nn.LSTM with proj_size)
 
 and checks the other direction: it loads the files that the C++ tests wrote
 (tests/data/recurrent_*.safetensors; `RECURRENT_UPDATE_FIXTURES=1 ctest -R safetensors`
@@ -198,10 +199,13 @@ def train_fixture():
 class Model(torch.nn.Module):
     """A recurrent layer and an output layer: state_dict names rnn.* and fc.*"""
 
-    def __init__(self, kind, I, H, O):
+    def __init__(self, kind, I, H, O, proj_size=0):
         super().__init__()
-        self.rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind](I, H)
-        self.fc = torch.nn.Linear(H, O)
+        if proj_size > 0:  # h has proj_size rows: rnn.weight_hr_l0 is proj_size x H
+            self.rnn = torch.nn.LSTM(I, H, proj_size=proj_size)
+        else:
+            self.rnn = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind](I, H)
+        self.fc = torch.nn.Linear(proj_size if proj_size > 0 else H, O)
 
     def forward(self, x, lengths):
         packed = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
@@ -232,6 +236,16 @@ def torch_to_file():
             write(os.path.join(OUT, f"torch_{kind}_{code}.txt"), io_tensors(model, dtype, 50 + seed))
 
 
+def torch_proj_to_file():
+    """An nn.LSTM with proj_size = 3 (H = 5) and a Linear: torch_lstm_proj_{f32,f64}.*"""
+    torch.manual_seed(43)
+    model = Model("lstm", 3, 5, 2, proj_size=3)
+    for dtype, code in [(torch.float32, "f32"), (torch.float64, "f64")]:
+        model = model.to(dtype)
+        save_safetensors(model.state_dict(), os.path.join(OUT, f"torch_lstm_proj_{code}.safetensors"))
+        write(os.path.join(OUT, f"torch_lstm_proj_{code}.txt"), io_tensors(model, dtype, 53))
+
+
 def file_to_torch():
     for kind in ["lstm", "gru"]:
         path = os.path.join(OUT, f"recurrent_{kind}_f32.safetensors")
@@ -258,6 +272,7 @@ def main():
     clip_fixture()
     train_fixture()
     torch_to_file()
+    torch_proj_to_file()
     file_to_torch()
     print("wrote fixtures to", OUT, file=sys.stderr)
 

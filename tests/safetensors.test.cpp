@@ -108,6 +108,60 @@ TEST_CASE("models saved from PyTorch load and reproduce PyTorch's outputs",
         1e-5);
 }
 
+TEMPLATE_TEST_CASE("an nn.LSTM with proj_size saved from PyTorch loads and reproduces its outputs",
+                   "[safetensors][torch][projection]", float, double) {
+  using S = TestType;
+  using Cell = recurrent::LSTMCell<S>;
+  for (const char* code : {"f32", "f64"}) {
+    // nn.LSTM(3, 5, proj_size=3) + nn.Linear(3, 2): rnn.weight_hr_l0 is 3 x 5.
+    Cell cell(3, 5, 3);
+    recurrent::Linear<S> fc(3, 2);
+    StateDict<S> dict;
+    dict.add("rnn.", cell).add("fc.", fc);
+    CHECK(dict.find("rnn.weight_hr_l0") != nullptr);
+    recurrent::loadSafetensors(dataPath(std::string("torch_lstm_proj_") + code + ".safetensors"),
+                               dict);
+    CHECK(cell.parameters().weight_hr.cwiseAbs().maxCoeff() > S(0.01));
+    const Fixture f(std::string("torch_lstm_proj_") + code);
+    recurrent::Sequence<Cell> seq(cell);
+    seq.infer(f.columns("x").cast<S>(), f.lengths());
+    Mat<S> y;
+    fc.forward(seq.output(), y);
+    const double d = difference(y, f.columns("y"));
+    std::cout << "safetensors torch_lstm_proj_" << code << " -> "
+              << (sizeof(S) == 4 ? "float" : "double")
+              << " model: outputs differ from PyTorch's by " << d << "\n";
+    // An f32 file into a double model reproduces the f32 run to float rounding only.
+    CHECK(d <= (sizeof(S) == 4 || std::string(code) == "f32" ? 1e-5 : 1e-12));
+    // A model without the projection has no weight_hr_l0: the file does not load into it.
+    recurrent::LSTMCell<S> plain(3, 5);
+    recurrent::Linear<S> fc5(5, 2);
+    StateDict<S> plainDict;
+    plainDict.add("rnn.", plain).add("fc.", fc5);
+    CHECK_THROWS_AS(
+        recurrent::loadSafetensors(
+            dataPath(std::string("torch_lstm_proj_") + code + ".safetensors"), plainDict),
+        std::invalid_argument);
+  }
+}
+
+TEST_CASE("peephole weights are saved and loaded by their own names", "[safetensors][peephole]") {
+  recurrent::PeepholeLSTMCell<double> a(2, 3), b(2, 3);
+  std::mt19937 rng(4);
+  randomize(a, rng);
+  StateDict<double> da, db;
+  da.add("rnn.", a);
+  db.add("rnn.", b);
+  CHECK(da.find("rnn.peephole_i_l0") != nullptr);
+  CHECK(da.find("rnn.peephole_o_l0")->tensor.rank() == 1);
+  const std::vector<std::uint8_t> bytes = recurrent::serializeSafetensors(da);
+  recurrent::loadSafetensors(bytes.data(), bytes.size(), db);
+  CHECK(b.parameters().peephole_i == a.parameters().peephole_i);
+  CHECK(b.parameters().peephole_f == a.parameters().peephole_f);
+  CHECK(b.parameters().peephole_o == a.parameters().peephole_o);
+  CHECK(b.parameters().weight_hh == a.parameters().weight_hh);
+}
+
 namespace {
 
 template <typename Cell>

@@ -6,6 +6,8 @@
 #include <recurrent/recurrent.hpp>
 
 #include <iostream>
+#include <map>
+#include <string>
 #include <thread>
 
 using namespace test;
@@ -70,11 +72,17 @@ void gradientCheck(std::vector<int> lengths, Index T) {
     s.infer(p.x, p.lengths, p.h0);
     return p.loss(s.output(), s.finalState());
   };
-  auto& params = p.cell.parameters();
-  checkGradient(Case::kName, "weight_ih", params.weight_ih, grads.weight_ih, loss);
-  checkGradient(Case::kName, "weight_hh", params.weight_hh, grads.weight_hh, loss);
-  checkGradient(Case::kName, "bias_ih", params.bias_ih, grads.bias_ih, loss);
-  checkGradient(Case::kName, "bias_hh", params.bias_hh, grads.bias_hh, loss);
+  // Every parameter tensor the cell has (forEach), by name.
+  std::map<std::string, MatrixXd> analytic;
+  grads.forEach(
+      [&](const char* name, const auto& g) { analytic[name] = g.template cast<double>(); });
+  int checked = 0;
+  p.cell.parameters().forEach([&](const char* name, auto& tensor) {
+    checkGradient(Case::kName, name, tensor, analytic.at(name), loss);
+    ++checked;
+  });
+  CHECK(checked == static_cast<int>(analytic.size()));
+  CHECK(checked >= 4);
   checkGradient(Case::kName, "input", p.x, seq.inputGradient(), loss);
   checkGradient(Case::kName, "h0", p.h0.h, seq.initialStateGradient().h, loss);
   if constexpr (Cell::kHasCellState) {
@@ -92,15 +100,16 @@ double maxDiff(const A& a, const B& b) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("BPTT gradients match central differences", "[sequence][bptt][gradcheck]",
-                   LSTM<double>, GRU<double>, GRUResetBefore<double>, RNNTanh<double>,
-                   RNNRelu<double>) {
+                   LSTM<double>, PeepholeLSTM<double>, ProjLSTM<double>, PeepholeProjLSTM<double>,
+                   GRU<double>, GRUResetBefore<double>, RNNTanh<double>, RNNRelu<double>) {
   SECTION("unequal, unsorted lengths") { gradientCheck<TestType>({4, 6, 1, 3}, 6); }
   SECTION("equal lengths") { gradientCheck<TestType>({5, 5}, 5); }
   SECTION("one sequence") { gradientCheck<TestType>({4}, 4); }
 }
 
 TEMPLATE_TEST_CASE("training and inference forward agree", "[sequence]", LSTM<double>, GRU<double>,
-                   GRUResetBefore<double>, RNNTanh<double>, LSTM<float>, GRU<float>) {
+                   GRUResetBefore<double>, RNNTanh<double>, LSTM<float>, GRU<float>,
+                   PeepholeLSTM<float>, PeepholeLSTM<double>, ProjLSTM<float>, ProjLSTM<double>) {
   using Cell = typename TestType::Cell;
   using S = typename Cell::Scalar;
   // T = 300 makes infer() run its input projection in several blocks.
@@ -122,7 +131,7 @@ TEMPLATE_TEST_CASE("training and inference forward agree", "[sequence]", LSTM<do
 
 TEMPLATE_TEST_CASE("a sequence's result does not depend on the rest of its batch",
                    "[sequence][invariance]", LSTM<double>, GRU<double>, GRUResetBefore<double>,
-                   RNNTanh<double>) {
+                   RNNTanh<double>, PeepholeLSTM<double>, ProjLSTM<double>) {
   using Cell = typename TestType::Cell;
   const Index T = 6;
   Problem<Cell> p = makeProblem<TestType>({4, 6, 1, 3}, T, 11);
@@ -220,7 +229,7 @@ TEMPLATE_TEST_CASE("a sequence's result does not depend on the rest of its batch
 }
 
 TEMPLATE_TEST_CASE("backward accumulates into the gradients", "[sequence][bptt]", LSTM<double>,
-                   GRU<double>) {
+                   GRU<double>, ProjLSTM<double>) {
   using Cell = typename TestType::Cell;
   Problem<Cell> p = makeProblem<TestType>({3, 2}, 3, 5);
   Sequence<Cell> seq(p.cell);
@@ -239,7 +248,7 @@ TEMPLATE_TEST_CASE("backward accumulates into the gradients", "[sequence][bptt]"
 }
 
 TEMPLATE_TEST_CASE("backward from the output alone or the final state alone", "[sequence][bptt]",
-                   LSTM<double>, GRU<double>, RNNTanh<double>) {
+                   LSTM<double>, GRU<double>, RNNTanh<double>, ProjLSTM<double>) {
   using Cell = typename TestType::Cell;
   Problem<Cell> p = makeProblem<TestType>({3, 1, 2}, 3, 9);
   Sequence<Cell> seq(p.cell);
@@ -260,7 +269,7 @@ TEMPLATE_TEST_CASE("backward from the output alone or the final state alone", "[
 
 TEMPLATE_TEST_CASE("truncated BPTT: two chunks with carry-over equal one call",
                    "[sequence][bptt][truncated]", LSTM<double>, GRU<double>, GRUResetBefore<double>,
-                   RNNTanh<double>, LSTM<float>) {
+                   RNNTanh<double>, LSTM<float>, PeepholeLSTM<double>, ProjLSTM<double>) {
   using Cell = typename TestType::Cell;
   using S = typename Cell::Scalar;
   const Index T = 9, T1 = 4, T2 = T - T1, B = 3;
@@ -420,7 +429,8 @@ TEST_CASE("every argument error throws std::invalid_argument naming what was exp
 }
 
 TEMPLATE_TEST_CASE("two threads give the results of one", "[sequence][threads]", LSTM<float>,
-                   LSTM<double>, GRU<float>, GRUResetBefore<double>, RNNTanh<float>) {
+                   LSTM<double>, GRU<float>, GRUResetBefore<double>, RNNTanh<float>,
+                   PeepholeLSTM<float>, PeepholeLSTM<double>, ProjLSTM<float>) {
   using Cell = typename TestType::Cell;
   using S = typename Cell::Scalar;
   // H = 70: several kernel panels of units, the last one partial.
@@ -452,9 +462,97 @@ TEMPLATE_TEST_CASE("two threads give the results of one", "[sequence][threads]",
     CHECK(g2.weight_hh == g1.weight_hh);
     CHECK(g2.bias_ih == g1.bias_ih);
     CHECK(g2.bias_hh == g1.bias_hh);
+    if constexpr (HasPeepholes<Cell>::value) {
+      CHECK(g2.peephole_i == g1.peephole_i);
+      CHECK(g2.peephole_f == g1.peephole_f);
+      CHECK(g2.peephole_o == g1.peephole_o);
+      CHECK(g1.peephole_o.cwiseAbs().maxCoeff() > S(1e-3));
+    }
+    if constexpr (Cell::kHasCellState) {
+      CHECK(two.finalState().c == one.finalState().c);
+      CHECK(two.initialStateGradient().c == one.initialStateGradient().c);
+    }
     CHECK(g1.weight_hh.cwiseAbs().maxCoeff() > S(1e-3));
   }
   Problem<Cell> q = makeProblem<TestType>({1}, 1, 1);
   Sequence<Cell> seq(q.cell);
   CHECK_THROWS_WITH(seq.setThreads(-1), Contains("threads must be >= 0, got -1"));
+}
+
+TEST_CASE("projection: sizes, shapes and every argument error", "[sequence][errors][projection]") {
+  using Cell = recurrent::LSTMCell<double>;
+  CHECK_THROWS_AS(Cell(3, 4, 4), std::invalid_argument);
+  CHECK_THROWS_WITH(Cell(3, 4, 4), Contains("LSTMCell: proj_size must be >= 0 and less than "
+                                            "hidden_size = 4 (0: no projection), got 4"));
+  CHECK_THROWS_WITH(Cell(3, 4, 9), Contains("got 9"));
+  CHECK_THROWS_WITH(Cell(3, 4, -1), Contains("got -1"));
+  CHECK_THROWS_WITH(Cell(3, 1, 1), Contains("less than hidden_size = 1"));
+
+  Cell plain(3, 4);
+  CHECK(plain.projSize() == 0);
+  CHECK(plain.outputSize() == 4);
+  CHECK(plain.parameters().weight_hr.size() == 0);
+  Cell cell(3, 4, 2);
+  CHECK(cell.projSize() == 2);
+  CHECK(cell.outputSize() == 2);
+  CHECK(cell.hiddenSize() == 4);
+  std::vector<std::string> names;
+  cell.parameters().forEach([&](const char* name, const auto& t) {
+    names.push_back(name + (" " + std::to_string(t.rows()) + "x" + std::to_string(t.cols())));
+  });
+  CHECK(names == std::vector<std::string>{"weight_ih 16x3", "weight_hh 16x2", "bias_ih 16x1",
+                                          "bias_hh 16x1", "weight_hr 2x4"});
+  const Cell::State zero = cell.zeroState(3);
+  CHECK((zero.h.rows() == 2 && zero.h.cols() == 3 && zero.c.rows() == 4 && zero.c.cols() == 3));
+
+  Problem<Cell> p = makeProblem<ProjLSTM<double>>({3, 2}, 3, 1);  // I = 3, H = 4, P = 2, B = 2
+  Sequence<Cell> seq(p.cell);
+  seq.setThreads(2);  // runs on one thread all the same
+  const Eigen::MatrixXd yBefore = seq.forward(p.x, p.lengths, p.h0);
+  CHECK((yBefore.rows() == 2 && yBefore.cols() == 6));
+  CHECK((seq.finalState().h.rows() == 2 && seq.finalState().c.rows() == 4));
+
+  Cell::State bad = p.h0;
+  bad.h = Eigen::MatrixXd::Zero(4, 2);
+  CHECK_THROWS_WITH(seq.forward(p.x, p.lengths, bad),
+                    Contains("initial state h must be 2 x 2, got 4 x 2"));
+  bad = p.h0;
+  bad.c = Eigen::MatrixXd::Zero(2, 2);
+  CHECK_THROWS_WITH(seq.infer(p.x, p.lengths, bad),
+                    Contains("initial state c must be 4 x 2, got 2 x 2"));
+  auto g = p.cell.zeroGradients();
+  CHECK_THROWS_WITH(seq.backward(Eigen::MatrixXd::Zero(4, 6), g),
+                    Contains("output gradient must be 2 x 6, got 4 x 6"));
+  Cell::State badFinal = p.loss.wFinal;
+  badFinal.h = Eigen::MatrixXd::Zero(4, 2);
+  CHECK_THROWS_WITH(seq.backward(badFinal, g),
+                    Contains("final-state gradient h must be 2 x 2, got 4 x 2"));
+  auto plainGrads = plain.zeroGradients();
+  CHECK_THROWS_WITH(seq.backward(p.loss.wy, plainGrads),
+                    Contains("gradient weight_hh must be 16 x 2, got 16 x 4"));
+  auto badGrads = g;
+  badGrads.weight_hr.resize(4, 2);
+  CHECK_THROWS_WITH(seq.backward(p.loss.wy, badGrads),
+                    Contains("gradient weight_hr must be 2 x 4, got 4 x 2"));
+  CHECK(g.weight_hr.isZero(0.0));
+  CHECK(seq.output() == yBefore);
+  CHECK_NOTHROW(seq.backward(p.loss.wy, g));
+  CHECK(g.weight_hr.cwiseAbs().maxCoeff() > 1e-3);
+
+  Cell broken = p.cell;
+  broken.parameters().weight_hr.resize(2, 3);
+  Sequence<Cell> s(broken);
+  CHECK_THROWS_WITH(s.infer(p.x, p.lengths),
+                    Contains("cell parameter weight_hr must be 2 x 4, got 2 x 3"));
+  CHECK_THROWS_WITH(recurrent::Stream<Cell>(broken, 2),
+                    Contains("Stream::refresh: cell parameter weight_hr must be 2 x 4"));
+
+  recurrent::Stream<Cell> stream(p.cell, 2);
+  CHECK(stream.step(p.x.leftCols(2)).rows() == 2);
+  CHECK_THROWS_WITH(
+      stream.reset(Cell::State{Eigen::MatrixXd::Zero(4, 2), Eigen::MatrixXd::Zero(4, 2)}),
+      Contains("Stream::reset: state h must be 2 x 2, got 4 x 2"));
+  CHECK_THROWS_WITH(
+      stream.reset(Cell::State{Eigen::MatrixXd::Zero(2, 2), Eigen::MatrixXd::Zero(2, 2)}),
+      Contains("Stream::reset: state c must be 4 x 2, got 2 x 2"));
 }

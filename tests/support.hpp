@@ -14,6 +14,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace test {
@@ -30,6 +31,25 @@ struct LSTM {
   using Cell = recurrent::LSTMCell<S>;
   static constexpr const char* kName = "lstm";
   static Cell make(Index I, Index H) { return Cell(I, H); }
+};
+template <typename S>
+struct PeepholeLSTM {
+  using Cell = recurrent::PeepholeLSTMCell<S>;
+  static constexpr const char* kName = "lstm_peephole";
+  static Cell make(Index I, Index H) { return Cell(I, H); }
+};
+/// LSTMs with a projection: proj_size = H / 2.
+template <typename S>
+struct ProjLSTM {
+  using Cell = recurrent::LSTMCell<S>;
+  static constexpr const char* kName = "lstm_proj";
+  static Cell make(Index I, Index H) { return Cell(I, H, H / 2); }
+};
+template <typename S>
+struct PeepholeProjLSTM {
+  using Cell = recurrent::PeepholeLSTMCell<S>;
+  static constexpr const char* kName = "lstm_peephole_proj";
+  static Cell make(Index I, Index H) { return Cell(I, H, H / 2); }
 };
 template <typename S>
 struct GRU {
@@ -60,6 +80,12 @@ template <typename Cell>
 constexpr bool hasCellState() {
   return Cell::kHasCellState;
 }
+
+/// True for an LSTM cell with peephole weights.
+template <typename Cell, typename = void>
+struct HasPeepholes : std::false_type {};
+template <typename Cell>
+struct HasPeepholes<Cell, std::enable_if_t<Cell::kPeephole>> : std::true_type {};
 
 // ---- random data ------------------------------------------------------------------------------
 
@@ -197,6 +223,8 @@ class Fixture {
   /// A (T, B, X) or (1, B, X) tensor in this library's layout: X × (T·B), one column per step
   /// and sequence.
   MatrixXd columns(const std::string& name) const { return torch2d(name).transpose(); }
+
+  bool has(const std::string& name) const { return m_tensors.count(name) != 0; }
 
   std::vector<int> lengths() const {
     std::vector<int> out;

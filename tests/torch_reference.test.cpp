@@ -1,7 +1,7 @@
-// Against PyTorch: nn.LSTM, nn.GRU and nn.RNN (tanh, relu), one layer, on a batch of unequal,
-// unsorted lengths through pack_padded_sequence(enforce_sorted=False), and on a full batch.
-// The fixtures are written in float64 by tests/generate_fixtures.py; float runs are compared
-// within 1e-5 and double runs within 1e-10, each relative to max(1, |reference|).
+// Against PyTorch: nn.LSTM (also with proj_size), nn.GRU and nn.RNN (tanh, relu), one layer, on a
+// batch of unequal, unsorted lengths through pack_padded_sequence(enforce_sorted=False), and on a
+// full batch. The fixtures are written in float64 by tests/generate_fixtures.py; float runs are
+// compared within 1e-5 and double runs within 1e-10, each relative to max(1, |reference|).
 #include "catch.hpp"
 #include "support.hpp"
 
@@ -35,12 +35,22 @@ void compareWithTorch(const std::string& fixtureName) {
   const Fixture f(fixtureName);
   const std::vector<int> lengths = f.lengths();
   const MatrixXd weightIh = f.torch2d("weight_ih");
-  Cell cell = Case::make(weightIh.cols(), f.torch2d("weight_hh").cols());
+  const Index I = weightIh.cols(), H = weightIh.rows() / Cell::kGates;
+  const Index P = f.has("weight_hr") ? f.torch2d("weight_hr").rows() : 0;  // nn.LSTM's proj_size
+  Cell cell = [&] {
+    if constexpr (Cell::kHasCellState) {
+      if (P > 0) return Cell(I, H, P);
+    }
+    return Case::make(I, H);
+  }();
   auto& params = cell.parameters();
   params.weight_ih = weightIh.cast<S>();
   params.weight_hh = f.torch2d("weight_hh").cast<S>();
   params.bias_ih = f.torch2d("bias_ih").cast<S>();
   params.bias_hh = f.torch2d("bias_hh").cast<S>();
+  if constexpr (Cell::kHasCellState) {
+    if (P > 0) params.weight_hr = f.torch2d("weight_hr").cast<S>();
+  }
 
   typename Cell::State h0, wFinal;
   h0.h = f.columns("h0").cast<S>();
@@ -71,6 +81,10 @@ void compareWithTorch(const std::string& fixtureName) {
     errors.emplace_back("c_n", errorAgainst(seq.finalState().c, f.columns("c_n")));
     errors.emplace_back("grad c0",
                         errorAgainst(seq.initialStateGradient().c, f.columns("grad_c0")));
+    if (P > 0) {
+      errors.emplace_back("grad weight_hr",
+                          errorAgainst(grads.weight_hr, f.torch2d("grad_weight_hr")));
+    }
   }
   // Inference gives the same outputs.
   Sequence<Cell> inference(cell);
@@ -94,6 +108,12 @@ void compareWithTorch(const std::string& fixtureName) {
 TEMPLATE_TEST_CASE("LSTM matches torch.nn.LSTM", "[lstm][torch]", float, double) {
   compareWithTorch<LSTM<TestType>>("lstm_packed");
   compareWithTorch<LSTM<TestType>>("lstm_full");
+}
+
+TEMPLATE_TEST_CASE("LSTM with a projection matches torch.nn.LSTM(proj_size=3)",
+                   "[lstm][torch][projection]", float, double) {
+  compareWithTorch<LSTM<TestType>>("lstm_proj_packed");
+  compareWithTorch<LSTM<TestType>>("lstm_proj_full");
 }
 
 TEMPLATE_TEST_CASE("GRU matches torch.nn.GRU", "[gru][torch]", float, double) {

@@ -74,6 +74,7 @@ class GRUCell {
   static constexpr GRUVariant kVariant = Variant;
   static constexpr Eigen::Index kGates = 3;  ///< r, z, n
   static constexpr bool kHasCellState = false;
+  static constexpr bool kCellStatesInGradients = false;
   /// ResetAfter: the recurrent side of n gets dA_n ⊙ r, not dA_n, so dGh is its own buffer.
   static constexpr bool kSeparateRecurrentGradient = (Variant == GRUVariant::ResetAfter);
   /// Every recurrent product of a step covers all gates at once (so one thread may pack the
@@ -111,6 +112,9 @@ class GRUCell {
 
   void checkParameters(const char* where) const {
     m_params.checkShape(kGates, m_inputSize, m_hiddenSize, where, "cell parameter");
+  }
+  void checkGradients(const Parameters& grads, const char* where) const {
+    grads.checkShape(kGates, m_inputSize, m_hiddenSize, where, "gradient");
   }
 
   // ---- the step API (used by Sequence; see step.hpp) -------------------------------------

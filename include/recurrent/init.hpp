@@ -51,12 +51,12 @@ struct TakesInitOptions<Layer, Rng,
 
 /// Sets the forget gate's bias of an LSTM: the f block (rows [H, 2H)) of bias_ih to `value`
 /// and of bias_hh to 0, so that their sum, the bias the gate sees, is `value`.
-template <typename Scalar, int I, int H_, LSTMVariant V>
-void setForgetGateBias(LSTMCell<Scalar, I, H_, V>& cell, Scalar value) {
-  const Eigen::Index H = cell.hiddenSize();
+template <typename Scalar, int I, int H, LSTMVariant Variant>
+void setForgetGateBias(LSTMCell<Scalar, I, H, Variant>& cell, Scalar value) {
+  const Eigen::Index hidden = cell.hiddenSize();
   cell.checkParameters("setForgetGateBias");
-  cell.parameters().bias_ih.segment(H, H).setConstant(value);
-  cell.parameters().bias_hh.segment(H, H).setZero();
+  cell.parameters().bias_ih.segment(hidden, hidden).setConstant(value);
+  cell.parameters().bias_hh.segment(hidden, hidden).setZero();
 }
 
 /// PyTorch's initialisation of a layer from `rng` (any uniform random bit generator, e.g.

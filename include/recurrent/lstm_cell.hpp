@@ -14,15 +14,128 @@
 
 namespace recurrent {
 
-/// The form of an LSTM's gates.
+/// Which LSTM: chosen at compile time (LSTMCell's fourth template parameter).
 enum class LSTMVariant {
-  Standard,  ///< the gates of the class comment (torch.nn.LSTM)
-  Peephole,  ///< gates that also see the cell state (Gers & Schmidhuber 2000); not implemented
+  /// The gates see x and h only: PyTorch's nn.LSTM, cuDNN, ONNX without P.
+  Standard,
+  /// Peephole connections (Gers & Schmidhuber 2000): i and f also see c_{t-1}, o sees c_t,
+  /// each through a diagonal weight — ONNX's P = [p_i; p_o; p_f], oneDNN's peephole weights.
+  Peephole,
 };
 
-/// LSTMCell<Scalar, InputSize, HiddenSize>: the LSTM of Hochreiter & Schmidhuber (1997) with the
-/// forget gate of Gers, Schmidhuber & Cummins (2000), in PyTorch's conventions (torch.nn.LSTM, one
-/// layer).
+namespace detail {
+/// The peephole weights of LSTMParameters: none for the standard LSTM.
+template <typename Scalar, bool Peephole>
+struct LSTMPeepholes {};
+template <typename Scalar>
+struct LSTMPeepholes<Scalar, true> {
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  Vector peephole_i;  ///< H   p_i: c_{t-1} into the input gate
+  Vector peephole_f;  ///< H   p_f: c_{t-1} into the forget gate
+  Vector peephole_o;  ///< H   p_o: c_t into the output gate
+};
+}  // namespace detail
+
+/// LSTMParameters<Scalar, Variant>: the tensors of an LSTMCell, in the order forEach visits
+/// them (PyTorch's state_dict order, then the tensors PyTorch has no name for):
+///
+///     weight_ih   4H × I   [W_ii; W_if; W_ig; W_io]
+///     weight_hh   4H × R   [W_hi; W_hf; W_hg; W_ho]   (R = P with a projection, else H)
+///     bias_ih     4H
+///     bias_hh     4H
+///     weight_hr   P × H    the projection W_hr (proj_size P > 0 only; else 0 × 0, not visited)
+///     peephole_i, peephole_f, peephole_o   H each   (LSTMVariant::Peephole only)
+///
+/// The standard LSTM without projection has exactly CellParameters' four tensors. The same type
+/// holds gradients.
+template <typename Scalar_, LSTMVariant Variant = LSTMVariant::Standard>
+struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::Peephole> {
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  static constexpr Eigen::Index kGates = 4;
+  static constexpr bool kPeephole = (Variant == LSTMVariant::Peephole);
+
+  Matrix weight_ih;  ///< 4H × I
+  Matrix weight_hh;  ///< 4H × H
+  Vector bias_ih;    ///< 4H
+  Vector bias_hh;    ///< 4H
+  Matrix weight_hr;  ///< P × H, or 0 × 0 without projection
+
+  LSTMParameters() = default;
+
+  /// Zero tensors for input size I, hidden size H and projection size P (0: none).
+  LSTMParameters(Eigen::Index inputSize, Eigen::Index hiddenSize, Eigen::Index projSize = 0)
+      : weight_ih(Matrix::Zero(kGates * hiddenSize, inputSize)),
+        weight_hh(Matrix::Zero(kGates * hiddenSize, projSize > 0 ? projSize : hiddenSize)),
+        bias_ih(Vector::Zero(kGates * hiddenSize)),
+        bias_hh(Vector::Zero(kGates * hiddenSize)),
+        weight_hr(Matrix::Zero(projSize, projSize > 0 ? hiddenSize : 0)) {
+    if constexpr (kPeephole) {
+      this->peephole_i = Vector::Zero(hiddenSize);
+      this->peephole_f = Vector::Zero(hiddenSize);
+      this->peephole_o = Vector::Zero(hiddenSize);
+    }
+  }
+
+  /// Sets every tensor to zero, keeping the shapes (the "zero the gradients" call).
+  void setZero() {
+    forEach([](const char*, auto& tensor) { tensor.setZero(); });
+  }
+
+  /// Calls f(name, tensor) for each tensor, in the order of the table above.
+  template <typename F>
+  void forEach(F&& f) {
+    visit(*this, f);
+  }
+  template <typename F>
+  void forEach(F&& f) const {
+    visit(*this, f);
+  }
+
+  /// Throws std::invalid_argument naming the first tensor that is not shaped for input size I,
+  /// hidden size H and projection size P (0: none). Allocates nothing.
+  void checkShape(Eigen::Index inputSize, Eigen::Index hiddenSize, Eigen::Index projSize,
+                  const char* where, const char* what) const {
+    const Eigen::Index rows = kGates * hiddenSize;
+    checkOne(where, what, "weight_ih", weight_ih, rows, inputSize);
+    checkOne(where, what, "weight_hh", weight_hh, rows, projSize > 0 ? projSize : hiddenSize);
+    checkOne(where, what, "bias_ih", bias_ih, rows, 1);
+    checkOne(where, what, "bias_hh", bias_hh, rows, 1);
+    checkOne(where, what, "weight_hr", weight_hr, projSize, projSize > 0 ? hiddenSize : 0);
+    if constexpr (kPeephole) {
+      checkOne(where, what, "peephole_i", this->peephole_i, hiddenSize, 1);
+      checkOne(where, what, "peephole_f", this->peephole_f, hiddenSize, 1);
+      checkOne(where, what, "peephole_o", this->peephole_o, hiddenSize, 1);
+    }
+  }
+
+ private:
+  template <typename Self, typename F>
+  static void visit(Self& self, F& f) {
+    f("weight_ih", self.weight_ih);
+    f("weight_hh", self.weight_hh);
+    f("bias_ih", self.bias_ih);
+    f("bias_hh", self.bias_hh);
+    if (self.weight_hr.size() != 0) f("weight_hr", self.weight_hr);
+    if constexpr (kPeephole) {
+      f("peephole_i", self.peephole_i);
+      f("peephole_f", self.peephole_f);
+      f("peephole_o", self.peephole_o);
+    }
+  }
+  template <typename A>
+  static void checkOne(const char* where, const char* what, const char* name, const A& a,
+                       Eigen::Index rows, Eigen::Index cols) {
+    if (a.rows() != rows || a.cols() != cols) {
+      detail::fail(where, ": ", what, " ", name, " must be ", rows, " x ", cols, ", got ", a.rows(),
+                   " x ", a.cols());
+    }
+  }
+};
+
+/// LSTMCell<Scalar>: the LSTM of Hochreiter & Schmidhuber (1997) with the forget gate of
+/// Gers, Schmidhuber & Cummins (2000), in PyTorch's conventions (torch.nn.LSTM, one layer).
 ///
 /// For one step, with x the input (I) and h, c the state (H each):
 ///
@@ -33,20 +146,52 @@ enum class LSTMVariant {
 ///     c' = f ⊙ c + i ⊙ g                         cell state update
 ///     h' = o ⊙ tanh(c')                          hidden state
 ///
-/// Parameters (see CellParameters), gate blocks stacked by rows in the order i, f, g, o:
+/// With LSTMVariant::Peephole (PeepholeLSTMCell; Gers & Schmidhuber 2000, as ONNX and oneDNN
+/// define it) the gates also see the cell state through diagonal weights p_i, p_f, p_o (H each):
+/// i and f the previous one, o the new one:
+///
+///     i  = σ(W_ii x + b_ii + W_hi h + b_hi + p_i ⊙ c)
+///     f  = σ(W_if x + b_if + W_hf h + b_hf + p_f ⊙ c)
+///     o  = σ(W_io x + b_io + W_ho h + b_ho + p_o ⊙ c')
+///
+/// With a projection (constructor argument proj_size = P, 0 < P < H; PyTorch's nn.LSTM(...,
+/// proj_size=P), the LSTMP of Sak et al. 2014) the hidden state is projected to P rows, and that
+/// is what the gates see at the next step and what the cell outputs; c keeps H rows:
+///
+///     m  = o ⊙ tanh(c')                          (H)
+///     h' = W_hr m                                (P)
+///
+/// Peepholes and projection combine: the peepholes see c, the projection acts on h only.
+///
+/// Parameters (see LSTMParameters), gate blocks stacked by rows in the order i, f, g, o; R = P
+/// with a projection, else H:
 ///
 ///     weight_ih  4H × I    = [W_ii; W_if; W_ig; W_io]
-///     weight_hh  4H × H    = [W_hi; W_hf; W_hg; W_ho]
+///     weight_hh  4H × R    = [W_hi; W_hf; W_hg; W_ho]
 ///     bias_ih, bias_hh  4H
+///     weight_hr  P × H     (projection only)
+///     peephole_i, peephole_f, peephole_o  H each   (Peephole only; no PyTorch equivalent)
 ///
-/// Backward (dh, dc flow in from step t+1 and from the loss; A_* are pre-activations):
+/// The state is h (R × B) and c (H × B); outputs have R rows.
 ///
-///     dc_t  = dc + dh ⊙ o ⊙ (1 − tanh²c')        total gradient on c'
+/// Backward (dh, dc flow in from step t+1 and from the loss; A_* are pre-activations). With a
+/// projection, dh is first taken back through it, dh ← W_hrᵀ dh (H rows), and dW_hr += dh mᵀ
+/// is summed over every step after the time loop; then:
+///
 ///     dA_o  = dh ⊙ tanh(c') ⊙ o(1 − o)
+///     dc_t  = dc + dh ⊙ o ⊙ (1 − tanh²c')        total gradient on c'
+///               [+ dA_o ⊙ p_o]                     (Peephole: o sees c')
 ///     dA_i  = dc_t ⊙ g ⊙ i(1 − i)
 ///     dA_f  = dc_t ⊙ c ⊙ f(1 − f)
 ///     dA_g  = dc_t ⊙ i ⊙ (1 − g²)
-///     dc    ← dc_t ⊙ f,   dh ← W_hhᵀ dA          gradients on the previous state
+///     dc    ← dc_t ⊙ f [+ dA_i ⊙ p_i + dA_f ⊙ p_f],   dh ← W_hhᵀ dA     (previous state)
+///
+/// and, after the time loop, as sums over every step and sequence (Peephole):
+///
+///     dp_i += Σ dA_i ⊙ c,   dp_f += Σ dA_f ⊙ c,   dp_o += Σ dA_o ⊙ c'
+///
+/// A projection's product W_hr m is a recurrent one (h' feeds the next step): with a projection,
+/// Sequence runs every call on one thread.
 ///
 /// The cell owns its parameters and keeps no per-sequence state: it is const while a
 /// Sequence runs it, so one cell can serve several Sequences on several threads.
@@ -57,12 +202,11 @@ enum class LSTMVariant {
 /// (detail/fused_step.hpp). Its parameters stay in the same dynamic tensors as a run-time-sized
 /// cell's (a 4H × H matrix is 256 KB at H = 128, beyond what belongs on a stack), so it works
 /// wherever a run-time-sized cell does: Sequence, ParameterList and the optimizers, StateDict
-/// and weight files, initialize().
+/// and weight files, initialize(). The fused step covers the standard LSTM without projection;
+/// a peephole or projecting LSTM runs Stream's batched step.
 template <typename Scalar_, int InputSize = Eigen::Dynamic, int HiddenSize = Eigen::Dynamic,
           LSTMVariant Variant = LSTMVariant::Standard>
 class LSTMCell {
-  static_assert(Variant == LSTMVariant::Standard,
-                "LSTMCell: only LSTMVariant::Standard is implemented");
   static_assert(InputSize == Eigen::Dynamic || InputSize >= 1,
                 "LSTMCell: the compile-time input size must be at least 1 (or Eigen::Dynamic)");
   static_assert(HiddenSize == Eigen::Dynamic || HiddenSize >= 1,
@@ -72,16 +216,19 @@ class LSTMCell {
   using Scalar = Scalar_;
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  using Parameters = CellParameters<Scalar>;
+  using Parameters = LSTMParameters<Scalar, Variant>;
   using State = LSTMState<Scalar>;
 
+  static constexpr LSTMVariant kVariant = Variant;
+  static constexpr bool kPeephole = (Variant == LSTMVariant::Peephole);
   static constexpr Eigen::Index kGates = 4;                  ///< i, f, g, o
   static constexpr bool kHasCellState = true;                ///< the state has c besides h
   static constexpr bool kSeparateRecurrentGradient = false;  ///< dGh is dGx
+  /// accumulateGradients() reads c_t and c_{t-1} of every step (the peephole gradients).
+  static constexpr bool kCellStatesInGradients = kPeephole;
   /// Every recurrent product of a step covers all gates at once (so one thread may pack the
   /// weights densely; see StepContext::multiply).
   static constexpr bool kFullGateProducts = true;
-  static constexpr LSTMVariant kVariant = Variant;
   /// The compile-time sizes (Eigen::Dynamic where a size is given at run time).
   static constexpr int kInputSize = InputSize;
   static constexpr int kHiddenSize = HiddenSize;
@@ -91,30 +238,36 @@ class LSTMCell {
             std::enable_if_t<Fixed, int> = 0>
   LSTMCell() : LSTMCell(InputSize, HiddenSize) {}
 
-  /// A cell for inputs of `inputSize` and a state of `hiddenSize`, parameters zero. Where a size
+  /// A cell for inputs of `inputSize` and a cell state of `hiddenSize`, parameters zero; with
+  /// `projSize` P > 0 (it must be less than hiddenSize), h is projected to P rows. Where a size
   /// is fixed at compile time, the argument must equal it.
-  LSTMCell(Eigen::Index inputSize, Eigen::Index hiddenSize)
+  LSTMCell(Eigen::Index inputSize, Eigen::Index hiddenSize, Eigen::Index projSize = 0)
       : m_inputSize(detail::checkSize("LSTMCell", "input_size", InputSize, inputSize)),
         m_hiddenSize(detail::checkSize("LSTMCell", "hidden_size", HiddenSize, hiddenSize)),
-        m_params(kGates, inputSize, hiddenSize) {}
+        m_projSize(checkProjSize(projSize, hiddenSize)),
+        m_params(inputSize, hiddenSize, projSize) {}
 
   Eigen::Index inputSize() const { return m_inputSize; }
+  /// Rows of the cell state c and of each gate.
   Eigen::Index hiddenSize() const { return m_hiddenSize; }
-  /// Rows of h (and of each output step).
-  Eigen::Index outputSize() const { return m_hiddenSize; }
+  /// P, the rows of the projected h; 0 without projection.
+  Eigen::Index projSize() const { return m_projSize; }
+  /// Rows of h (and of each output step): P with a projection, else H.
+  Eigen::Index outputSize() const { return m_projSize > 0 ? m_projSize : m_hiddenSize; }
 
   Parameters& parameters() { return m_params; }
   const Parameters& parameters() const { return m_params; }
 
   /// Zero tensors shaped like the parameters, to accumulate gradients into.
-  Parameters zeroGradients() const { return Parameters(kGates, m_inputSize, m_hiddenSize); }
+  Parameters zeroGradients() const { return Parameters(m_inputSize, m_hiddenSize, m_projSize); }
 
   /// A zero state for a batch of `batch` sequences.
   State zeroState(Eigen::Index batch) const {
-    return State{Matrix::Zero(m_hiddenSize, batch), Matrix::Zero(m_hiddenSize, batch)};
+    return State{Matrix::Zero(outputSize(), batch), Matrix::Zero(m_hiddenSize, batch)};
   }
 
-  /// PyTorch's initialisation: every parameter from U(-1/√H, 1/√H), drawn from `rng`.
+  /// PyTorch's initialisation: every parameter from U(-1/√H, 1/√H), drawn from `rng` in
+  /// forEach order (the peepholes too, after the biases).
   template <typename Rng>
   void initialize(Rng& rng) {
     detail::initializeUniform(m_params, m_hiddenSize, rng);
@@ -122,14 +275,20 @@ class LSTMCell {
 
   /// Throws std::invalid_argument if a parameter tensor no longer has the cell's shape.
   void checkParameters(const char* where) const {
-    m_params.checkShape(kGates, m_inputSize, m_hiddenSize, where, "cell parameter");
+    m_params.checkShape(m_inputSize, m_hiddenSize, m_projSize, where, "cell parameter");
+  }
+  /// Throws std::invalid_argument if `grads` is not shaped like the parameters.
+  void checkGradients(const Parameters& grads, const char* where) const {
+    grads.checkShape(m_inputSize, m_hiddenSize, m_projSize, where, "gradient");
   }
 
   // ---- the step API (used by Sequence; see step.hpp) -------------------------------------
 
-  /// Rows of ForwardStep::extra / BackwardStep::extra and of the scratch buffer.
-  Eigen::Index extraRows() const { return 0; }
-  Eigen::Index scratchRows() const { return 0; }
+  /// Rows of ForwardStep::extra / BackwardStep::extra and of the scratch buffer. A projection
+  /// keeps m = o ⊙ tanh(c') in extra (the input of W_hr, for dW_hr) and takes dh back through
+  /// W_hr into scratch; the plain LSTM needs neither.
+  Eigen::Index extraRows() const { return m_projSize > 0 ? m_hiddenSize : 0; }
+  Eigen::Index scratchRows() const { return m_projSize > 0 ? m_hiddenSize : 0; }
 
   /// The bias the caller adds to W_ih·x before forwardStep(): b_ih + b_hh (4H).
   template <typename Derived>
@@ -138,12 +297,46 @@ class LSTMCell {
   }
 
   /// One step forward, for this thread's units u0..u1: gates += W_hh·h_prev, then the gate
-  /// math of the class comment. Leaves [i; f; g; o] in s.gates, c' in s.c and h' in s.h.
+  /// math of the class comment. Leaves [i; f; g; o] in s.gates, c' in s.c and h' in s.h (with a
+  /// projection, m in s.extra and then h' = W_hr m in s.h).
   void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
+    const Eigen::Index H = m_hiddenSize;
+    const bool project = m_projSize > 0;
     ctx.multiply(0, kGates, s.hPrev, s.gates, false);  // [A_i; A_f; A_g; A_o] += W_hh h
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      gateMath(ctx.unitBegin(), ctx.unitEnd(), detail::column(s.gates, j),
-               detail::column(s.cPrev, j), detail::column(s.c, j), detail::column(s.h, j));
+      Scalar* a = detail::column(s.gates, j);
+      const Scalar* cPrev = detail::column(s.cPrev, j);
+      Scalar* cOut = detail::column(s.c, j);
+      Scalar* hOut = project ? detail::column(s.extra, j) : detail::column(s.h, j);  // h or m
+      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
+                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
+                                     using A = detail::Chunk<Scalar, decltype(w)::value>;
+                                     const A cp = detail::load(cPrev + k, n, w);
+                                     A ai = detail::load(a + k, n, w);
+                                     A af = detail::load(a + H + k, n, w);
+                                     A ao = detail::load(a + 3 * H + k, n, w);
+                                     if constexpr (kPeephole) {
+                                       ai += peephole(m_params.peephole_i, k, n, w) * cp;
+                                       af += peephole(m_params.peephole_f, k, n, w) * cp;
+                                     }
+                                     const A i = sigmoid(ai);
+                                     const A f = sigmoid(af);
+                                     const A g = detail::load(a + 2 * H + k, n, w).tanh();
+                                     const A c = f * cp + i * g;
+                                     if constexpr (kPeephole)
+                                       ao += peephole(m_params.peephole_o, k, n, w) * c;
+                                     const A o = sigmoid(ao);
+                                     detail::store(a + k, n, i);
+                                     detail::store(a + H + k, n, f);
+                                     detail::store(a + 2 * H + k, n, g);
+                                     detail::store(a + 3 * H + k, n, o);
+                                     detail::store(cOut + k, n, c);
+                                     detail::store(hOut + k, n, o * c.tanh());
+                                   });
+    }
+    if (project) {
+      ctx.barrier();              // W_hr m needs every unit of m
+      ctx.project(s.extra, s.h);  // h' = W_hr m
     }
   }
 
@@ -151,11 +344,13 @@ class LSTMCell {
   /// s.dGx (= s.dGh), dL/dc_{t-1} into s.dcPrev and dL/dh_{t-1} = W_hhᵀ dA into s.dhPrev.
   void backwardStep(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
     const Eigen::Index H = m_hiddenSize;
+    const bool project = m_projSize > 0;
+    if (project) ctx.projectTransposed(s.dh, s.scratch);  // dL/dm = W_hrᵀ dh
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
       const Scalar* a = detail::column(s.gates, j);
       const Scalar* cNow = detail::column(s.c, j);
       const Scalar* cPrev = detail::column(s.cPrev, j);
-      const Scalar* dhIn = detail::column(s.dh, j);
+      const Scalar* dhIn = project ? detail::column(s.scratch, j) : detail::column(s.dh, j);
       const Scalar* dcIn = detail::column(s.dc, j);
       Scalar* dA = detail::column(s.dGx, j);
       Scalar* dcOut = detail::column(s.dcPrev, j);
@@ -169,13 +364,22 @@ class LSTMCell {
             const A o = detail::load(a + 3 * H + k, n, w);
             const A dh = detail::load(dhIn + k, n, w);
             const A tc = detail::load(cNow + k, n, w).tanh();
-            const A dc = detail::load(dcIn + k, n, w) + dh * o * tanhGradFromOutput(tc);  // dc_t
-            detail::store(dA + k, n, dc * g * sigmoidGradFromOutput(i));
-            detail::store(dA + H + k, n,
-                          dc * detail::load(cPrev + k, n, w) * sigmoidGradFromOutput(f));
+            const A dAo = dh * tc * sigmoidGradFromOutput(o);
+            A dc = detail::load(dcIn + k, n, w) + dh * o * tanhGradFromOutput(tc);  // dc_t
+            if constexpr (kPeephole) dc += dAo * peephole(m_params.peephole_o, k, n, w);
+            const A dAi = dc * g * sigmoidGradFromOutput(i);
+            const A dAf = dc * detail::load(cPrev + k, n, w) * sigmoidGradFromOutput(f);
+            detail::store(dA + k, n, dAi);
+            detail::store(dA + H + k, n, dAf);
             detail::store(dA + 2 * H + k, n, dc * i * tanhGradFromOutput(g));
-            detail::store(dA + 3 * H + k, n, dh * tc * sigmoidGradFromOutput(o));
-            detail::store(dcOut + k, n, dc * f);
+            detail::store(dA + 3 * H + k, n, dAo);
+            if constexpr (kPeephole) {
+              detail::store(dcOut + k, n,
+                            dc * f + dAi * peephole(m_params.peephole_i, k, n, w) +
+                                dAf * peephole(m_params.peephole_f, k, n, w));
+            } else {
+              detail::store(dcOut + k, n, dc * f);
+            }
           });
     }
     ctx.barrier();  // W_hhᵀ dA needs every unit's dA
@@ -183,17 +387,20 @@ class LSTMCell {
   }
 
   /// After the backward time loop: every weight and bias gradient as one product over all
-  /// steps, for this thread's units.
+  /// steps, for this thread's units; the peephole gradients as one pass over every step.
   void accumulateGradients(const StepContext<Scalar>& ctx, const StepsGradients<Scalar>& steps,
                            Parameters& grads) const {
     detail::accumulateInputGradients(ctx, kGates, steps, grads);
     detail::accumulateRecurrentGradients(ctx, kGates, steps, grads);
+    if constexpr (kPeephole) accumulatePeepholeGradients(ctx, steps, grads);
+    if (m_projSize > 0) ctx.addProjectionGradient(steps.dh, steps.extra, grads.weight_hr);
   }
 
   // ---- the fused one-column step (Stream of a fixed-size cell; see detail/fused_step.hpp) --
 
   /// The step as one product over [x; h]: A = F·[x; h] + b_F, F = [W_ih W_hh], b_F = b_ih + b_hh.
-  static constexpr bool kFusedStep = true;
+  /// (The standard LSTM only; Stream also requires no projection, outputSize() == H.)
+  static constexpr bool kFusedStep = !kPeephole;
   /// Row blocks of H rows in A: [A_i; A_f; A_g; A_o].
   static constexpr int kFusedBlocks = 4;
   /// The depth (columns of F) that row block b reads: all of [x; h].
@@ -244,9 +451,56 @@ class LSTMCell {
     });
   }
 
+  static Eigen::Index checkProjSize(Eigen::Index projSize, Eigen::Index hiddenSize) {
+    if (projSize < 0 || (projSize > 0 && projSize >= hiddenSize)) {
+      detail::fail("LSTMCell: proj_size must be >= 0 and less than hidden_size = ", hiddenSize,
+                   " (0: no projection), got ", projSize);
+    }
+    return projSize;
+  }
+
+  /// The chunk [k, k + n) of a peephole weight.
+  template <int W>
+  static detail::Chunk<Scalar, W> peephole(const Vector& p, Eigen::Index k, Eigen::Index n,
+                                           std::integral_constant<int, W> w) {
+    return detail::load(p.data() + k, n, w);
+  }
+
+  /// dp_i += Σ dA_i ⊙ c_{t-1}, dp_f += Σ dA_f ⊙ c_{t-1}, dp_o += Σ dA_o ⊙ c_t over every packed
+  /// column, in column order, for this thread's units (so the sums do not depend on threads).
+  void accumulatePeepholeGradients(const StepContext<Scalar>& ctx,
+                                   const StepsGradients<Scalar>& steps, Parameters& grads) const {
+    const Eigen::Index H = m_hiddenSize;
+    Scalar* dpi = grads.peephole_i.data();
+    Scalar* dpf = grads.peephole_f.data();
+    Scalar* dpo = grads.peephole_o.data();
+    for (Eigen::Index j = 0; j < steps.dGx.cols(); ++j) {
+      const Scalar* dA = detail::column(steps.dGx, j);
+      const Scalar* cPrev = detail::column(steps.cPrev, j);
+      const Scalar* cNow = detail::column(steps.c, j);
+      detail::forEachChunk<Scalar>(
+          ctx.unitBegin(), ctx.unitEnd(), H, [&](Eigen::Index k, Eigen::Index n, auto w) {
+            using A = detail::Chunk<Scalar, decltype(w)::value>;
+            const A cp = detail::load(cPrev + k, n, w);
+            detail::store(dpi + k, n,
+                          detail::load(dpi + k, n, w) + detail::load(dA + k, n, w) * cp);
+            detail::store(dpf + k, n,
+                          detail::load(dpf + k, n, w) + detail::load(dA + H + k, n, w) * cp);
+            detail::store(dpo + k, n,
+                          detail::load(dpo + k, n, w) +
+                              detail::load(dA + 3 * H + k, n, w) * detail::load(cNow + k, n, w));
+          });
+    }
+  }
+
   Eigen::Index m_inputSize;
   Eigen::Index m_hiddenSize;
+  Eigen::Index m_projSize;
   Parameters m_params;
 };
+
+/// The LSTM with peephole connections (see LSTMCell, LSTMVariant::Peephole).
+template <typename Scalar, int I = Eigen::Dynamic, int H = Eigen::Dynamic>
+using PeepholeLSTMCell = LSTMCell<Scalar, I, H, LSTMVariant::Peephole>;
 
 }  // namespace recurrent

@@ -94,9 +94,11 @@ double uniform01(Rng& rng) {
   return static_cast<double>(rng() - Rng::min()) / range;
 }
 
-/// Fills every parameter tensor with U(-1/√H, 1/√H), PyTorch's default for recurrent layers.
-template <typename Scalar, typename Rng>
-void initializeUniform(CellParameters<Scalar>& params, Eigen::Index hiddenSize, Rng& rng) {
+/// Fills every parameter tensor (of CellParameters, LSTMParameters, ...: anything with a
+/// forEach) with U(-1/√H, 1/√H), PyTorch's default for recurrent layers, in forEach order.
+template <typename Parameters, typename Rng>
+void initializeUniform(Parameters& params, Eigen::Index hiddenSize, Rng& rng) {
+  using Scalar = typename Parameters::Scalar;
   const double bound = 1.0 / std::sqrt(static_cast<double>(hiddenSize));
   params.forEach([&](const char*, auto& tensor) {
     for (Eigen::Index k = 0; k < tensor.size(); ++k) {

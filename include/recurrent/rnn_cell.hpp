@@ -47,6 +47,7 @@ class RNNCell {
 
   static constexpr Eigen::Index kGates = 1;
   static constexpr bool kHasCellState = false;
+  static constexpr bool kCellStatesInGradients = false;
   static constexpr bool kSeparateRecurrentGradient = false;
   /// Every recurrent product of a step covers all gates at once (so one thread may pack the
   /// weights densely; see StepContext::multiply).
@@ -87,6 +88,9 @@ class RNNCell {
 
   void checkParameters(const char* where) const {
     m_params.checkShape(kGates, m_inputSize, m_hiddenSize, where, "cell parameter");
+  }
+  void checkGradients(const Parameters& grads, const char* where) const {
+    grads.checkShape(kGates, m_inputSize, m_hiddenSize, where, "gradient");
   }
 
   // ---- the step API (used by Sequence; see step.hpp) -------------------------------------

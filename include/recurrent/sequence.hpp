@@ -21,8 +21,10 @@ namespace recurrent {
 /// Layout (legend: I input size, H hidden size, G gates, T steps, B sequences):
 ///
 ///     input    x  I × (T·B)   time-major: step t is the columns [t·B, (t+1)·B)
-///     output   y  H × (T·B)   the same layout; zero where t ≥ lengths[b]
-///     state       H × B       one column per sequence (LSTM: h and c)
+///     output   y  R × (T·B)   the same layout; zero where t ≥ lengths[b]
+///     state       R × B       one column per sequence (LSTM: h R × B and c H × B)
+///
+/// R = cell.outputSize(): H, or P for an LSTM with a projection (proj_size).
 ///
 /// Sequence b contributes the steps t < lengths[b]; its final state is the state after its
 /// own last step (PyTorch's packed-sequence semantics), and nothing of its padding (the
@@ -43,6 +45,8 @@ namespace recurrent {
 /// Threads: built with OpenMP, one call runs on up to setThreads() threads (default: OpenMP's
 /// default), which split the hidden units of every step between them; a shape too small to
 /// share runs on one. Results are the same to the last bit for any number of threads.
+/// An LSTM with a projection always runs on one thread: its per-step product W_hr·m is a second
+/// recurrent product, which the threads' split of the hidden units does not cover.
 ///
 /// The Sequence refers to its cell, which must outlive it; the cell is only read, so one
 /// cell can be shared by many Sequences on many threads. Each Sequence is used by one
@@ -111,7 +115,8 @@ class Sequence {
   Eigen::Index steps() const { return m_T; }
   Eigen::Index batchSize() const { return m_B; }
   /// Scalars the training tape keeps per sequence and step: the copy of the input (I), the gate
-  /// activations (G·H), h (H), c (H, LSTM only) and the cell's extra rows (H for GRU).
+  /// activations (G·H), h (R), c (H, LSTM only) and the cell's extra rows (H for GRU and for
+  /// an LSTM's projection).
   /// Bytes: multiply by sizeof(Scalar); the schedule adds one Eigen::Index per step. infer()
   /// keeps no tape: its memory besides the output does not depend on T.
   static Eigen::Index tapeScalarsPerStep(const Cell& cell) {
@@ -196,7 +201,7 @@ class Sequence {
     if (cell.inputSize() != m_x.rows() || cell.outputSize() != m_h0.rows()) {
       detail::fail(where, ": the cell's sizes changed since forward()");
     }
-    grads.checkShape(Cell::kGates, cell.inputSize(), cell.hiddenSize(), where, "gradient");
+    cell.checkGradients(grads, where);
     if (dOutput != nullptr) {
       detail::checkShape(where, "output gradient", dOutput->rows(), dOutput->cols(),
                          cell.outputSize(), m_T * m_B);
@@ -266,12 +271,24 @@ class Sequence {
   /// units; automatically, one where a step's recurrent product is too small to be worth a
   /// barrier.
   int threadsFor(Index B) const {
+    if (projects()) return 1;  // the projection W_hr·m is a second recurrent product per step
     const Index H = m_cell->hiddenSize();
     const Index panels = (H + detail::GemmTraits<Scalar>::MR - 1) / detail::GemmTraits<Scalar>::MR;
     const double stepFlops = 2.0 * double(Cell::kGates) * double(H) * double(H) * double(B);
     if (!m_exactThreads && stepFlops < kMinStepFlopsToShare) return 1;
     const int requested = m_threads > 0 ? m_threads : detail::defaultThreads();
     return static_cast<int>(std::max<Index>(1, std::min<Index>(requested, panels)));
+  }
+
+  /// True for a cell whose h is projected to other rows than its units (an LSTM with
+  /// proj_size): such a cell runs on one thread, and backward keeps dL/dh of every step.
+  bool projects() const { return m_cell->outputSize() != m_cell->hiddenSize(); }
+
+  /// This thread's rows of h-shaped matrices: its units, or all of h with a projection (one
+  /// thread).
+  void outputRowsOf(Index u0, Index u1, Index& r0, Index& r1) const {
+    r0 = projects() ? 0 : u0;
+    r1 = projects() ? m_cell->outputSize() : u1;
   }
 
   /// Packs W_ih (and W_hh) for the forward products, W_ihᵀ and W_hhᵀ for backward. With
@@ -290,6 +307,13 @@ class Sequence {
       m_packedHh.pack(
           detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H), gated,
           detail::Blocks{1, p.weight_hh.cols()});
+      if constexpr (Cell::kHasCellState) {
+        if (projects()) {
+          m_packedHr.pack(
+              detail::viewOf<const Scalar>(p.weight_hr.data(), p.weight_hr.outerStride()),
+              detail::Blocks{1, p.weight_hr.rows()}, detail::Blocks{1, H});
+        }
+      }
     } else {
       // The transposes keep their depth cut at the gates, whatever the threads: the depth's
       // chunks set the order of each sum.
@@ -297,6 +321,13 @@ class Sequence {
       const detail::View<const Scalar> hhT{p.weight_hh.data(), p.weight_hh.outerStride(), 0, true};
       m_packedIhT.pack(ihT, detail::Blocks{1, cell.inputSize()}, detail::Blocks{G, H});
       m_packedHhT.pack(hhT, detail::Blocks{1, p.weight_hh.cols()}, detail::Blocks{G, H});
+      if constexpr (Cell::kHasCellState) {
+        if (projects()) {
+          const detail::View<const Scalar> hrT{p.weight_hr.data(), p.weight_hr.outerStride(), 0,
+                                               true};
+          m_packedHrT.pack(hrT, detail::Blocks{1, H}, detail::Blocks{1, p.weight_hr.rows()});
+        }
+      }
     }
   }
 
@@ -370,7 +401,7 @@ class Sequence {
     reserve(m_scratch, cell.scratchRows(), B);
     const int threads = threadsFor(B);
     packWeights(false, threads);
-    reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, cell.inputSize()}));
+    reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, C, cell.inputSize()}));
 
     if (training) {
       runTraining(x, threads);
@@ -411,7 +442,7 @@ class Sequence {
 
       unitsOf(team, cell.hiddenSize(), u0, u1);
       const StepContext<Scalar> ctx(team, Cell::kGates, cell.hiddenSize(), u0, u1, &m_packedHh,
-                                    nullptr, buffer);
+                                    nullptr, buffer, &m_packedHr);
       for (Index t = 0; t < m_T; ++t) {
         const Index n = active(t);
         const Index off = offset(t);
@@ -425,12 +456,14 @@ class Sequence {
       }
 
       // Final states and the output in the caller's order: this thread's rows.
-      const Index r0 = u0, rows = u1 - u0;
+      Index r0, r1;
+      outputRowsOf(u0, u1, r0, r1);
+      const Index rows = r1 - r0;
       for (Index j = 0; j < m_B; ++j) {
         const Index col = offset(m_sortedLengths[static_cast<std::size_t>(j)] - 1) + j;
         m_final.h.col(order(j)).segment(r0, rows) = hp.col(col).segment(r0, rows);
         if constexpr (Cell::kHasCellState) {
-          m_final.c.col(order(j)).segment(r0, rows) = m_cp.col(col).segment(r0, rows);
+          m_final.c.col(order(j)).segment(u0, u1 - u0) = m_cp.col(col).segment(u0, u1 - u0);
         }
       }
       if (!m_full) {
@@ -466,7 +499,7 @@ class Sequence {
       Index u0, u1;
       unitsOf(team, cell.hiddenSize(), u0, u1);
       const StepContext<Scalar> ctx(team, Cell::kGates, cell.hiddenSize(), u0, u1, &m_packedHh,
-                                    nullptr, buffer);
+                                    nullptr, buffer, &m_packedHr);
       Index t0 = 0;
       while (t0 < m_T) {
         // Steps [t0, t1) whose columns fit the block (at least one step).
@@ -505,18 +538,20 @@ class Sequence {
                           m_extra.leftCols(n),
                           m_scratch.leftCols(n)};
     m_cell->forwardStep(ctx, s);
-    const Index rows = u1 - u0;
+    Index r0, r1;
+    outputRowsOf(u0, u1, r0, r1);
+    const Index rows = r1 - r0;
     if (!m_full) {
       for (Index j = 0; j < n; ++j) {
-        m_output.col(t * m_B + order(j)).segment(u0, rows) = hNext.col(j).segment(u0, rows);
+        m_output.col(t * m_B + order(j)).segment(r0, rows) = hNext.col(j).segment(r0, rows);
       }
     }
     // Sequences whose last step this is: columns [n_{t+1}, n_t).
     const Index ending = t + 1 < m_T ? active(t + 1) : 0;
     for (Index j = ending; j < n; ++j) {
-      m_final.h.col(order(j)).segment(u0, rows) = hNext.col(j).segment(u0, rows);
+      m_final.h.col(order(j)).segment(r0, rows) = hNext.col(j).segment(r0, rows);
       if constexpr (Cell::kHasCellState) {
-        m_final.c.col(order(j)).segment(u0, rows) = m_cBuffer[t & 1].col(j).segment(u0, rows);
+        m_final.c.col(order(j)).segment(u0, u1 - u0) = m_cBuffer[t & 1].col(j).segment(u0, u1 - u0);
       }
     }
   }
@@ -584,6 +619,9 @@ class Sequence {
     setSize(m_dInitial.h, H, B);
     if constexpr (Cell::kHasCellState) setSize(m_dInitial.c, C, B);
     reserve(m_hPrev, H, N);
+    if constexpr (Cell::kCellStatesInGradients) reserve(m_cPrev, C, N);
+    if (projects()) reserve(m_dhSteps, H, N);
+    reserve(m_scratch, cell.scratchRows(), B);
     setSize(m_dx, cell.inputSize(), m_T * B);
     if (!m_full) {
       reserve(m_dxPacked, cell.inputSize(), N);
@@ -592,26 +630,30 @@ class Sequence {
     Matrix& dxPacked = m_full ? m_dx : m_dxPacked;
     const int threads = threadsFor(B);
     packWeights(true, threads);
-    reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, cell.inputSize()}));
+    reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, C, cell.inputSize()}));
 
     detail::parallel(threads, [&](const detail::Team& team) {
       detail::GemmBuffer<Scalar>& buffer = m_buffers[static_cast<std::size_t>(team.rank)];
       Index u0, u1;
       unitsOf(team, C, u0, u1);
       const Index rows = u1 - u0;
-      const StepContext<Scalar> ctx(team, Cell::kGates, C, u0, u1, nullptr, &m_packedHhT, buffer);
+      Index r0, r1;  // this thread's rows of h (all of them with a projection)
+      outputRowsOf(u0, u1, r0, r1);
+      const Index hRows = r1 - r0;
+      const StepContext<Scalar> ctx(team, Cell::kGates, C, u0, u1, nullptr, &m_packedHhT, buffer,
+                                    nullptr, &m_packedHrT);
 
       // Both ping-pong buffers start as dL/d(final state): a sequence's column is first read at
       // its own last step and untouched before, whichever buffer is current then.
       for (int k = 0; k < 2; ++k) {
         for (Index j = 0; j < B; ++j) {
           if (dFinal != nullptr) {
-            m_dh[k].col(j).segment(u0, rows) = dFinal->h.col(order(j)).segment(u0, rows);
+            m_dh[k].col(j).segment(r0, hRows) = dFinal->h.col(order(j)).segment(r0, hRows);
             if constexpr (Cell::kHasCellState) {
               m_dc[k].col(j).segment(u0, rows) = dFinal->c.col(order(j)).segment(u0, rows);
             }
           } else {
-            m_dh[k].col(j).segment(u0, rows).setZero();
+            m_dh[k].col(j).segment(r0, hRows).setZero();
             if constexpr (Cell::kHasCellState) m_dc[k].col(j).segment(u0, rows).setZero();
           }
         }
@@ -624,9 +666,10 @@ class Sequence {
         Block dh = m_dh[cur].leftCols(n);
         if (dOutput != nullptr) {
           for (Index j = 0; j < n; ++j) {
-            dh.col(j).segment(u0, rows) += dOutput->col(t * B + order(j)).segment(u0, rows);
+            dh.col(j).segment(r0, hRows) += dOutput->col(t * B + order(j)).segment(r0, hRows);
           }
         }
+        if (projects()) m_dhSteps.middleCols(off, n) = dh;  // for dW_hr (one thread)
         BackwardStep<Scalar> s{m_gates.middleCols(off, n),
                                m_extra.middleCols(off, n),
                                t == 0 ? m_h0.leftCols(n) : hp.middleCols(offset(t - 1), n),
@@ -644,13 +687,14 @@ class Sequence {
         cur = 1 - cur;
       }
       for (Index j = 0; j < B; ++j) {
-        m_dInitial.h.col(order(j)).segment(u0, rows) = m_dh[cur].col(j).segment(u0, rows);
+        m_dInitial.h.col(order(j)).segment(r0, hRows) = m_dh[cur].col(j).segment(r0, hRows);
         if constexpr (Cell::kHasCellState) {
           m_dInitial.c.col(order(j)).segment(u0, rows) = m_dc[cur].col(j).segment(u0, rows);
         }
       }
 
-      // h_{t-1} of every step, packed like the tape, for dW_hh = dGh · H_prevᵀ.
+      // h_{t-1} of every step, packed like the tape, for dW_hh = dGh · H_prevᵀ (and c_{t-1}
+      // for the cells that need it).
       Index c0, c1;
       team.share(N, kColumnGrain, c0, c1);
       for (Index t = 0; t < m_T; ++t) {
@@ -658,12 +702,22 @@ class Sequence {
         for (Index col = b0; col < b1; ++col) {
           const Index j = col - offset(t);
           m_hPrev.col(col) = t == 0 ? m_h0.col(j) : hp.col(offset(t - 1) + j);
+          if constexpr (Cell::kCellStatesInGradients) {
+            m_cPrev.col(col) = t == 0 ? m_c0.col(j) : m_cp.col(offset(t - 1) + j);
+          }
         }
       }
       team.barrier();  // every dGx and H_prev column is complete
 
-      StepsGradients<Scalar> steps{m_x.leftCols(N), m_hPrev.leftCols(N), m_extra.leftCols(N),
-                                   m_dGx.leftCols(N), dGh.leftCols(N)};
+      StepsGradients<Scalar> steps{
+          m_x.leftCols(N),
+          m_hPrev.leftCols(N),
+          m_extra.leftCols(N),
+          m_dGx.leftCols(N),
+          dGh.leftCols(N),
+          Cell::kHasCellState ? m_cp.leftCols(N) : m_none.leftCols(0),
+          Cell::kCellStatesInGradients ? m_cPrev.leftCols(N) : m_none.leftCols(0),
+          projects() ? m_dhSteps.leftCols(N) : m_none.leftCols(0)};
       cell.accumulateGradients(ctx, steps, grads);
       // dX = W_ihᵀ · dGx, split by columns.
       detail::gemmColumns(
@@ -717,10 +771,12 @@ class Sequence {
 
   // The weights packed for the kernel, and one packing buffer per thread.
   detail::PackedMatrix<Scalar> m_packedIh, m_packedHh, m_packedIhT, m_packedHhT;
+  // The LSTM's projection W_hr and W_hrᵀ, packed only for a cell that projects.
+  detail::PackedMatrix<Scalar> m_packedHr, m_packedHrT;
   std::vector<detail::GemmBuffer<Scalar>> m_buffers;
 
   // Backward workspaces and results.
-  Matrix m_dGx, m_dGh, m_dh[2], m_dc[2], m_hPrev, m_dxPacked, m_dx;
+  Matrix m_dGx, m_dGh, m_dh[2], m_dc[2], m_hPrev, m_cPrev, m_dhSteps, m_dxPacked, m_dx;
   State m_dInitial;
 };
 

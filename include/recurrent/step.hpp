@@ -6,7 +6,8 @@
 //
 //   n    columns: the sequences active at this step
 //   G·H  rows of the stacked gates (G = 4 LSTM, 3 GRU, 1 RNN)
-//   H    hidden size
+//   H    hidden size (rows of each gate and of c)
+//   R    rows of h: H, or P for an LSTM with a projection
 //
 // The input projection is done by the caller for every step at once, so a step starts
 // from `gates` = W_ih·x + (the biases the cell folds in, see Cell::foldedBias()).
@@ -29,10 +30,14 @@ class StepContext {
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
 
   /// G gate blocks of H units; this thread owns units [u0, u1); `weightHH` is W_hh packed
-  /// (forward) and `weightHHT` its transpose (backward), either may be null where unused.
+  /// (forward) and `weightHHT` its transpose (backward), either may be null where unused. A cell
+  /// that projects its h (the LSTM's W_hr, P × H) also gets `weightHR` (forward) or `weightHRT`
+  /// (backward); a projecting step runs on one thread (u0 = 0, u1 = H).
   StepContext(const detail::Team& team, Eigen::Index gates, Eigen::Index H, Eigen::Index u0,
               Eigen::Index u1, const detail::PackedMatrix<Scalar>* weightHH,
-              const detail::PackedMatrix<Scalar>* weightHHT, detail::GemmBuffer<Scalar>& buffer)
+              const detail::PackedMatrix<Scalar>* weightHHT, detail::GemmBuffer<Scalar>& buffer,
+              const detail::PackedMatrix<Scalar>* weightHR = nullptr,
+              const detail::PackedMatrix<Scalar>* weightHRT = nullptr)
       : m_team(team),
         m_gates(gates),
         m_H(H),
@@ -40,6 +45,8 @@ class StepContext {
         m_u1(u1),
         m_hh(weightHH),
         m_hhT(weightHHT),
+        m_hr(weightHR),
+        m_hrT(weightHRT),
         m_buffer(buffer) {}
 
   Eigen::Index unitBegin() const { return m_u0; }
@@ -69,11 +76,13 @@ class StepContext {
     }
   }
 
-  /// C (+)= W_hh[g0:g1]ᵀ · dA for this thread's units (the rows of C, H × n); dA is addressed
-  /// like a gates buffer and only its blocks [g0, g1) are read.
+  /// C (+)= W_hh[g0:g1]ᵀ · dA for this thread's units (the rows of C, H × n; with a projection
+  /// all P rows of C, P × n); dA is addressed like a gates buffer and only its blocks [g0, g1)
+  /// are read.
   void multiplyTransposed(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& dA,
                           Eigen::Ref<Matrix> c, bool overwrite) const {
-    detail::gemm(*m_hhT, 0, 1, m_u0, m_u1, g0, g1,
+    const bool projected = c.rows() != m_H;  // h has P rows: one thread computes all of them
+    detail::gemm(*m_hhT, 0, 1, projected ? 0 : m_u0, projected ? c.rows() : m_u1, g0, g1,
                  detail::viewOf<const Scalar>(dA.data(), dA.outerStride(), m_H),
                  detail::viewOf<Scalar>(c.data(), c.outerStride()), dA.cols(), overwrite, m_buffer);
   }
@@ -91,11 +100,40 @@ class StepContext {
                          m_buffer, db.data());
   }
 
+  /// h = W_hr · m (P × n from H × n): the projection of a step, all rows (one thread).
+  void project(const Eigen::Ref<const Matrix>& m, Eigen::Ref<Matrix> h) const {
+    eigen_assert(m_hr != nullptr && m_u0 == 0 && m_u1 == m_H);
+    detail::gemm(*m_hr, 0, 1, 0, h.rows(), 0, 1,
+                 detail::viewOf<const Scalar>(m.data(), m.outerStride()),
+                 detail::viewOf<Scalar>(h.data(), h.outerStride()), m.cols(), true, m_buffer);
+  }
+
+  /// dm = W_hrᵀ · dh (H × n from P × n): a step's gradient back through the projection.
+  void projectTransposed(const Eigen::Ref<const Matrix>& dh, Eigen::Ref<Matrix> dm) const {
+    eigen_assert(m_hrT != nullptr && m_u0 == 0 && m_u1 == m_H);
+    detail::gemm(*m_hrT, 0, 1, 0, dm.rows(), 0, 1,
+                 detail::viewOf<const Scalar>(dh.data(), dh.outerStride()),
+                 detail::viewOf<Scalar>(dm.data(), dm.outerStride()), dh.cols(), true, m_buffer);
+  }
+
+  /// dW_hr += dH · Mᵀ over all columns (P × H): the projection's gradient as one product.
+  void addProjectionGradient(const Eigen::Ref<const Matrix>& dH, const Eigen::Ref<const Matrix>& m,
+                             Eigen::Ref<Matrix> dW) const {
+    eigen_assert(m_u0 == 0 && m_u1 == m_H);
+    const detail::View<const Scalar> mT{m.data(), m.outerStride(), 0, true};
+    detail::gemmUnpacked(detail::viewOf<const Scalar>(dH.data(), dH.outerStride(), dH.rows()),
+                         detail::Blocks{1, dH.rows()}, 0, 1, 0, dH.rows(), dH.cols(), mT,
+                         detail::viewOf<Scalar>(dW.data(), dW.outerStride(), dW.rows()), m.rows(),
+                         false, m_buffer);
+  }
+
  private:
   const detail::Team& m_team;
   Eigen::Index m_gates, m_H, m_u0, m_u1;
   const detail::PackedMatrix<Scalar>* m_hh;
   const detail::PackedMatrix<Scalar>* m_hhT;
+  const detail::PackedMatrix<Scalar>* m_hr;
+  const detail::PackedMatrix<Scalar>* m_hrT;
   detail::GemmBuffer<Scalar>& m_buffer;
 };
 
@@ -104,9 +142,9 @@ template <typename Scalar>
 struct ForwardStep {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   Eigen::Ref<Matrix> gates;        ///< G·H × n   in: W_ih·x + folded bias; out: gate activations
-  Eigen::Ref<const Matrix> hPrev;  ///< H × n     h_{t-1}
+  Eigen::Ref<const Matrix> hPrev;  ///< R × n     h_{t-1}
   Eigen::Ref<const Matrix> cPrev;  ///< H × n     c_{t-1} (LSTM only)
-  Eigen::Ref<Matrix> h;            ///< H × n     out: h_t
+  Eigen::Ref<Matrix> h;            ///< R × n     out: h_t
   Eigen::Ref<Matrix> c;            ///< H × n     out: c_t (LSTM only)
   Eigen::Ref<Matrix> extra;        ///< E × n     out: the cell's own tape (E = extraRows())
   Eigen::Ref<Matrix> scratch;      ///< S × n     working memory (S = scratchRows())
@@ -119,15 +157,15 @@ struct BackwardStep {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   Eigen::Ref<const Matrix> gates;  ///< G·H × n   gate activations of the forward step
   Eigen::Ref<const Matrix> extra;  ///< E × n     the forward step's `extra`
-  Eigen::Ref<const Matrix> hPrev;  ///< H × n     h_{t-1}
+  Eigen::Ref<const Matrix> hPrev;  ///< R × n     h_{t-1}
   Eigen::Ref<const Matrix> cPrev;  ///< H × n     c_{t-1} (LSTM only)
-  Eigen::Ref<const Matrix> h;      ///< H × n     h_t
+  Eigen::Ref<const Matrix> h;      ///< R × n     h_t
   Eigen::Ref<const Matrix> c;      ///< H × n     c_t (LSTM only)
-  Eigen::Ref<const Matrix> dh;     ///< H × n     dL/dh_t, from the output and from step t+1
+  Eigen::Ref<const Matrix> dh;     ///< R × n     dL/dh_t, from the output and from step t+1
   Eigen::Ref<const Matrix> dc;     ///< H × n     dL/dc_t from step t+1 (LSTM only)
   Eigen::Ref<Matrix> dGx;          ///< G·H × n   out: dL/d(W_ih·x + b_ih)
   Eigen::Ref<Matrix> dGh;          ///< G·H × n   out: dL/d(W_hh·h + b_hh), may be dGx itself
-  Eigen::Ref<Matrix> dhPrev;       ///< H × n     out: dL/dh_{t-1}
+  Eigen::Ref<Matrix> dhPrev;       ///< R × n     out: dL/dh_{t-1}
   Eigen::Ref<Matrix> dcPrev;       ///< H × n     out: dL/dc_{t-1} (LSTM only)
   Eigen::Ref<Matrix> scratch;      ///< S × n     working memory
 };
@@ -142,10 +180,16 @@ template <typename Scalar>
 struct StepsGradients {
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
   Eigen::Ref<const Matrix> x;      ///< I × N         the inputs x_t
-  Eigen::Ref<const Matrix> hPrev;  ///< H × N         h_{t-1} of each step
+  Eigen::Ref<const Matrix> hPrev;  ///< R × N         h_{t-1} of each step
   Eigen::Ref<const Matrix> extra;  ///< extraRows × N  each step's `extra`
   Eigen::Ref<const Matrix> dGx;    ///< G·H × N       each step's dGx
   Eigen::Ref<const Matrix> dGh;    ///< G·H × N       each step's dGh
+  Eigen::Ref<const Matrix> c;      ///< H × N         c_t of each step (LSTM; else 0 rows)
+  /// H × N c_{t-1} of each step, for cells with kCellStatesInGradients; else 0 × 0.
+  Eigen::Ref<const Matrix> cPrev;
+  /// R × N dL/dh_t of each step (all of it: from the output and from step t+1), for a cell
+  /// whose h is projected (outputSize() != hiddenSize()); else 0 × 0.
+  Eigen::Ref<const Matrix> dh;
 };
 
 namespace detail {

@@ -62,7 +62,7 @@ class Stream {
     m_inputSize = cell.inputSize();
     m_hiddenSize = cell.hiddenSize();
     if constexpr (kFusedStep) {
-      if (m_batch == 1) {
+      if (fusedApplies()) {
         m_fused.pack(cell);
         return;
       }
@@ -76,6 +76,13 @@ class Stream {
                     gated, detail::Blocks{1, cell.inputSize()});
     m_packedHh.pack(detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H),
                     gated, detail::Blocks{1, p.weight_hh.cols()});
+    m_projected = cell.outputSize() != H;  // an LSTM's projection W_hr (P × H)
+    if constexpr (Cell::kHasCellState) {
+      if (m_projected) {
+        m_packedHr.pack(detail::viewOf<const Scalar>(p.weight_hr.data(), p.weight_hr.outerStride()),
+                        detail::Blocks{1, p.weight_hr.rows()}, detail::Blocks{1, H});
+      }
+    }
     m_bias.resize(G * H);
     cell.foldedBias(m_bias);
     m_gates.resize(G * H, m_batch);
@@ -101,7 +108,8 @@ class Stream {
     m_state[0] = state;
   }
 
-  /// One step: x is I × B; returns h (H × B), which stays valid until the next call.
+  /// One step: x is I × B; returns h (R × B: H, or P for an LSTM with a projection), which
+  /// stays valid until the next call.
   const Matrix& step(const Eigen::Ref<const Matrix>& x) {
     detail::checkShape("Stream::step", "input", x.rows(), x.cols(), m_inputSize, m_batch);
     m_cell->checkParameters("Stream::step");
@@ -109,7 +117,7 @@ class Stream {
       detail::fail("Stream::step: the cell's sizes changed; call refresh()");
     }
     if constexpr (kFusedStep) {
-      if (m_batch == 1) {
+      if (fusedApplies()) {
         State& prev = m_state[m_current];
         State& next = m_state[1 - m_current];
         m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(),
@@ -126,7 +134,7 @@ class Stream {
     State& next = m_state[1 - m_current];
     const detail::Team team;
     const StepContext<Scalar> ctx(team, Cell::kGates, m_hiddenSize, 0, m_hiddenSize, &m_packedHh,
-                                  nullptr, m_buffer);
+                                  nullptr, m_buffer, &m_packedHr);  // W_hr: packed if used
     ForwardStep<Scalar> s{m_gates,         prev.h,  cellState(prev), next.h,
                           cellState(next), m_extra, m_scratch};
     m_cell->forwardStep(ctx, s);
@@ -139,6 +147,10 @@ class Stream {
   Eigen::Index batchSize() const { return m_batch; }
 
  private:
+  /// A batch of one of a cell whose h is its hidden state (not an LSTM's projection) runs the
+  /// fused step.
+  bool fusedApplies() const { return m_batch == 1 && m_cell->outputSize() == m_cell->hiddenSize(); }
+
   static Scalar* cellData(State& s) {
     if constexpr (Cell::kHasCellState) {
       return s.c.data();
@@ -160,7 +172,8 @@ class Stream {
   const Cell* m_cell;
   Eigen::Index m_batch;
   Eigen::Index m_inputSize = 0, m_hiddenSize = 0;
-  detail::PackedMatrix<Scalar> m_packedIh, m_packedHh;
+  detail::PackedMatrix<Scalar> m_packedIh, m_packedHh, m_packedHr;
+  bool m_projected = false;
   detail::GemmBuffer<Scalar> m_buffer;
   Vector m_bias;
   Matrix m_gates, m_extra, m_scratch, m_none;
