@@ -15,19 +15,8 @@ using recurrent::StackOptions;
 
 namespace {
 
-template <typename S>
-double torchTolerance() {
-  return std::is_same<S, float>::value ? 1e-5 : 1e-10;
-}
-
-/// Max over entries of |ours − ref| / max(1, |ref|).
-template <typename Ours>
-double errorAgainst(const Ours& ours, const MatrixXd& ref) {
-  REQUIRE(ours.rows() == ref.rows());
-  REQUIRE(ours.cols() == ref.cols());
-  const MatrixXd& o = ours.template cast<double>();
-  return ((o - ref).array().abs() / ref.array().abs().max(1.0)).maxCoeff();
-}
+using test::errorAgainst;
+using test::torchTolerance;
 
 /// A (L·D, B, X) tensor of a fixture as L·D matrices X × B.
 std::vector<MatrixXd> stateTensors(const Fixture& f, const std::string& name, Index B) {

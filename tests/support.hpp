@@ -245,4 +245,20 @@ class Fixture {
   std::map<std::string, Tensor> m_tensors;
 };
 
+/// The tolerance of a comparison with a PyTorch fixture: 1e-5 in float, 1e-10 in double.
+template <typename S>
+double torchTolerance() {
+  return std::is_same<S, float>::value ? 1e-5 : 1e-10;
+}
+
+/// Max over entries of |ours − ref| / max(1, |ref|) (the shapes must agree).
+template <typename Ours>
+double errorAgainst(const Ours& ours, const Mat<double>& ref) {
+  if (ours.rows() != ref.rows() || ours.cols() != ref.cols()) {
+    throw std::runtime_error("errorAgainst: shapes differ");
+  }
+  const Mat<double> o = ours.template cast<double>();
+  return ((o - ref).array().abs() / ref.array().abs().max(1.0)).maxCoeff();
+}
+
 }  // namespace test

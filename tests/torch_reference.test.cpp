@@ -14,19 +14,8 @@ using recurrent::Sequence;
 
 namespace {
 
-template <typename S>
-double tolerance() {
-  return std::is_same<S, float>::value ? 1e-5 : 1e-10;
-}
-
-/// Max over entries of |ours − ref| / max(1, |ref|).
-template <typename Ours>
-double errorAgainst(const Ours& ours, const MatrixXd& ref) {
-  REQUIRE(ours.rows() == ref.rows());
-  REQUIRE(ours.cols() == ref.cols());
-  const MatrixXd& o = ours.template cast<double>();
-  return ((o - ref).array().abs() / ref.array().abs().max(1.0)).maxCoeff();
-}
+using test::errorAgainst;
+using test::torchTolerance;
 
 template <typename Case>
 void compareWithTorch(const std::string& fixtureName) {
@@ -95,7 +84,7 @@ void compareWithTorch(const std::string& fixtureName) {
   for (const auto& [name, err] : errors) {
     INFO(fixtureName << " (" << (std::is_same<S, float>::value ? "float" : "double") << ") " << name
                      << ": " << err);
-    CHECK(err <= tolerance<S>());
+    CHECK(err <= torchTolerance<S>());
     worst = std::max(worst, err);
   }
   std::cout << "torch " << fixtureName << " "

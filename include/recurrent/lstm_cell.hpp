@@ -98,15 +98,17 @@ struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::P
   void checkShape(Eigen::Index inputSize, Eigen::Index hiddenSize, Eigen::Index projSize,
                   const char* where, const char* what) const {
     const Eigen::Index rows = kGates * hiddenSize;
-    checkOne(where, what, "weight_ih", weight_ih, rows, inputSize);
-    checkOne(where, what, "weight_hh", weight_hh, rows, projSize > 0 ? projSize : hiddenSize);
-    checkOne(where, what, "bias_ih", bias_ih, rows, 1);
-    checkOne(where, what, "bias_hh", bias_hh, rows, 1);
-    checkOne(where, what, "weight_hr", weight_hr, projSize, projSize > 0 ? hiddenSize : 0);
+    detail::checkTensorShape(where, what, "weight_ih", weight_ih, rows, inputSize);
+    detail::checkTensorShape(where, what, "weight_hh", weight_hh, rows,
+                             projSize > 0 ? projSize : hiddenSize);
+    detail::checkTensorShape(where, what, "bias_ih", bias_ih, rows, 1);
+    detail::checkTensorShape(where, what, "bias_hh", bias_hh, rows, 1);
+    detail::checkTensorShape(where, what, "weight_hr", weight_hr, projSize,
+                             projSize > 0 ? hiddenSize : 0);
     if constexpr (kPeephole) {
-      checkOne(where, what, "peephole_i", this->peephole_i, hiddenSize, 1);
-      checkOne(where, what, "peephole_f", this->peephole_f, hiddenSize, 1);
-      checkOne(where, what, "peephole_o", this->peephole_o, hiddenSize, 1);
+      detail::checkTensorShape(where, what, "peephole_i", this->peephole_i, hiddenSize, 1);
+      detail::checkTensorShape(where, what, "peephole_f", this->peephole_f, hiddenSize, 1);
+      detail::checkTensorShape(where, what, "peephole_o", this->peephole_o, hiddenSize, 1);
     }
   }
 
@@ -122,14 +124,6 @@ struct LSTMParameters : detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::P
       f("peephole_i", self.peephole_i);
       f("peephole_f", self.peephole_f);
       f("peephole_o", self.peephole_o);
-    }
-  }
-  template <typename A>
-  static void checkOne(const char* where, const char* what, const char* name, const A& a,
-                       Eigen::Index rows, Eigen::Index cols) {
-    if (a.rows() != rows || a.cols() != cols) {
-      detail::fail(where, ": ", what, " ", name, " must be ", rows, " x ", cols, ", got ", a.rows(),
-                   " x ", a.cols());
     }
   }
 };
@@ -300,7 +294,6 @@ class LSTMCell {
   /// math of the class comment. Leaves [i; f; g; o] in s.gates, c' in s.c and h' in s.h (with a
   /// projection, m in s.extra and then h' = W_hr m in s.h).
   void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
-    const Eigen::Index H = m_hiddenSize;
     const bool project = m_projSize > 0;
     ctx.multiply(0, kGates, s.hPrev, s.gates, false);  // [A_i; A_f; A_g; A_o] += W_hh h
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
@@ -308,31 +301,7 @@ class LSTMCell {
       const Scalar* cPrev = detail::column(s.cPrev, j);
       Scalar* cOut = detail::column(s.c, j);
       Scalar* hOut = project ? detail::column(s.extra, j) : detail::column(s.h, j);  // h or m
-      detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
-                                     using A = detail::Chunk<Scalar, decltype(w)::value>;
-                                     const A cp = detail::load(cPrev + k, n, w);
-                                     A ai = detail::load(a + k, n, w);
-                                     A af = detail::load(a + H + k, n, w);
-                                     A ao = detail::load(a + 3 * H + k, n, w);
-                                     if constexpr (kPeephole) {
-                                       ai += peephole(m_params.peephole_i, k, n, w) * cp;
-                                       af += peephole(m_params.peephole_f, k, n, w) * cp;
-                                     }
-                                     const A i = sigmoid(ai);
-                                     const A f = sigmoid(af);
-                                     const A g = detail::load(a + 2 * H + k, n, w).tanh();
-                                     const A c = f * cp + i * g;
-                                     if constexpr (kPeephole)
-                                       ao += peephole(m_params.peephole_o, k, n, w) * c;
-                                     const A o = sigmoid(ao);
-                                     detail::store(a + k, n, i);
-                                     detail::store(a + H + k, n, f);
-                                     detail::store(a + 2 * H + k, n, g);
-                                     detail::store(a + 3 * H + k, n, o);
-                                     detail::store(cOut + k, n, c);
-                                     detail::store(hOut + k, n, o * c.tanh());
-                                   });
+      gateMath(ctx.unitBegin(), ctx.unitEnd(), a, cPrev, cOut, hOut);
     }
     if (project) {
       ctx.barrier();              // W_hr m needs every unit of m
@@ -437,11 +406,20 @@ class LSTMCell {
     const Eigen::Index H = hidden();
     detail::forEachChunk<Scalar>(u0, u1, H, [&](Eigen::Index k, Eigen::Index n, auto w) {
       using A = detail::Chunk<Scalar, decltype(w)::value>;
-      const A i = sigmoid(detail::load(a + k, n, w));
-      const A f = sigmoid(detail::load(a + H + k, n, w));
+      const A cp = detail::load(cPrev + k, n, w);
+      A ai = detail::load(a + k, n, w);
+      A af = detail::load(a + H + k, n, w);
+      A ao = detail::load(a + 3 * H + k, n, w);
+      if constexpr (kPeephole) {  // i and f see c_{t-1}
+        ai += peephole(m_params.peephole_i, k, n, w) * cp;
+        af += peephole(m_params.peephole_f, k, n, w) * cp;
+      }
+      const A i = sigmoid(ai);
+      const A f = sigmoid(af);
       const A g = detail::load(a + 2 * H + k, n, w).tanh();
-      const A o = sigmoid(detail::load(a + 3 * H + k, n, w));
-      const A c = f * detail::load(cPrev + k, n, w) + i * g;
+      const A c = f * cp + i * g;
+      if constexpr (kPeephole) ao += peephole(m_params.peephole_o, k, n, w) * c;  // o sees c_t
+      const A o = sigmoid(ao);
       detail::store(a + k, n, i);
       detail::store(a + H + k, n, f);
       detail::store(a + 2 * H + k, n, g);

@@ -21,6 +21,18 @@
 
 namespace recurrent {
 
+namespace detail {
+/// Throws std::invalid_argument unless tensor `name` of `what` is rows × cols.
+template <typename A>
+void checkTensorShape(const char* where, const char* what, const char* name, const A& a,
+                      Eigen::Index rows, Eigen::Index cols) {
+  if (a.rows() != rows || a.cols() != cols) {
+    fail(where, ": ", what, " ", name, " must be ", rows, " x ", cols, ", got ", a.rows(), " x ",
+         a.cols());
+  }
+}
+}  // namespace detail
+
 template <typename Scalar_>
 struct CellParameters {
   using Scalar = Scalar_;
@@ -67,20 +79,10 @@ struct CellParameters {
   void checkShape(Eigen::Index gates, Eigen::Index inputSize, Eigen::Index hiddenSize,
                   const char* where, const char* what) const {
     const Eigen::Index rows = gates * hiddenSize;
-    checkOne(where, what, "weight_ih", weight_ih, rows, inputSize);
-    checkOne(where, what, "weight_hh", weight_hh, rows, hiddenSize);
-    checkOne(where, what, "bias_ih", bias_ih, rows, 1);
-    checkOne(where, what, "bias_hh", bias_hh, rows, 1);
-  }
-
- private:
-  template <typename A>
-  static void checkOne(const char* where, const char* what, const char* name, const A& a,
-                       Eigen::Index rows, Eigen::Index cols) {
-    if (a.rows() != rows || a.cols() != cols) {
-      detail::fail(where, ": ", what, " ", name, " must be ", rows, " x ", cols, ", got ", a.rows(),
-                   " x ", a.cols());
-    }
+    detail::checkTensorShape(where, what, "weight_ih", weight_ih, rows, inputSize);
+    detail::checkTensorShape(where, what, "weight_hh", weight_hh, rows, hiddenSize);
+    detail::checkTensorShape(where, what, "bias_ih", bias_ih, rows, 1);
+    detail::checkTensorShape(where, what, "bias_hh", bias_hh, rows, 1);
   }
 };
 
