@@ -159,25 +159,9 @@ class Sequence {
                     const State* initial, const char* where) const {
     const Cell& cell = *m_cell;
     cell.checkParameters(where);
-    if (lengths.empty()) {
-      detail::fail(where, ": lengths must hold one length per sequence (B >= 1), got none");
-    }
+    detail::checkBatch(where, x.rows(), x.cols(), cell.inputSize(), "the cell's input_size",
+                       lengths);
     const Index B = static_cast<Index>(lengths.size());
-    if (x.rows() != cell.inputSize()) {
-      detail::fail(where, ": input must have ", cell.inputSize(),
-                   " rows (the cell's input_size), got ", x.rows());
-    }
-    if (x.cols() == 0 || x.cols() % B != 0) {
-      detail::fail(where, ": input must have T·B columns with T >= 1 and B = ", B,
-                   " (lengths.size()), got ", x.cols(), " columns");
-    }
-    const Index T = x.cols() / B;
-    for (std::size_t b = 0; b < lengths.size(); ++b) {
-      if (lengths[b] < 1 || lengths[b] > T) {
-        detail::fail(where, ": lengths[", b, "] must be in 1..", T,
-                     " (T = input columns / B), got ", lengths[b]);
-      }
-    }
     if (initial != nullptr) {
       detail::checkShape(where, "initial state h", initial->h.rows(), initial->h.cols(),
                          cell.outputSize(), B);

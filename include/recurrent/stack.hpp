@@ -638,25 +638,8 @@ class Stack {
   void checkForward(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
                     const std::vector<State>* initial, const char* where) const {
     checkCells(where);
-    if (lengths.empty()) {
-      detail::fail(where, ": lengths must hold one length per sequence (B >= 1), got none");
-    }
+    detail::checkBatch(where, x.rows(), x.cols(), inputSize(), "the stack's input_size", lengths);
     const auto B = static_cast<Index>(lengths.size());
-    if (x.rows() != inputSize()) {
-      detail::fail(where, ": input must have ", inputSize(), " rows (the stack's input_size), got ",
-                   x.rows());
-    }
-    if (x.cols() == 0 || x.cols() % B != 0) {
-      detail::fail(where, ": input must have T·B columns with T >= 1 and B = ", B,
-                   " (lengths.size()), got ", x.cols(), " columns");
-    }
-    const Index T = x.cols() / B;
-    for (std::size_t b = 0; b < lengths.size(); ++b) {
-      if (lengths[b] < 1 || lengths[b] > T) {
-        detail::fail(where, ": lengths[", b, "] must be in 1..", T,
-                     " (T = input columns / B), got ", lengths[b]);
-      }
-    }
     if (initial != nullptr) checkStates(where, "initial", *initial, B);
   }
 
