@@ -21,6 +21,15 @@ using recurrent::StateDict;
 
 namespace {
 
+/// Every tensor of a state dict, copied: to check that a failed load changed nothing.
+template <typename S>
+std::vector<Mat<S>> snapshotOf(const StateDict<S>& dict) {
+  std::vector<Mat<S>> out;
+  for (const auto& e : dict)
+    out.push_back(Eigen::Map<const Mat<S>>(e.tensor.data(), e.tensor.rows(), e.tensor.cols()));
+  return out;
+}
+
 std::string dataPath(const std::string& name) {
   return std::string(RECURRENT_TEST_DATA_DIR) + "/" + name;
 }
@@ -48,22 +57,8 @@ struct Model {
     return y;
   }
   /// Every parameter, to check that a failed load changed nothing.
-  std::vector<Mat<S>> snapshot() const {
-    std::vector<Mat<S>> out;
-    for (const auto& e : dict)
-      out.push_back(Eigen::Map<const Mat<S>>(e.tensor.data(), e.tensor.rows(), e.tensor.cols()));
-    return out;
-  }
+  std::vector<Mat<S>> snapshot() const { return snapshotOf<S>(dict); }
 };
-
-/// Max over entries of |ours − ref| / max(1, |ref|).
-template <typename Ours>
-double difference(const Ours& ours, const MatrixXd& ref) {
-  REQUIRE(ours.rows() == ref.rows());
-  REQUIRE(ours.cols() == ref.cols());
-  return ((ours.template cast<double>() - ref).array().abs() / ref.array().abs().max(1.0))
-      .maxCoeff();
-}
 
 template <typename Cell>
 double outputsAgainstTorch(const std::string& file, const std::string& io,
@@ -72,7 +67,7 @@ double outputsAgainstTorch(const std::string& file, const std::string& io,
   Model<Cell> m(3, 5, 2, rnnPrefix);
   recurrent::loadSafetensors(dataPath(file), m.dict);
   const Fixture f(io);
-  const double d = difference(m.run(f.columns("x").cast<S>(), f.lengths()), f.columns("y"));
+  const double d = errorAgainst(m.run(f.columns("x").cast<S>(), f.lengths()), f.columns("y"));
   std::cout << "safetensors " << file << " -> " << (sizeof(S) == 4 ? "float" : "double")
             << " model: outputs differ from PyTorch's by " << d << "\n";
   return d;
@@ -127,7 +122,7 @@ TEMPLATE_TEST_CASE("an nn.LSTM with proj_size saved from PyTorch loads and repro
     seq.infer(f.columns("x").cast<S>(), f.lengths());
     Mat<S> y;
     fc.forward(seq.output(), y);
-    const double d = difference(y, f.columns("y"));
+    const double d = errorAgainst(y, f.columns("y"));
     std::cout << "safetensors torch_lstm_proj_" << code << " -> "
               << (sizeof(S) == 4 ? "float" : "double")
               << " model: outputs differ from PyTorch's by " << d << "\n";
@@ -183,7 +178,7 @@ void savedHereLoadsInTorch(const std::string& kind) {
   const bool sameBytes = bytes == readBytes(file);
   CHECK(sameBytes);
   const Fixture f("recurrent_" + kind + "_torch");
-  const double d = difference(m.run(f.columns("x").cast<float>(), f.lengths()), f.columns("y"));
+  const double d = errorAgainst(m.run(f.columns("x").cast<float>(), f.lengths()), f.columns("y"));
   std::cout << "safetensors " << file << " -> PyTorch: outputs differ by " << d << "\n";
   CHECK(d <= 1e-5);
 }
@@ -436,12 +431,7 @@ struct StackModel {
     fc.forward(rnn.output(), y);
     return y;
   }
-  std::vector<Mat<S>> snapshot() const {
-    std::vector<Mat<S>> out;
-    for (const auto& e : dict)
-      out.push_back(Eigen::Map<const Mat<S>>(e.tensor.data(), e.tensor.rows(), e.tensor.cols()));
-    return out;
-  }
+  std::vector<Mat<S>> snapshot() const { return snapshotOf<S>(dict); }
 };
 
 /// Loads a stack + Linear saved from PyTorch and compares outputs and every gradient of the
@@ -454,13 +444,13 @@ double stackFileAgainstTorch(const std::string& name, const recurrent::StackOpti
   const Fixture f(name);
   const std::vector<int> lengths = f.lengths();
   const Mat<S> x = f.columns("x").cast<S>();
-  double worst = difference(m.run(x, lengths), f.columns("y"));
+  double worst = errorAgainst(m.run(x, lengths), f.columns("y"));
   // PyTorch ran in eval() mode: no dropout in the training forward either.
   m.rnn.setDropout(0.0);
   m.rnn.forward(x, lengths);
   Mat<S> y, dh;
   m.fc.forward(m.rnn.output(), y);
-  worst = std::max(worst, difference(y, f.columns("y")));
+  worst = std::max(worst, errorAgainst(y, f.columns("y")));
   auto fcGrads = m.fc.zeroGradients();
   auto rnnGrads = m.rnn.zeroGradients();
   m.fc.backward(m.rnn.output(), f.columns("w").cast<S>(), fcGrads, dh);
@@ -468,7 +458,7 @@ double stackFileAgainstTorch(const std::string& name, const recurrent::StackOpti
   int tensors = 0;
   auto compare = [&](const std::string& prefix) {
     return [&, prefix](const char* tensor, const auto& g) {
-      const double d = difference(g, f.torch2d("grad." + prefix + tensor));
+      const double d = errorAgainst(g, f.torch2d("grad." + prefix + tensor));
       INFO(name << ": gradient of " << prefix << tensor << " differs by " << d);
       CHECK(d <= (sizeof(S) == 4 ? 1e-5 : 1e-10));
       worst = std::max(worst, d);
@@ -478,7 +468,7 @@ double stackFileAgainstTorch(const std::string& name, const recurrent::StackOpti
   rnnGrads.forEach(compare("rnn."));
   fcGrads.forEach(compare("fc."));
   CHECK(tensors == int(recurrent::StateDict<S>().add("", m.rnn).add("fc.", m.fc).size()));
-  worst = std::max(worst, difference(m.rnn.inputGradient(), f.columns("grad_x")));
+  worst = std::max(worst, errorAgainst(m.rnn.inputGradient(), f.columns("grad_x")));
   std::cout << "safetensors " << name << ".safetensors -> " << (sizeof(S) == 4 ? "float" : "double")
             << " stack: outputs and gradients differ from PyTorch's by " << worst << "\n";
   return worst;
@@ -514,7 +504,7 @@ TEST_CASE("a stack saved here loads in PyTorch and gives the same outputs",
   const bool sameBytes = bytes == readBytes(file);
   CHECK(sameBytes);
   const Fixture f("recurrent_stack_lstm_torch");
-  const double d = difference(m.run(f.columns("x").cast<float>(), f.lengths()), f.columns("y"));
+  const double d = errorAgainst(m.run(f.columns("x").cast<float>(), f.lengths()), f.columns("y"));
   std::cout << "safetensors " << file << " -> PyTorch: outputs differ by " << d << "\n";
   CHECK(d <= 1e-5);
 }
