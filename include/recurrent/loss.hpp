@@ -23,22 +23,7 @@ namespace detail {
 inline Eigen::Index checkLengths(const char* where, Eigen::Index rows, Eigen::Index cols,
                                  const std::vector<int>& lengths) {
   if (rows < 1) fail(where, ": prediction must have at least 1 row, got 0");
-  if (lengths.empty()) {
-    fail(where, ": lengths must hold one length per sequence (B >= 1), got none");
-  }
-  const auto B = static_cast<Eigen::Index>(lengths.size());
-  if (cols == 0 || cols % B != 0) {
-    fail(where, ": prediction must have T·B columns with T >= 1 and B = ", B,
-         " (lengths.size()), got ", cols, " columns");
-  }
-  const Eigen::Index T = cols / B;
-  for (std::size_t b = 0; b < lengths.size(); ++b) {
-    if (lengths[b] < 1 || lengths[b] > T) {
-      fail(where, ": lengths[", b, "] must be in 1..", T, " (T = prediction columns / B), got ",
-           lengths[b]);
-    }
-  }
-  return T;
+  return checkColumns(where, "prediction", cols, lengths);
 }
 
 /// Calls f(column) for every real (not padding) column of the T·B layout: step t of

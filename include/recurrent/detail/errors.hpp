@@ -45,31 +45,37 @@ inline Eigen::Index checkSize(const char* where, const char* name, int fixed, Ei
   return checkPositive(where, name, size);
 }
 
-/// Checks a batch in the Sequence layout: `rows` × `cols` input with `inputSize` rows
-/// (`inputName` says whose size that is) and T·B columns, B = lengths.size() >= 1, every length
-/// in 1..T. Returns T.
-inline Eigen::Index checkBatch(const char* where, Eigen::Index rows, Eigen::Index cols,
-                               Eigen::Index inputSize, const char* inputName,
-                               const std::vector<int>& lengths) {
+/// Checks the columns of a matrix `what` in the Sequence layout against `lengths`: T·B columns,
+/// B = lengths.size() >= 1, every length in 1..T. Returns T.
+inline Eigen::Index checkColumns(const char* where, const char* what, Eigen::Index cols,
+                                 const std::vector<int>& lengths) {
   if (lengths.empty()) {
     fail(where, ": lengths must hold one length per sequence (B >= 1), got none");
   }
   const auto B = static_cast<Eigen::Index>(lengths.size());
-  if (rows != inputSize) {
-    fail(where, ": input must have ", inputSize, " rows (", inputName, "), got ", rows);
-  }
   if (cols == 0 || cols % B != 0) {
-    fail(where, ": input must have T·B columns with T >= 1 and B = ", B, " (lengths.size()), got ",
-         cols, " columns");
+    fail(where, ": ", what, " must have T·B columns with T >= 1 and B = ", B,
+         " (lengths.size()), got ", cols, " columns");
   }
   const Eigen::Index T = cols / B;
   for (std::size_t b = 0; b < lengths.size(); ++b) {
     if (lengths[b] < 1 || lengths[b] > T) {
-      fail(where, ": lengths[", b, "] must be in 1..", T, " (T = input columns / B), got ",
+      fail(where, ": lengths[", b, "] must be in 1..", T, " (T = ", what, " columns / B), got ",
            lengths[b]);
     }
   }
   return T;
+}
+
+/// Checks an input batch in the Sequence layout: `inputSize` rows (`inputName` says whose size
+/// that is) and the columns as checkColumns does. Returns T.
+inline Eigen::Index checkBatch(const char* where, Eigen::Index rows, Eigen::Index cols,
+                               Eigen::Index inputSize, const char* inputName,
+                               const std::vector<int>& lengths) {
+  if (rows != inputSize) {
+    fail(where, ": input must have ", inputSize, " rows (", inputName, "), got ", rows);
+  }
+  return checkColumns(where, "input", cols, lengths);
 }
 
 }  // namespace detail
