@@ -334,8 +334,12 @@ class LSTMCell {
             const A dh = detail::load(dhIn + k, n, w);
             const A tc = detail::load(cNow + k, n, w).tanh();
             const A dAo = dh * tc * sigmoidGradFromOutput(o);
-            A dc = detail::load(dcIn + k, n, w) + dh * o * tanhGradFromOutput(tc);  // dc_t
-            if constexpr (kPeephole) dc += dAo * peephole(m_params.peephole_o, k, n, w);
+            // dc_t; fused explicitly, so that zero peepholes give the standard LSTM exactly
+            const A dho = dh * o;
+            const A tg = tanhGradFromOutput(tc);
+            A dc = detail::madd<Scalar>(dho, tg, detail::load(dcIn + k, n, w));
+            if constexpr (kPeephole)
+              dc = detail::madd<Scalar>(dAo, peephole(m_params.peephole_o, k, n, w), dc);
             const A dAi = dc * g * sigmoidGradFromOutput(i);
             const A dAf = dc * detail::load(cPrev + k, n, w) * sigmoidGradFromOutput(f);
             detail::store(dA + k, n, dAi);

@@ -12,6 +12,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
 
 namespace recurrent {
@@ -42,6 +43,21 @@ inline void store(Scalar* p, Index n, const Eigen::ArrayBase<Derived>& v) {
     const Chunk<Scalar, W> w = v;
     for (Index r = 0; r < n; ++r) p[r] = w[r];
   }
+}
+
+/// a·b + c lane by lane, rounded once where the target has fused multiply-add, else twice.
+/// Written out where two code paths must agree to the last bit: left as `a * b + c`, the
+/// compiler may or may not fuse it, and may decide differently in two instantiations.
+template <typename Scalar, int W>
+inline Chunk<Scalar, W> madd(const Chunk<Scalar, W>& a, const Chunk<Scalar, W>& b,
+                             const Chunk<Scalar, W>& c) {
+#ifdef __FMA__
+  Chunk<Scalar, W> r;
+  for (int i = 0; i < W; ++i) r[i] = std::fma(a[i], b[i], c[i]);
+  return r;
+#else
+  return a * b + c;
+#endif
 }
 
 /// Column j of a column-major matrix or view.
