@@ -101,10 +101,11 @@ class Sequence {
   const State& finalState() const { return m_final; }
 
   /// Threads for the following calls: up to `threads`, 0 (the default) meaning OpenMP's
-  /// default number. A step too small to be worth sharing (under 2·10⁵ flops in its
-  /// recurrent product: 2·G·H·H·B) runs on one thread, unless `limit` is
-  /// ThreadLimit::Exactly. Never more than one thread per panel of hidden units. Without
-  /// OpenMP every call runs on the calling thread.
+  /// default number. A call whose steps are too small to be worth sharing runs on one thread,
+  /// unless `limit` is ThreadLimit::Exactly: forward() and infer() below 1.2·10⁶ flops in a
+  /// step's recurrent product (2·G·H·H·B), backward() below 2·10⁵ (its products over all
+  /// steps share well at smaller steps). Never more than one thread per panel of hidden units.
+  /// Without OpenMP every call runs on the calling thread.
   void setThreads(int threads, ThreadLimit limit = ThreadLimit::AtMost) {
     if (threads < 0) detail::fail("Sequence::setThreads: threads must be >= 0, got ", threads);
     m_threads = threads;
@@ -253,13 +254,16 @@ class Sequence {
 
   /// The number of threads for steps of `B` columns: never more than there are panels of
   /// units; automatically, one where a step's recurrent product is too small to be worth a
-  /// barrier.
-  int threadsFor(Index B) const {
+  /// barrier (measured on 2 cores: at H = 128 and B = 8, 10⁶ flops and about 10 µs a step, two
+  /// threads ran forward no faster than one and inference up to 1.2× slower, while backward
+  /// ran 1.2× faster; at B = 16 forward gained 1.1–1.2×).
+  int threadsFor(Index B, bool backward) const {
     if (projects()) return 1;  // the projection W_hr·m is a second recurrent product per step
     const Index H = m_cell->hiddenSize();
     const Index panels = (H + detail::GemmTraits<Scalar>::MR - 1) / detail::GemmTraits<Scalar>::MR;
     const double stepFlops = 2.0 * double(Cell::kGates) * double(H) * double(H) * double(B);
-    if (!m_exactThreads && stepFlops < kMinStepFlopsToShare) return 1;
+    const double minFlops = backward ? kMinStepFlopsToShareBackward : kMinStepFlopsToShare;
+    if (!m_exactThreads && stepFlops < minFlops) return 1;
     const int requested = m_threads > 0 ? m_threads : detail::defaultThreads();
     return static_cast<int>(std::max<Index>(1, std::min<Index>(requested, panels)));
   }
@@ -383,7 +387,7 @@ class Sequence {
     m_bias.resize(GH);
     cell.foldedBias(m_bias);
     reserve(m_scratch, cell.scratchRows(), B);
-    const int threads = threadsFor(B);
+    const int threads = threadsFor(B, false);
     packWeights(false, threads);
     reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, C, cell.inputSize()}));
 
@@ -467,7 +471,11 @@ class Sequence {
     const Cell& cell = *m_cell;
     const Index H = cell.outputSize();
     const Index C = cell.hiddenSize();
-    const Index capacity = std::max(kInferenceChunkColumns, m_B);
+    // Whole column blocks for every thread: the input projection of a block is split between
+    // the threads in blocks of kColumnGrain, and 256 columns would give one thread 192, the
+    // other 64.
+    const Index capacity =
+        std::max(detail::roundUp(kInferenceChunkColumns, kColumnGrain * threads), m_B);
     reserve(m_gates, Cell::kGates * cell.hiddenSize(), capacity);
     if (!m_full) {
       reserve(m_x, cell.inputSize(), capacity);
@@ -612,7 +620,7 @@ class Sequence {
       m_dx.setZero();
     }
     Matrix& dxPacked = m_full ? m_dx : m_dxPacked;
-    const int threads = threadsFor(B);
+    const int threads = threadsFor(B, true);
     packWeights(true, threads);
     reserveBuffers(threads, std::max({detail::GemmTraits<Scalar>::NC, B, H, C, cell.inputSize()}));
 
@@ -731,8 +739,11 @@ class Sequence {
   /// Threads split the columns of the large products in whole blocks of the kernel, so that
   /// every column is computed the same way whatever the number of threads.
   static constexpr Index kColumnGrain = detail::GemmTraits<Scalar>::NC;
-  /// A step's recurrent product below this many flops runs on one thread.
-  static constexpr double kMinStepFlopsToShare = 2.0e5;
+  /// A forward step's recurrent product below this many flops runs on one thread; in
+  /// backward, below the second (there the weight-gradient and dX products over all steps,
+  /// which share well, are a larger part of the call).
+  static constexpr double kMinStepFlopsToShare = 1.2e6;
+  static constexpr double kMinStepFlopsToShareBackward = 2.0e5;
 
   const Cell* m_cell;
   int m_threads = 0;
