@@ -295,13 +295,7 @@ class Sequence {
       m_packedHh.pack(
           detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H), gated,
           detail::Blocks{1, p.weight_hh.cols()});
-      if constexpr (Cell::kHasCellState) {
-        if (projects()) {
-          m_packedHr.pack(
-              detail::viewOf<const Scalar>(p.weight_hr.data(), p.weight_hr.outerStride()),
-              detail::Blocks{1, p.weight_hr.rows()}, detail::Blocks{1, H});
-        }
-      }
+      detail::packProjection(cell, false, m_packedHr);
     } else {
       // The transposes keep their depth cut at the gates, whatever the threads: the depth's
       // chunks set the order of each sum.
@@ -309,13 +303,7 @@ class Sequence {
       const detail::View<const Scalar> hhT{p.weight_hh.data(), p.weight_hh.outerStride(), 0, true};
       m_packedIhT.pack(ihT, detail::Blocks{1, cell.inputSize()}, detail::Blocks{G, H});
       m_packedHhT.pack(hhT, detail::Blocks{1, p.weight_hh.cols()}, detail::Blocks{G, H});
-      if constexpr (Cell::kHasCellState) {
-        if (projects()) {
-          const detail::View<const Scalar> hrT{p.weight_hr.data(), p.weight_hr.outerStride(), 0,
-                                               true};
-          m_packedHrT.pack(hrT, detail::Blocks{1, H}, detail::Blocks{1, p.weight_hr.rows()});
-        }
-      }
+      detail::packProjection(cell, true, m_packedHrT);
     }
   }
 

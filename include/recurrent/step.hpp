@@ -210,5 +210,27 @@ void accumulateRecurrentGradients(const StepContext<Scalar>& ctx, Eigen::Index g
   ctx.addProductTransposed(0, gates, steps.dGh, steps.hPrev, grads.weight_hh, grads.bias_hh);
 }
 
+/// Packs an LSTM's projection W_hr (P × H) for StepContext::project, or its transpose for
+/// StepContext::projectTransposed; nothing for a cell that does not project its h.
+template <typename Cell>
+void packProjection(const Cell& cell, bool transposed,
+                    PackedMatrix<typename Cell::Scalar>& packed) {
+  if constexpr (Cell::kHasCellState) {
+    using Scalar = typename Cell::Scalar;
+    if (cell.outputSize() == cell.hiddenSize()) return;
+    const auto& w = cell.parameters().weight_hr;
+    const Blocks p{1, w.rows()}, h{1, w.cols()};
+    if (transposed) {
+      packed.pack(View<const Scalar>{w.data(), w.outerStride(), 0, true}, h, p);
+    } else {
+      packed.pack(viewOf<const Scalar>(w.data(), w.outerStride()), p, h);
+    }
+  } else {
+    (void)cell;
+    (void)transposed;
+    (void)packed;
+  }
+}
+
 }  // namespace detail
 }  // namespace recurrent

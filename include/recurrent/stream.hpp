@@ -76,13 +76,7 @@ class Stream {
                     gated, detail::Blocks{1, cell.inputSize()});
     m_packedHh.pack(detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H),
                     gated, detail::Blocks{1, p.weight_hh.cols()});
-    m_projected = cell.outputSize() != H;  // an LSTM's projection W_hr (P × H)
-    if constexpr (Cell::kHasCellState) {
-      if (m_projected) {
-        m_packedHr.pack(detail::viewOf<const Scalar>(p.weight_hr.data(), p.weight_hr.outerStride()),
-                        detail::Blocks{1, p.weight_hr.rows()}, detail::Blocks{1, H});
-      }
-    }
+    detail::packProjection(cell, false, m_packedHr);  // an LSTM's W_hr, if it projects
     m_bias.resize(G * H);
     cell.foldedBias(m_bias);
     m_gates.resize(G * H, m_batch);
@@ -173,7 +167,6 @@ class Stream {
   Eigen::Index m_batch;
   Eigen::Index m_inputSize = 0, m_hiddenSize = 0;
   detail::PackedMatrix<Scalar> m_packedIh, m_packedHh, m_packedHr;
-  bool m_projected = false;
   detail::GemmBuffer<Scalar> m_buffer;
   Vector m_bias;
   Matrix m_gates, m_extra, m_scratch, m_none;
