@@ -197,17 +197,18 @@ class GRUCell {
   void fusedGates(Scalar* a, const Scalar* hPrev, const Scalar* /*cPrev*/, Scalar* hOut,
                   Scalar* /*cOut*/) const {
     const Eigen::Index H = hidden();
-    detail::forEachChunk<Scalar>(0, H, H, [&](Eigen::Index k, Eigen::Index n, auto w) {
-      using A = detail::Chunk<Scalar, decltype(w)::value>;
-      const A r = sigmoid(detail::load(a + k, n, w));
-      const A z = sigmoid(detail::load(a + H + k, n, w));
-      const A nn =
-          (detail::load(a + 2 * H + k, n, w) + r * detail::load(a + 3 * H + k, n, w)).tanh();
-      detail::store(a + k, n, r);
-      detail::store(a + H + k, n, z);
-      detail::store(a + 2 * H + k, n, nn);
-      detail::store(hOut + k, n, nn + z * (detail::load(hPrev + k, n, w) - nn));
-    });
+    detail::forEachChunk<Scalar>(
+        0, H, H, [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
+          using A = detail::Chunk<Scalar, decltype(w)::value>;
+          const A r = sigmoid(detail::load(a + k, n, w));
+          const A z = sigmoid(detail::load(a + H + k, n, w));
+          const A nn =
+              (detail::load(a + 2 * H + k, n, w) + r * detail::load(a + 3 * H + k, n, w)).tanh();
+          detail::store(a + k, n, r);
+          detail::store(a + H + k, n, z);
+          detail::store(a + 2 * H + k, n, nn);
+          detail::store(hOut + k, n, nn + z * (detail::load(hPrev + k, n, w) - nn));
+        });
   }
 
  private:
@@ -225,7 +226,7 @@ class GRUCell {
       Scalar* hOut = detail::column(s.h, j);
       detail::forEachChunk<Scalar>(
           ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-          [&](Eigen::Index k, Eigen::Index n, auto w) {
+          [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
             using A = detail::Chunk<Scalar, decltype(w)::value>;
             const A r = sigmoid(detail::load(a + k, n, w) + detail::load(q + k, n, w));
             const A z = sigmoid(detail::load(a + H + k, n, w) + detail::load(q + H + k, n, w));
@@ -251,7 +252,7 @@ class GRUCell {
       Scalar* dr = detail::column(s.dGh, j);
       detail::forEachChunk<Scalar>(
           ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-          [&](Eigen::Index k, Eigen::Index n, auto w) {
+          [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
             using A = detail::Chunk<Scalar, decltype(w)::value>;
             const A r = detail::load(a + k, n, w);
             const A z = detail::load(a + H + k, n, w);
@@ -276,7 +277,7 @@ class GRUCell {
       Scalar* dhOut = detail::column(s.dhPrev, j);
       detail::forEachChunk<Scalar>(
           ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-          [&](Eigen::Index k, Eigen::Index n, auto w) {
+          [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
             detail::store(dhOut + k, n,
                           detail::load(dhOut + k, n, w) +
                               (detail::load(dhIn + k, n, w) * detail::load(z + k, n, w)));
@@ -294,7 +295,7 @@ class GRUCell {
       const Scalar* hPrev = detail::column(s.hPrev, j);
       Scalar* rhOut = detail::column(s.extra, j);
       detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
+                                   [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
                                      using A = detail::Chunk<Scalar, decltype(w)::value>;
                                      const A r = sigmoid(detail::load(a + k, n, w));
                                      detail::store(a + k, n, r);
@@ -310,7 +311,7 @@ class GRUCell {
       const Scalar* hPrev = detail::column(s.hPrev, j);
       Scalar* hOut = detail::column(s.h, j);
       detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
+                                   [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
                                      using A = detail::Chunk<Scalar, decltype(w)::value>;
                                      const A nn = detail::load(a + 2 * H + k, n, w).tanh();
                                      detail::store(a + 2 * H + k, n, nn);
@@ -330,7 +331,7 @@ class GRUCell {
       Scalar* dA = detail::column(s.dGx, j);
       detail::forEachChunk<Scalar>(
           ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-          [&](Eigen::Index k, Eigen::Index n, auto w) {
+          [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
             using A = detail::Chunk<Scalar, decltype(w)::value>;
             const A z = detail::load(a + H + k, n, w);
             const A nn = detail::load(a + 2 * H + k, n, w);
@@ -349,7 +350,7 @@ class GRUCell {
       Scalar* dA = detail::column(s.dGx, j);
       detail::forEachChunk<Scalar>(
           ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-          [&](Eigen::Index k, Eigen::Index n, auto w) {
+          [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
             detail::store(dA + k, n,
                           detail::load(dRh + k, n, w) * detail::load(hPrev + k, n, w) *
                               sigmoidGradFromOutput(detail::load(a + k, n, w)));
@@ -364,7 +365,7 @@ class GRUCell {
       Scalar* dhOut = detail::column(s.dhPrev, j);
       detail::forEachChunk<Scalar>(
           ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-          [&](Eigen::Index k, Eigen::Index n, auto w) {
+          [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
             detail::store(dhOut + k, n,
                           detail::load(dhOut + k, n, w) +
                               (detail::load(dRh + k, n, w) * detail::load(a + k, n, w) +

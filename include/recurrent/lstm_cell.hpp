@@ -325,7 +325,7 @@ class LSTMCell {
       Scalar* dcOut = detail::column(s.dcPrev, j);
       detail::forEachChunk<Scalar>(
           ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-          [&](Eigen::Index k, Eigen::Index n, auto w) {
+          [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
             using A = detail::Chunk<Scalar, decltype(w)::value>;
             const A i = detail::load(a + k, n, w);
             const A f = detail::load(a + H + k, n, w);
@@ -408,29 +408,30 @@ class LSTMCell {
   void gateMath(Eigen::Index u0, Eigen::Index u1, Scalar* a, const Scalar* cPrev, Scalar* cOut,
                 Scalar* hOut) const {
     const Eigen::Index H = hidden();
-    detail::forEachChunk<Scalar>(u0, u1, H, [&](Eigen::Index k, Eigen::Index n, auto w) {
-      using A = detail::Chunk<Scalar, decltype(w)::value>;
-      const A cp = detail::load(cPrev + k, n, w);
-      A ai = detail::load(a + k, n, w);
-      A af = detail::load(a + H + k, n, w);
-      A ao = detail::load(a + 3 * H + k, n, w);
-      if constexpr (kPeephole) {  // i and f see c_{t-1}
-        ai += peephole(m_params.peephole_i, k, n, w) * cp;
-        af += peephole(m_params.peephole_f, k, n, w) * cp;
-      }
-      const A i = sigmoid(ai);
-      const A f = sigmoid(af);
-      const A g = detail::load(a + 2 * H + k, n, w).tanh();
-      const A c = f * cp + i * g;
-      if constexpr (kPeephole) ao += peephole(m_params.peephole_o, k, n, w) * c;  // o sees c_t
-      const A o = sigmoid(ao);
-      detail::store(a + k, n, i);
-      detail::store(a + H + k, n, f);
-      detail::store(a + 2 * H + k, n, g);
-      detail::store(a + 3 * H + k, n, o);
-      detail::store(cOut + k, n, c);
-      detail::store(hOut + k, n, o * c.tanh());
-    });
+    detail::forEachChunk<Scalar>(
+        u0, u1, H, [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
+          using A = detail::Chunk<Scalar, decltype(w)::value>;
+          const A cp = detail::load(cPrev + k, n, w);
+          A ai = detail::load(a + k, n, w);
+          A af = detail::load(a + H + k, n, w);
+          A ao = detail::load(a + 3 * H + k, n, w);
+          if constexpr (kPeephole) {  // i and f see c_{t-1}
+            ai += peephole(m_params.peephole_i, k, n, w) * cp;
+            af += peephole(m_params.peephole_f, k, n, w) * cp;
+          }
+          const A i = sigmoid(ai);
+          const A f = sigmoid(af);
+          const A g = detail::load(a + 2 * H + k, n, w).tanh();
+          const A c = f * cp + i * g;
+          if constexpr (kPeephole) ao += peephole(m_params.peephole_o, k, n, w) * c;  // o sees c_t
+          const A o = sigmoid(ao);
+          detail::store(a + k, n, i);
+          detail::store(a + H + k, n, f);
+          detail::store(a + 2 * H + k, n, g);
+          detail::store(a + 3 * H + k, n, o);
+          detail::store(cOut + k, n, c);
+          detail::store(hOut + k, n, o * c.tanh());
+        });
   }
 
   static Eigen::Index checkProjSize(Eigen::Index projSize, Eigen::Index hiddenSize) {
@@ -461,7 +462,8 @@ class LSTMCell {
       const Scalar* cPrev = detail::column(steps.cPrev, j);
       const Scalar* cNow = detail::column(steps.c, j);
       detail::forEachChunk<Scalar>(
-          ctx.unitBegin(), ctx.unitEnd(), H, [&](Eigen::Index k, Eigen::Index n, auto w) {
+          ctx.unitBegin(), ctx.unitEnd(), H,
+          [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
             using A = detail::Chunk<Scalar, decltype(w)::value>;
             const A cp = detail::load(cPrev + k, n, w);
             detail::store(dpi + k, n,

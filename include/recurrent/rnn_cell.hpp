@@ -119,7 +119,7 @@ class RNNCell {
       const Scalar* dhIn = detail::column(s.dh, j);
       Scalar* dA = detail::column(s.dGx, j);
       detail::forEachChunk<Scalar>(ctx.unitBegin(), ctx.unitEnd(), m_hiddenSize,
-                                   [&](Eigen::Index k, Eigen::Index n, auto w) {
+                                   [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
                                      using A = detail::Chunk<Scalar, decltype(w)::value>;
                                      const A h = detail::load(a + k, n, w);
                                      const A grad = useTanh ? A(tanhGradFromOutput(h))
@@ -170,13 +170,14 @@ class RNNCell {
   /// h' = φ(A) for units [u0, u1) of one column; A in `a` becomes h' too.
   void gateMath(Eigen::Index u0, Eigen::Index u1, Scalar* a, Scalar* hOut) const {
     const bool useTanh = m_nonlinearity == Nonlinearity::Tanh;
-    detail::forEachChunk<Scalar>(u0, u1, hidden(), [&](Eigen::Index k, Eigen::Index n, auto w) {
-      using A = detail::Chunk<Scalar, decltype(w)::value>;
-      const A pre = detail::load(a + k, n, w);
-      const A h = useTanh ? A(pre.tanh()) : A(relu(pre));
-      detail::store(a + k, n, h);
-      detail::store(hOut + k, n, h);
-    });
+    detail::forEachChunk<Scalar>(u0, u1, hidden(),
+                                 [&](Eigen::Index k, Eigen::Index n, auto w) RECURRENT_FLATTEN {
+                                   using A = detail::Chunk<Scalar, decltype(w)::value>;
+                                   const A pre = detail::load(a + k, n, w);
+                                   const A h = useTanh ? A(pre.tanh()) : A(relu(pre));
+                                   detail::store(a + k, n, h);
+                                   detail::store(hOut + k, n, h);
+                                 });
   }
 
   Eigen::Index m_inputSize;

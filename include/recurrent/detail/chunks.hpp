@@ -15,6 +15,17 @@
 #include <cmath>
 #include <type_traits>
 
+/// On a chunk's lambda: inline everything it calls. Eigen's packet code for σ and tanh is marked
+/// `inline` only, and in a large translation unit GCC may leave it as an out-of-line call that
+/// takes and returns its packets through memory; flattened, the gate math of a chunk is one
+/// straight run of vector instructions (the one-sequence LSTM step: H = 16 69 -> 60 ns, H = 32
+/// 171 -> 159 ns on Zen 5). The same instructions either way, so the same results.
+#if defined(__GNUC__) || defined(__clang__)
+#define RECURRENT_FLATTEN __attribute__((flatten))
+#else
+#define RECURRENT_FLATTEN
+#endif
+
 namespace recurrent {
 namespace detail {
 
