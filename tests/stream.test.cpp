@@ -122,6 +122,11 @@ using recurrent::RNNCell;
 }  // namespace
 
 static_assert(recurrent::Stream<LSTMCell<float, 1, 8>>::kFusedStep);
+// In these cases of the test below the fused step alternates its panels' order (every other step
+// last to first), so each check of two consecutive steps covers both orders.
+static_assert(recurrent::detail::fused::Layout<LSTMCell<float, 32, 32>>{32, 32}.alternates());
+static_assert(recurrent::detail::fused::Layout<LSTMCell<double, 3, 40>>{3, 40}.alternates());
+static_assert(recurrent::detail::fused::Layout<GRUCell<float>>{1, 24}.alternates());
 static_assert(recurrent::Stream<GRUCell<float, GRUVariant::ResetAfter, 4, 8>>::kFusedStep);
 static_assert(recurrent::Stream<RNNCell<double, 4, 8>>::kFusedStep);
 static_assert(recurrent::Stream<LSTMCell<float>>::kFusedStep);
