@@ -71,6 +71,37 @@ TEST_CASE("Stream follows the cell only after refresh()", "[stream]") {
   CHECK(stream.step(x) != before);
 }
 
+TEMPLATE_TEST_CASE("a Stream whose cell was given other sizes steps only after refresh()",
+                   "[stream][errors]", LSTM<float>, GRU<float>, GRUResetBefore<double>,
+                   ProjLSTM<double>) {
+  using Cell = typename TestType::Cell;
+  using S = typename Cell::Scalar;
+  // Small to large (one fused-step panel to several, whose order alternates) and back; B = 1
+  // runs the fused step where the cell has one, B = 2 the batched kernel.
+  for (Index B : {1, 2}) {
+    std::mt19937 rng(static_cast<unsigned>(B));
+    Cell cell = TestType::make(2, 4);
+    randomize(cell, rng);
+    recurrent::Stream<Cell> stream(cell, B);
+    stream.step(uniform<S>(2, B, rng));
+    for (const auto& [I, H] : {std::pair<Index, Index>{3, 40}, {2, 6}}) {
+      cell = TestType::make(I, H);
+      randomize(cell, rng);
+      CHECK_THROWS_WITH(stream.step(uniform<S>(I, B, rng)),
+                        Contains("Stream::step: the cell's sizes changed; call refresh()"));
+      stream.refresh();  // repacks and sets the state to zero at the new sizes
+      CHECK(stream.state().h.rows() == cell.outputSize());
+      CHECK(stream.state().h.isZero(0.0));
+      recurrent::Stream<Cell> fresh(cell, B);
+      for (int t = 0; t < 5; ++t) {
+        const Mat<S> x = uniform<S>(I, B, rng);
+        const Mat<S> h = stream.step(x);
+        CHECK(h == fresh.step(x));  // the same kernel on the same packing: the same bits
+      }
+    }
+  }
+}
+
 TEST_CASE("Stream argument errors", "[stream][errors]") {
   using Cell = recurrent::GRUCell<float>;
   Cell cell(3, 4);

@@ -49,40 +49,31 @@ class Stream {
   /// A stream of `batch` sequences from a zero state.
   explicit Stream(const Cell& cell, Eigen::Index batch = 1)
       : m_cell(&cell), m_batch(detail::checkPositive("Stream", "batch", batch)) {
-    refresh();
-    reset();
+    refresh();  // sizes the state and sets it to zero
   }
   /// A Stream refers to its cell: a temporary cell would dangle.
   explicit Stream(const Cell&& cell, Eigen::Index batch = 1) = delete;
 
-  /// Packs the cell's current parameters (after an optimizer step, a load, ...).
+  /// Packs the cell's current parameters (after an optimizer step, a load, ...). If the cell's
+  /// sizes changed (it was assigned another cell), the state is also set to zero, at the new
+  /// sizes. Should packing fail (std::bad_alloc), the Stream refuses to step until a refresh()
+  /// succeeds.
   void refresh() {
     const Cell& cell = *m_cell;
     cell.checkParameters("Stream::refresh");
+    const bool resized = cell.inputSize() != m_inputSize || cell.hiddenSize() != m_hiddenSize ||
+                         cell.outputSize() != m_outputSize;
+    m_packed = false;
+    if (fusedApplies()) {
+      if constexpr (kFusedStep) m_fused.pack(cell);
+    } else {
+      packBatched(cell);
+    }
     m_inputSize = cell.inputSize();
     m_hiddenSize = cell.hiddenSize();
-    if constexpr (kFusedStep) {
-      if (fusedApplies()) {
-        m_fused.pack(cell);
-        return;
-      }
-    }
-    const auto& p = cell.parameters();
-    const Eigen::Index G = Cell::kGates, H = cell.hiddenSize();
-    // One thread: all gates as one block where the cell allows it (see StepContext::multiply).
-    const detail::Blocks gated =
-        Cell::kFullGateProducts ? detail::Blocks{1, G * H} : detail::Blocks{G, H};
-    m_packedIh.pack(detail::viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H),
-                    gated, detail::Blocks{1, cell.inputSize()});
-    m_packedHh.pack(detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H),
-                    gated, detail::Blocks{1, p.weight_hh.cols()});
-    detail::packProjection(cell, false, m_packedHr);  // an LSTM's W_hr, if it projects
-    m_bias.resize(G * H);
-    cell.foldedBias(m_bias);
-    m_gates.resize(G * H, m_batch);
-    m_extra.resize(cell.extraRows(), m_batch);
-    m_scratch.resize(cell.scratchRows(), m_batch);
-    m_buffer.reserve(std::max({m_batch, cell.inputSize(), H}));
+    m_outputSize = cell.outputSize();
+    if (resized) reset();
+    m_packed = true;
   }
 
   /// Sets the state to zero.
@@ -105,11 +96,13 @@ class Stream {
   /// One step: x is I × B; returns h (R × B: H, or P for an LSTM with a projection), which
   /// stays valid until the next call.
   const Matrix& step(const Eigen::Ref<const Matrix>& x) {
-    detail::checkShape("Stream::step", "input", x.rows(), x.cols(), m_inputSize, m_batch);
-    m_cell->checkParameters("Stream::step");
-    if (m_cell->hiddenSize() != m_hiddenSize || m_cell->inputSize() != m_inputSize) {
+    if (!m_packed) detail::fail("Stream::step: the last refresh() failed; call refresh()");
+    if (m_cell->inputSize() != m_inputSize || m_cell->hiddenSize() != m_hiddenSize ||
+        m_cell->outputSize() != m_outputSize) {
       detail::fail("Stream::step: the cell's sizes changed; call refresh()");
     }
+    detail::checkShape("Stream::step", "input", x.rows(), x.cols(), m_inputSize, m_batch);
+    m_cell->checkParameters("Stream::step");
     if constexpr (kFusedStep) {
       if (fusedApplies()) {
         State& prev = m_state[m_current];
@@ -141,9 +134,31 @@ class Stream {
   Eigen::Index batchSize() const { return m_batch; }
 
  private:
-  /// A batch of one of a cell whose h is its hidden state (not an LSTM's projection) runs the
-  /// fused step.
-  bool fusedApplies() const { return m_batch == 1 && m_cell->outputSize() == m_cell->hiddenSize(); }
+  /// Packs the weights for the batched kernel (B > 1, or a cell without the fused step).
+  void packBatched(const Cell& cell) {
+    const auto& p = cell.parameters();
+    const Eigen::Index G = Cell::kGates, H = cell.hiddenSize();
+    // One thread: all gates as one block where the cell allows it (see StepContext::multiply).
+    const detail::Blocks gated =
+        Cell::kFullGateProducts ? detail::Blocks{1, G * H} : detail::Blocks{G, H};
+    m_packedIh.pack(detail::viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H),
+                    gated, detail::Blocks{1, cell.inputSize()});
+    m_packedHh.pack(detail::viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H),
+                    gated, detail::Blocks{1, p.weight_hh.cols()});
+    detail::packProjection(cell, false, m_packedHr);  // an LSTM's W_hr, if it projects
+    m_bias.resize(G * H);
+    cell.foldedBias(m_bias);
+    m_gates.resize(G * H, m_batch);
+    m_extra.resize(cell.extraRows(), m_batch);
+    m_scratch.resize(cell.scratchRows(), m_batch);
+    m_buffer.reserve(std::max({m_batch, cell.inputSize(), H}));
+  }
+
+  /// A batch of one of a cell that has the fused step and whose h is its hidden state (not an
+  /// LSTM's projection) runs the fused step.
+  bool fusedApplies() const {
+    return kFusedStep && m_batch == 1 && m_cell->outputSize() == m_cell->hiddenSize();
+  }
 
   static Scalar* cellData(State& s) {
     if constexpr (Cell::kHasCellState) {
@@ -165,7 +180,8 @@ class Stream {
 
   const Cell* m_cell;
   Eigen::Index m_batch;
-  Eigen::Index m_inputSize = 0, m_hiddenSize = 0;
+  Eigen::Index m_inputSize = 0, m_hiddenSize = 0, m_outputSize = 0;  ///< as packed
+  bool m_packed = false;  ///< whether the last refresh() completed
   detail::PackedMatrix<Scalar> m_packedIh, m_packedHh, m_packedHr;
   detail::GemmBuffer<Scalar> m_buffer;
   Vector m_bias;
