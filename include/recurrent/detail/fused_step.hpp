@@ -1,7 +1,6 @@
-// recurrent — fused_step.hpp: one step of one sequence of a fixed-size cell, as one product.
+// recurrent — fused_step.hpp: one step of one sequence, as one product.
 //
-// A cell whose sizes I and H are compile-time constants (LSTMCell<float, 8, 16>, ...) runs a
-// Stream step of one sequence as
+// A Stream of one sequence (LSTM, GRU-ResetAfter, RNN) runs each step as
 //
 //     v = [x; h]                     K = I + H scalars, copied into an aligned buffer
 //     A = F · v + b_F                R = kFusedBlocks·H rows, ONE pass over v for every gate
@@ -15,14 +14,17 @@
 // kPanelPackets SIMD packets of rows, each stored k-major: one depth step of a panel is a few
 // aligned vector loads, multiplied by one broadcast of v[k]. Row blocks that read only part of
 // the depth (the GRU's candidate halves) skip the rest: each panel's depth range is worked out
-// at compile time from Cell::fusedDepthBegin/End. Every loop bound is a compile-time constant,
-// so the compiler unrolls the small products completely and keeps the accumulators in
-// registers; a step allocates nothing.
+// from Cell::fusedDepthBegin/End. FusedStep serves a cell whose sizes I and H are compile-time
+// constants (LSTMCell<float, 8, 16>, ...): every loop bound is a constant, so the compiler
+// unrolls the small products completely and keeps the accumulators in registers.
+// DynamicFusedStep runs the same panels with the bounds read at run time, and so the same sums.
+// Neither allocates in a step. Where the weights outgrow the L1 cache, every other step runs the
+// panels last to first (Layout::alternates).
 //
 // The gate math is the cell's own (the same σ and tanh on the same packet-sized chunks as the
-// run-time-sized cell). The product sums each row of F·v in one pass with its own order and
-// interleaving, where the batched path sums W_ih·x and W_hh·h separately: results agree with a
-// run-time-sized cell to float rounding, not bit for bit.
+// batched step). The product sums each row of F·v in one pass with its own order and
+// interleaving, where the batched kernel (Sequence; Stream for B > 1) sums W_ih·x and W_hh·h
+// separately: results agree with it to float rounding, not bit for bit.
 #pragma once
 
 #include <recurrent/detail/gemm.hpp>
@@ -58,7 +60,8 @@ namespace fused {
 
 constexpr int kPanelPackets = 4;  ///< packets of rows per panel
 
-/// The L1 data cache the step's panel order is chosen for (Zen 5, Intel since Ice Lake: 48 KB).
+/// The L1 data cache the step's panel order is chosen for (Layout::alternates): 48 KB, as on
+/// Zen 5 (where it was measured) and on Intel cores since Ice Lake.
 constexpr int kL1Bytes = 48 * 1024;
 
 /// Independent accumulator sets over the depth for a panel of `packets` packets, so that the FMA
@@ -140,16 +143,17 @@ struct Layout {
 
   /// Whether the panels' order alternates from step to step: every other step runs them last to
   /// first, so that the weights read last are still in the L1 cache when the next step starts,
-  /// where a fixed order evicts each panel just before it is needed again whenever the weights
-  /// are a little larger than the cache (GRU, I = 1, H = 64: 49 KB). Only where each panel fits
-  /// in L1: a larger panel is evicted before the next step in either order, and running the
-  /// panels backwards only breaks the hardware prefetcher's stream through the buffer (measured:
-  /// GRU I = H = 128, 64 KB panels, 2.55 -> 2.72 us a step). Each panel sums its own rows, so the
-  /// order changes no result.
+  /// where a fixed order evicts each panel just before it is needed again once the weights are
+  /// larger than the cache (measured on Zen 5: GRU I = 1, H = 64, 49 KB, 331 -> 218 ns a step;
+  /// LSTM I = H = 64, 128 KB, 951 -> 852 ns). Only where each panel fits in L1: a larger panel
+  /// is evicted before the next step in either order (I = H = 128, 64 KB panels: no gain
+  /// measured). Weights that fit in L1 alternate too, at no measurable cost, which serves a CPU
+  /// whose L1 is smaller than kL1Bytes. Each panel sums its own rows, so the order changes no
+  /// result.
   constexpr bool alternates() const {
     if (panels() < 2) return false;
+    constexpr long long kScalarBytes = sizeof(typename Cell::Scalar);
     for (int p = 0; p < panels(); ++p) {
-      constexpr long long kScalarBytes = sizeof(typename Cell::Scalar);
       const long long bytes =
           static_cast<long long>(panelRows(p)) * (depthEnd(p) - depthBegin(p)) * kScalarBytes;
       if (bytes > kL1Bytes) return false;
@@ -213,17 +217,17 @@ class FusedStep {
       if (m_reverse) {
         reversed(std::make_integer_sequence<int, kLayout.panels()>());
       } else {
-        product(std::make_integer_sequence<int, kLayout.panels()>());
+        inOrder(std::make_integer_sequence<int, kLayout.panels()>());
       }
     } else {
-      product(std::make_integer_sequence<int, kLayout.panels()>());
+      inOrder(std::make_integer_sequence<int, kLayout.panels()>());
     }
     cell.fusedGates(m_a.data(), hPrev, cPrev, h, c);
   }
 
  private:
   template <int... p>
-  EIGEN_ALWAYS_INLINE void product(std::integer_sequence<int, p...>) {
+  EIGEN_ALWAYS_INLINE void inOrder(std::integer_sequence<int, p...>) {
     (panel<p>(), ...);
   }
   template <int... p>
@@ -244,7 +248,7 @@ class FusedStep {
   alignas(64) std::array<Scalar, std::size_t(RP)> m_bias{};  ///< b_F, padded
   alignas(64) std::array<Scalar, std::size_t(RP)> m_a{};  ///< A, then the cell's gate activations
   alignas(64) std::array<Scalar, std::size_t(K)> m_v{};   ///< [x; h]
-  bool m_reverse = false;                                 ///< the panels' order in the last step
+  bool m_reverse = false;  ///< whether the last step ran the panels last to first
 };
 
 /// The same step for a cell whose sizes are known at run time only: the same panels, the same
@@ -266,18 +270,20 @@ class DynamicFusedStep {
     m_weights.resize(layout.offset(layout.panels()));
     layout.pack(f, m_weights.data());
     m_panels.clear();
+    m_panels.reserve(2 * static_cast<std::size_t>(layout.panels()));
     for (int p = 0; p < layout.panels(); ++p) {
       m_panels.push_back(Panel{layout.panelRows(p) / fused::Layout<Cell>::P, layout.begin(p),
                                layout.depthBegin(p), layout.depthEnd(p) - layout.depthBegin(p),
                                layout.offset(p)});
     }
     // The same panels last to first follow them, for the steps that run backwards.
-    m_alternates = layout.alternates();
-    m_panelCount = m_panels.size();
-    for (std::size_t q = m_panelCount; q-- > 0;) {
+    const std::size_t count = m_panels.size();
+    for (std::size_t q = count; q-- > 0;) {
       const Panel copy = m_panels[q];
       m_panels.push_back(copy);
     }
+    m_panelCount = count;
+    m_alternates = layout.alternates();
     m_bias.setZero(layout.paddedRows());
     m_bias.head(layout.rows()) = b;
     m_a.setZero(layout.paddedRows());
@@ -324,7 +330,7 @@ class DynamicFusedStep {
   };
   int m_inputSize = 0, m_hiddenSize = 0;
   bool m_alternates = false;  ///< whether the panels' order alternates (Layout::alternates)
-  bool m_reverse = false;     ///< the panels' order in the last step
+  bool m_reverse = false;     ///< whether the last step ran the panels last to first
   std::size_t m_panelCount = 0;
   Vector m_weights, m_bias, m_a, m_v;  // aligned by Eigen
   std::vector<Panel> m_panels;         ///< first to last, then last to first
