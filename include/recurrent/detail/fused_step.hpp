@@ -282,7 +282,6 @@ class DynamicFusedStep {
       const Panel copy = m_panels[q];
       m_panels.push_back(copy);
     }
-    m_panelCount = count;
     m_alternates = layout.alternates();
     m_bias.setZero(layout.paddedRows());
     m_bias.head(layout.rows()) = b;
@@ -299,8 +298,9 @@ class DynamicFusedStep {
     const Scalar* bias = m_bias.data();
     Scalar* a = m_a.data();
     m_reverse = m_alternates && !m_reverse;  // see Layout::alternates
-    const Panel* first = m_panels.data() + (m_reverse ? m_panelCount : 0);
-    for (const Panel* end = first + m_panelCount; first != end; ++first) {
+    const std::size_t count = m_panels.size() / 2;
+    const Panel* first = m_panels.data() + (m_reverse ? count : 0);
+    for (const Panel* end = first + count; first != end; ++first) {
       const Panel& p = *first;
       switch (p.packets) {
         case 1:
@@ -331,7 +331,6 @@ class DynamicFusedStep {
   int m_inputSize = 0, m_hiddenSize = 0;
   bool m_alternates = false;  ///< whether the panels' order alternates (Layout::alternates)
   bool m_reverse = false;     ///< whether the last step ran the panels last to first
-  std::size_t m_panelCount = 0;
   Vector m_weights, m_bias, m_a, m_v;  // aligned by Eigen
   std::vector<Panel> m_panels;         ///< first to last, then last to first
 };
