@@ -114,7 +114,7 @@ void registerFixed() {
       ->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark(
       ("gru/step_fixed" + shape).c_str(),
-      stepFixed<recurrent::GRUCell<float, recurrent::GRUVariant::ResetAfter, I, H>>)
+      stepFixed<recurrent::GRUCell<float, I, H, recurrent::GRUVariant::ResetAfter>>)
       ->Unit(benchmark::kNanosecond);
 }
 

@@ -100,9 +100,9 @@ class Products {
                     rd::Blocks{1, I});
     m_packedHh.pack(rd::viewOf<const float>(m_whh.data(), m_whh.outerStride(), H), gated,
                     rd::Blocks{1, H});
-    m_packedIhT.pack(rd::View<const float>{m_wih.data(), m_wih.outerStride(), 0, true},
+    m_packedIhT.pack(rd::transposedViewOf<const float>(m_wih.data(), m_wih.outerStride()),
                      rd::Blocks{1, I}, gated);
-    m_packedHhT.pack(rd::View<const float>{m_whh.data(), m_whh.outerStride(), 0, true},
+    m_packedHhT.pack(rd::transposedViewOf<const float>(m_whh.data(), m_whh.outerStride()),
                      rd::Blocks{1, H}, gated);
     m_buffers.resize(static_cast<std::size_t>(threads));
     for (rd::GemmBuffer<float>& b : m_buffers) {
@@ -156,8 +156,8 @@ class Products {
       Index c0, c1, u0, u1;
       share(N, rd::GemmTraits<float>::NC, rank, size, c0, c1);
       const rd::View<float> gates = rd::viewOf<float>(m_gates.data(), m_gates.outerStride(), m_H);
-      rd::gemmColumns(m_packedIh, rd::viewOf<const float>(m_x.data(), m_x.outerStride()), gates, c0,
-                      c1, true, buffer);
+      const rd::View<const float> x = rd::viewOf<const float>(m_x.data(), m_x.outerStride());
+      rd::gemmColumns(rd::Product<float>(m_packedIh, x, gates, N).overwrite(), c0, c1, buffer);
       barrier(size);
       share(m_H, rd::GemmTraits<float>::MR, rank, size, u0, u1);
       for (Index t = 0; t < m_T; ++t) {
@@ -165,7 +165,7 @@ class Products {
         rd::View<float> c = gates;
         h.data += t * m_B * h.ld;
         c.data += t * m_B * c.ld;
-        rd::gemm(m_packedHh, 0, m_G, u0, u1, 0, 1, h, c, m_B, true, buffer);
+        rd::gemm(rd::Product<float>(m_packedHh, h, c, m_B).rows(u0, u1).overwrite(), buffer);
         barrier(size);
       }
       if (!training) return;
@@ -176,20 +176,20 @@ class Products {
         rd::View<float> dh = rd::viewOf<float>(m_dh.data(), m_dh.outerStride());
         dAt.data += t * m_B * dAt.ld;
         dh.data += t * m_B * dh.ld;
-        rd::gemm(m_packedHhT, 0, 1, u0, u1, 0, m_G, dAt, dh, m_B, true, buffer);
+        rd::gemm(rd::Product<float>(m_packedHhT, dAt, dh, m_B).rows(u0, u1).overwrite(), buffer);
         barrier(size);
       }
       const rd::Blocks gated{m_G, m_H};
-      rd::gemmUnpacked(dA, gated, 0, m_G, u0, u1, N,
-                       rd::View<const float>{m_h.data(), m_h.outerStride(), 0, true},
-                       rd::viewOf<float>(m_dWhh.data(), m_dWhh.outerStride(), m_H), m_H, false,
+      const auto hT = rd::transposedViewOf<const float>(m_h.data(), m_h.outerStride());
+      const auto dWhh = rd::viewOf<float>(m_dWhh.data(), m_dWhh.outerStride(), m_H);
+      rd::gemmUnpacked(rd::UnpackedProduct<float>(dA, gated, N, hT, dWhh, m_H).rows(u0, u1),
                        buffer);
-      rd::gemmUnpacked(dA, gated, 0, m_G, u0, u1, N,
-                       rd::View<const float>{m_x.data(), m_x.outerStride(), 0, true},
-                       rd::viewOf<float>(m_dWih.data(), m_dWih.outerStride(), m_H), m_I, false,
+      const auto xT = rd::transposedViewOf<const float>(m_x.data(), m_x.outerStride());
+      const auto dWih = rd::viewOf<float>(m_dWih.data(), m_dWih.outerStride(), m_H);
+      rd::gemmUnpacked(rd::UnpackedProduct<float>(dA, gated, N, xT, dWih, m_I).rows(u0, u1),
                        buffer);
-      rd::gemmColumns(m_packedIhT, dA, rd::viewOf<float>(m_dx.data(), m_dx.outerStride()), c0, c1,
-                      true, buffer);
+      const auto dx = rd::viewOf<float>(m_dx.data(), m_dx.outerStride());
+      rd::gemmColumns(rd::Product<float>(m_packedIhT, dA, dx, N).overwrite(), c0, c1, buffer);
     });
   }
 

@@ -59,7 +59,7 @@ struct GRU {
 };
 template <typename S>
 struct GRUResetBefore {
-  using Cell = recurrent::GRUCell<S, recurrent::GRUVariant::ResetBefore>;
+  using Cell = recurrent::ResetBeforeGRUCell<S>;
   static constexpr const char* kName = "gru_reset_before";
   static Cell make(Index I, Index H) { return Cell(I, H); }
 };

@@ -8,8 +8,8 @@
 #include "plot.hpp"
 #include "series.hpp"
 
+#include <recurrent/io/safetensors.hpp>
 #include <recurrent/recurrent.hpp>
-#include <recurrent/safetensors.hpp>
 
 #include <nlohmann/json.hpp>
 

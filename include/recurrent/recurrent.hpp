@@ -1,25 +1,37 @@
 // recurrent — header-only recurrent cells (LSTM, GRU, RNN) on Eigen with exact BPTT.
-// The umbrella header: includes every public part except safetensors.hpp (weight files),
-// which needs nlohmann/json and is included on its own.
+//
+// The umbrella header: includes every public part that needs nothing but Eigen. The tree shows
+// the layers of the library:
+//
+//   cells/    the cell contract (cell.hpp) and the cells that meet it: LSTM, GRU, RNN; their
+//             parameters, states, activations and the views a step works on
+//   layers/   the drivers that run a cell over time: Sequence (a layer over a packed batch, with
+//             BPTT), Stack (layers and directions), Stream (one step at a time)
+//   train/    Linear, losses, SGD and Adam, gradient clipping, initialisation, dropout, and the
+//             ParameterList the optimizers work on
+//   io/       StateDict (tensors by PyTorch's names); safetensors.hpp (weight files) is left out
+//             here because it needs nlohmann/json: include <recurrent/io/safetensors.hpp>
+//   detail/   kernels, threads and checks: nothing a user includes
 #pragma once
 
-#include <recurrent/activations.hpp>
-#include <recurrent/adam.hpp>
-#include <recurrent/clip.hpp>
-#include <recurrent/dropout.hpp>
-#include <recurrent/gru_cell.hpp>
-#include <recurrent/init.hpp>
-#include <recurrent/linear.hpp>
-#include <recurrent/loss.hpp>
-#include <recurrent/lstm_cell.hpp>
-#include <recurrent/parameter_list.hpp>
-#include <recurrent/parameters.hpp>
-#include <recurrent/rnn_cell.hpp>
-#include <recurrent/sequence.hpp>
-#include <recurrent/sgd.hpp>
-#include <recurrent/stack.hpp>
-#include <recurrent/state.hpp>
-#include <recurrent/state_dict.hpp>
-#include <recurrent/step.hpp>
-#include <recurrent/stream.hpp>
+#include <recurrent/cells/activations.hpp>
+#include <recurrent/cells/cell.hpp>
+#include <recurrent/cells/gru.hpp>
+#include <recurrent/cells/lstm.hpp>
+#include <recurrent/cells/parameters.hpp>
+#include <recurrent/cells/rnn.hpp>
+#include <recurrent/cells/state.hpp>
+#include <recurrent/cells/step.hpp>
+#include <recurrent/io/state_dict.hpp>
+#include <recurrent/layers/sequence.hpp>
+#include <recurrent/layers/stack.hpp>
+#include <recurrent/layers/stream.hpp>
+#include <recurrent/train/adam.hpp>
+#include <recurrent/train/clip.hpp>
+#include <recurrent/train/dropout.hpp>
+#include <recurrent/train/init.hpp>
+#include <recurrent/train/linear.hpp>
+#include <recurrent/train/loss.hpp>
+#include <recurrent/train/parameter_list.hpp>
+#include <recurrent/train/sgd.hpp>
 #include <recurrent/version.hpp>

@@ -3,8 +3,8 @@
 // Whatever the bytes, loading must either succeed or throw SafetensorsError, and a failed
 // load must leave the model exactly as it was. Anything else — a crash, a sanitizer report,
 // another exception, a half-loaded model — is a finding.
+#include <recurrent/io/safetensors.hpp>
 #include <recurrent/recurrent.hpp>
-#include <recurrent/safetensors.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// recurrent — chunks.hpp: the gate math as one pass over packet-sized chunks.
+// recurrent — detail/chunks.hpp: the gate math as one pass over packet-sized chunks.
 //
 // A cell's gate math reads a few rows of each gate for one column and writes a few others.
 // Written as whole-column Eigen expressions it makes one pass over memory per statement; here
@@ -7,7 +7,7 @@
 // to a whole packet, so σ and tanh always run vectorised, even for H smaller than a packet.
 #pragma once
 
-#include <recurrent/detail/gemm.hpp>
+#include <recurrent/detail/kernel.hpp>
 
 #include <Eigen/Core>
 
@@ -18,9 +18,9 @@
 /// On a chunk's lambda: inline everything it calls. Eigen's packet code for σ and tanh is marked
 /// `inline` only, and in a large translation unit GCC may leave it as an out-of-line call that
 /// takes and returns its packets through memory; flattened, the gate math of a chunk is one
-/// straight run of vector instructions (the one-sequence LSTM step: H = 16 69 -> 60 ns, H = 32
-/// 171 -> 159 ns on Zen 5). The same operations either way; the bit-for-bit tests (fixed against
-/// run-time sizes, zero peepholes against the standard LSTM) hold under -march=native.
+/// straight run of vector instructions (what it gains: benchmarks/README.md). The same operations
+/// either way; the bit-for-bit tests (fixed against run-time sizes, zero peepholes against the
+/// standard LSTM) hold under -march=native.
 #if defined(__GNUC__) || defined(__clang__)
 #define RECURRENT_FLATTEN __attribute__((flatten))
 #else

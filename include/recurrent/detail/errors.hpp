@@ -1,4 +1,4 @@
-// recurrent — errors.hpp: the one way this library reports caller errors.
+// recurrent — detail/errors.hpp: the one way this library reports caller errors.
 #pragma once
 
 #include <Eigen/Core>
@@ -27,6 +27,16 @@ inline void checkShape(const char* where, const char* what, Eigen::Index rows, E
   if (rows != expectedRows || cols != expectedCols) {
     fail(where, ": ", what, " must be ", expectedRows, " x ", expectedCols, ", got ", rows, " x ",
          cols);
+  }
+}
+
+/// Throws unless tensor `name` of `what` (a cell parameter, a gradient, ...) is rows × cols.
+template <typename Tensor>
+void checkTensorShape(const char* where, const char* what, const char* name, const Tensor& t,
+                      Eigen::Index rows, Eigen::Index cols) {
+  if (t.rows() != rows || t.cols() != cols) {
+    fail(where, ": ", what, " ", name, " must be ", rows, " x ", cols, ", got ", t.rows(), " x ",
+         t.cols());
   }
 }
 

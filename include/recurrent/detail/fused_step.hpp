@@ -1,25 +1,26 @@
-// recurrent — fused_step.hpp: one step of one sequence, as one product.
+// recurrent — detail/fused_step.hpp: one step of one sequence, as one product.
 //
-// A Stream of one sequence (LSTM, GRU-ResetAfter, RNN) runs each step as
+// A Stream of one sequence of a cell that names a fused product (Cell::FusedProduct; LSTM,
+// GRU-ResetAfter, RNN) runs each step as
 //
 //     v = [x; h]                     K = I + H scalars, copied into an aligned buffer
-//     A = F · v + b_F                R = kFusedBlocks·H rows, ONE pass over v for every gate
+//     A = F · v + b_F                kBlocks·H rows, ONE pass over v for every gate
 //     the cell's gate math on A      (Cell::fusedGates)
 //
 // where F and b_F are the cell's weights and biases laid out for this product
-// (Cell::fusedProduct: [W_ih W_hh] for LSTM and RNN; for GRU the candidate's input and
+// (fused_product.hpp: [W_ih W_hh] for LSTM and RNN; for the GRU the candidate's input and
 // recurrent halves as separate row blocks, since the reset gate sits between them).
 //
 // F is packed once (pack(), at Stream construction and refresh()) into panels of up to
-// kPanelPackets SIMD packets of rows, each stored k-major: one depth step of a panel is a few
-// aligned vector loads, multiplied by one broadcast of v[k]. Row blocks that read only part of
-// the depth (the GRU's candidate halves) skip the rest: each panel's depth range is worked out
-// from Cell::fusedDepthBegin/End. FusedStep serves a cell whose sizes I and H are compile-time
-// constants (LSTMCell<float, 8, 16>, ...): every loop bound is a constant, so the compiler
-// unrolls the small products completely and keeps the accumulators in registers.
-// DynamicFusedStep runs the same panels with the bounds read at run time, and so the same sums.
-// Neither allocates in a step. Where the weights outgrow the L1 cache, every other step runs the
-// panels last to first (Layout::alternates).
+// kPanelPackets SIMD packets of rows, each stored k-major, and each panel is one call of the
+// one-column kernel (kernel.hpp's gemv) with its own accumulators. Row blocks that read only part
+// of the depth (the GRU's candidate halves) skip the rest: each panel's depth range is the hull
+// of its blocks' ranges. FusedStep serves a cell whose sizes I and H are compile-time constants
+// (LSTMCell<float, 8, 16>, ...): every loop bound is a constant, so the compiler unrolls the small
+// products completely and keeps the accumulators in registers. DynamicFusedStep runs the same
+// panels with the bounds read at run time, and so the same sums. Neither allocates in a step.
+// Where every panel fits in the core's L1 data cache, every other step runs the panels last to
+// first (Layout::alternates).
 //
 // The gate math is the cell's own (the same σ and tanh on the same packet-sized chunks as the
 // batched step). The product sums each row of F·v in one pass with its own order and
@@ -27,7 +28,9 @@
 // separately: results agree with it to float rounding, not bit for bit.
 #pragma once
 
-#include <recurrent/detail/gemm.hpp>
+#include <recurrent/detail/cpu.hpp>
+#include <recurrent/detail/fused_product.hpp>
+#include <recurrent/detail/kernel.hpp>
 
 #include <Eigen/Core>
 
@@ -40,12 +43,21 @@
 namespace recurrent {
 namespace detail {
 
-/// Whether the cell offers the fused step (Cell::kFusedStep).
+/// The fused product a cell names (Cell::FusedProduct), void where it names none.
 template <typename Cell, typename = void>
-struct HasFusedStep : std::false_type {};
+struct FusedProductOf {
+  using type = void;
+};
 template <typename Cell>
-struct HasFusedStep<Cell, std::void_t<decltype(Cell::kFusedStep)>>
-    : std::integral_constant<bool, Cell::kFusedStep> {};
+struct FusedProductOf<Cell, std::void_t<typename Cell::FusedProduct>> {
+  using type = typename Cell::FusedProduct;
+};
+
+/// Whether the cell offers the fused step.
+template <typename Cell>
+constexpr bool hasFusedStep() {
+  return !std::is_void_v<typename FusedProductOf<Cell>::type>;
+}
 
 /// Whether both of the cell's sizes are compile-time constants.
 template <typename Cell>
@@ -60,53 +72,21 @@ namespace fused {
 
 constexpr int kPanelPackets = 4;  ///< packets of rows per panel
 
-/// The L1 data cache the step's panel order is chosen for (Layout::alternates): 48 KB, as on
-/// Zen 5 (where it was measured) and on Intel cores since Ice Lake.
-constexpr int kL1Bytes = 48 * 1024;
-
 /// Independent accumulator sets over the depth for a panel of `packets` packets, so that the FMA
 /// latency is hidden and several loads are in flight: sixteen accumulators in all where there are
-/// 32 vector registers (AVX-512; measured on Zen 5 against 8, and against panels of 2 and 8
-/// packets), else eight. It depends on the panel's height only, never on the sizes being known at
-/// compile time, so the fixed-size and run-time-sized kernels sum in the same order.
+/// 32 vector registers (AVX-512), else eight. It depends on the panel's height only, never on the
+/// sizes being known at compile time, so the fixed-size and run-time-sized kernels sum in the same
+/// order.
 constexpr int unroll(int packets) {
   return std::max(1, (EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 16 : 8) / packets);
 }
 
-/// out[NP packets] = W[NP packets × depth] · v[depth] + bias[NP packets]; W k-major, everything
-/// aligned to a packet. Inlined where depth is a constant, the loops unroll.
+/// One panel of `NP` packets: out = W · v + bias over `depth`, everything aligned to a packet.
 template <typename Scalar, int NP>
 EIGEN_ALWAYS_INLINE void panel(int depth, const Scalar* w, const Scalar* v, const Scalar* bias,
                                Scalar* out) {
-  using Packet = typename GemmTraits<Scalar>::Packet;
-  constexpr int P = GemmTraits<Scalar>::P, KU = unroll(NP), rows = NP * P;
-  constexpr std::size_t kU = KU, kP = NP;
-  const int main = depth / KU * KU;  // the depth in whole groups of KU
-  Packet acc[kU][kP];
-  for (int u = 0; u < KU; ++u)
-    for (int i = 0; i < NP; ++i) acc[u][i] = Eigen::internal::pset1<Packet>(Scalar(0));
-  for (int k = 0; k < main; k += KU) {
-    for (int u = 0; u < KU; ++u) {
-      const Packet vk = Eigen::internal::pset1<Packet>(v[k + u]);
-      for (int i = 0; i < NP; ++i) {
-        acc[u][i] = Eigen::internal::pmadd(
-            Eigen::internal::pload<Packet>(w + (k + u) * rows + i * P), vk, acc[u][i]);
-      }
-    }
-  }
-  for (int k = main; k < depth; ++k) {
-    const Packet vk = Eigen::internal::pset1<Packet>(v[k]);
-    for (int i = 0; i < NP; ++i) {
-      acc[0][i] = Eigen::internal::pmadd(Eigen::internal::pload<Packet>(w + k * rows + i * P), vk,
-                                         acc[0][i]);
-    }
-  }
-  for (int i = 0; i < NP; ++i) {
-    Packet sum = acc[0][i];
-    for (int u = 1; u < KU; ++u) sum = Eigen::internal::padd(sum, acc[u][i]);
-    sum = Eigen::internal::padd(sum, Eigen::internal::pload<Packet>(bias + i * P));
-    Eigen::internal::pstore(out + i * P, sum);
-  }
+  const PanelJob<Scalar> job{w, out, NP * GemmTraits<Scalar>::P, bias};
+  gemv<Scalar, 1, NP, unroll(NP)>(depth, &job, v, true);
 }
 
 /// Where the panels of a cell of sizes I, H lie: panel p holds rows [begin, begin + rows) of A
@@ -114,24 +94,24 @@ EIGEN_ALWAYS_INLINE void panel(int depth, const Scalar* w, const Scalar* v, cons
 /// ranges. constexpr, so that a fixed-size cell's layout is a compile-time constant.
 template <typename Cell>
 struct Layout {
+  using Product = typename FusedProductOf<Cell>::type;
   static constexpr int P = GemmTraits<typename Cell::Scalar>::P;
   static constexpr int kPanelRows = kPanelPackets * P;
   int I, H;
 
-  constexpr int rows() const { return Cell::kFusedBlocks * H; }
+  constexpr int rows() const { return Product::kBlocks * H; }
   constexpr int paddedRows() const { return (rows() + P - 1) / P * P; }
   constexpr int panels() const { return (paddedRows() + kPanelRows - 1) / kPanelRows; }
   constexpr int begin(int p) const { return p * kPanelRows; }
   constexpr int panelRows(int p) const { return std::min(kPanelRows, paddedRows() - begin(p)); }
   constexpr int depthBegin(int p) const {
     int d = I + H;
-    for (int b = begin(p) / H; b <= lastBlock(p); ++b) d = std::min(d, Cell::fusedDepthBegin(b, I));
+    for (int b = begin(p) / H; b <= lastBlock(p); ++b) d = std::min(d, Product::depthBegin(b, I));
     return d;
   }
   constexpr int depthEnd(int p) const {
     int d = 0;
-    for (int b = begin(p) / H; b <= lastBlock(p); ++b)
-      d = std::max(d, Cell::fusedDepthEnd(b, I, H));
+    for (int b = begin(p) / H; b <= lastBlock(p); ++b) d = std::max(d, Product::depthEnd(b, I, H));
     return d;
   }
   /// Where panel p starts in the packed weights (p = panels(): their total size).
@@ -141,22 +121,19 @@ struct Layout {
     return size;
   }
 
-  /// Whether the panels' order alternates from step to step: every other step runs them last to
-  /// first, so that the weights read last are still in the L1 cache when the next step starts,
-  /// where a fixed order evicts each panel just before it is needed again once the weights are
-  /// larger than the cache (measured on Zen 5: GRU I = 1, H = 64, 49 KB, 331 -> 218 ns a step;
-  /// LSTM I = H = 64, 128 KB, 951 -> 852 ns). Only where each panel fits in L1: a larger panel
-  /// is evicted before the next step in either order (I = H = 128, 64 KB panels: no gain
-  /// measured). Weights that fit in L1 alternate too, at no measurable cost, which serves a CPU
-  /// whose L1 is smaller than kL1Bytes. Each panel sums its own rows, so the order changes no
-  /// result.
-  constexpr bool alternates() const {
+  /// Whether the panels' order alternates from step to step on a core whose L1 data cache holds
+  /// `l1Bytes`: every other step runs them last to first, so that the weights read last are still
+  /// in L1 when the next step starts, where a fixed order evicts each panel just before it is
+  /// needed again once the weights are larger than the cache. Only where each panel fits in L1 (a
+  /// larger panel is evicted before the next step in either order), and only with two panels or
+  /// more. Weights that fit in L1 alternate too, which costs nothing measurable. Each panel sums
+  /// its own rows, so the order changes no result.
+  constexpr bool alternates(long l1Bytes) const {
     if (panels() < 2) return false;
-    constexpr long long kScalarBytes = sizeof(typename Cell::Scalar);
+    constexpr long kScalarBytes = sizeof(typename Cell::Scalar);
     for (int p = 0; p < panels(); ++p) {
-      const long long bytes =
-          static_cast<long long>(panelRows(p)) * (depthEnd(p) - depthBegin(p)) * kScalarBytes;
-      if (bytes > kL1Bytes) return false;
+      const long bytes = long(panelRows(p)) * (depthEnd(p) - depthBegin(p)) * kScalarBytes;
+      if (bytes > l1Bytes) return false;
     }
     return true;
   }
@@ -180,6 +157,12 @@ struct Layout {
   }
 };
 
+/// F and b_F of the cell's current parameters (allocates: outside the real-time loop).
+template <typename Cell>
+void buildProduct(const Cell& cell, typename Cell::Matrix& f, typename Cell::Vector& b) {
+  FusedProductOf<Cell>::type::build(cell.parameters(), cell.inputSize(), cell.hiddenSize(), f, b);
+}
+
 }  // namespace fused
 
 /// The fused step of a cell with both sizes fixed at compile time.
@@ -197,12 +180,13 @@ class FusedStep {
   void pack(const Cell& cell) {
     typename Cell::Matrix f;
     typename Cell::Vector b;
-    cell.fusedProduct(f, b);
+    fused::buildProduct(cell, f, b);
     m_weights.resize(kLayout.offset(kLayout.panels()));
     kLayout.pack(f, m_weights.data());
     for (int r = 0; r < RP; ++r) {
       m_bias[static_cast<std::size_t>(r)] = r < kLayout.rows() ? b[r] : Scalar(0);
     }
+    m_alternates = kLayout.alternates(l1DataCacheBytes());
   }
 
   /// One step of one sequence: x (I), hPrev, cPrev (H each; cPrev only for a cell state) in,
@@ -212,18 +196,22 @@ class FusedStep {
     Scalar* v = m_v.data();
     for (int k = 0; k < I; ++k) v[k] = x[k];
     for (int k = 0; k < H; ++k) v[I + k] = hPrev[k];
-    if constexpr (kLayout.alternates()) {  // every other step, the panels last to first
-      m_reverse = !m_reverse;
+    constexpr auto order = std::make_integer_sequence<int, kLayout.panels()>();
+    if constexpr (kLayout.panels() >= 2) {  // every other step, the panels last to first
+      m_reverse = m_alternates && !m_reverse;
       if (m_reverse) {
-        reversed(std::make_integer_sequence<int, kLayout.panels()>());
+        reversed(order);
       } else {
-        inOrder(std::make_integer_sequence<int, kLayout.panels()>());
+        inOrder(order);
       }
     } else {
-      inOrder(std::make_integer_sequence<int, kLayout.panels()>());
+      inOrder(order);
     }
     cell.fusedGates(m_a.data(), hPrev, cPrev, h, c);
   }
+
+  /// Whether the panels' order alternates on this machine (Layout::alternates).
+  bool alternates() const { return m_alternates; }
 
  private:
   template <int... p>
@@ -248,7 +236,8 @@ class FusedStep {
   alignas(64) std::array<Scalar, std::size_t(RP)> m_bias{};  ///< b_F, padded
   alignas(64) std::array<Scalar, std::size_t(RP)> m_a{};  ///< A, then the cell's gate activations
   alignas(64) std::array<Scalar, std::size_t(K)> m_v{};   ///< [x; h]
-  bool m_reverse = false;  ///< whether the last step ran the panels last to first
+  bool m_alternates = false;  ///< whether the panels' order alternates (Layout::alternates)
+  bool m_reverse = false;     ///< whether the last step ran the panels last to first
 };
 
 /// The same step for a cell whose sizes are known at run time only: the same panels, the same
@@ -262,7 +251,7 @@ class DynamicFusedStep {
   void pack(const Cell& cell) {
     typename Cell::Matrix f;
     typename Cell::Vector b;
-    cell.fusedProduct(f, b);
+    fused::buildProduct(cell, f, b);
     const fused::Layout<Cell> layout{static_cast<int>(cell.inputSize()),
                                      static_cast<int>(cell.hiddenSize())};
     m_inputSize = layout.I;
@@ -282,7 +271,7 @@ class DynamicFusedStep {
       const Panel copy = m_panels[q];
       m_panels.push_back(copy);
     }
-    m_alternates = layout.alternates();
+    m_alternates = layout.alternates(l1DataCacheBytes());
     m_bias.setZero(layout.paddedRows());
     m_bias.head(layout.rows()) = b;
     m_a.setZero(layout.paddedRows());
@@ -302,27 +291,16 @@ class DynamicFusedStep {
     const Panel* first = m_panels.data() + (m_reverse ? count : 0);
     for (const Panel* end = first + count; first != end; ++first) {
       const Panel& p = *first;
-      switch (p.packets) {
-        case 1:
-          fused::panel<Scalar, 1>(p.depth, w + p.offset, v + p.depthBegin, bias + p.begin,
-                                  a + p.begin);
-          break;
-        case 2:
-          fused::panel<Scalar, 2>(p.depth, w + p.offset, v + p.depthBegin, bias + p.begin,
-                                  a + p.begin);
-          break;
-        case 3:
-          fused::panel<Scalar, 3>(p.depth, w + p.offset, v + p.depthBegin, bias + p.begin,
-                                  a + p.begin);
-          break;
-        default:
-          fused::panel<Scalar, 4>(p.depth, w + p.offset, v + p.depthBegin, bias + p.begin,
-                                  a + p.begin);
-          break;
-      }
+      withCount<fused::kPanelPackets>(p.packets, [&](auto np) {
+        fused::panel<Scalar, decltype(np)::value>(p.depth, w + p.offset, v + p.depthBegin,
+                                                  bias + p.begin, a + p.begin);
+      });
     }
     cell.fusedGates(a, hPrev, cPrev, h, c);
   }
+
+  /// Whether the panels' order alternates on this machine (Layout::alternates).
+  bool alternates() const { return m_alternates; }
 
  private:
   struct Panel {

@@ -1,612 +1,262 @@
-// recurrent — gemm.hpp: the matrix products of the time loop, packed once and never allocating.
+// recurrent — detail/gemm.hpp: the matrix products of the time loop, never allocating.
 //
-// Every product here is C (+)= A · B over "gated" matrices: the rows of A and C are G blocks
-// of H rows (the gates i, f, g, o of an LSTM, r, z, n of a GRU, or one block), and so may be the
-// rows of B (the depth K). A thread can then compute the rows of its own hidden units in every
-// gate at once, and the cell's gate math for those units follows without waiting for the
-// other threads.
+// Three products, each C (+)= A · B over the gated matrices of packed_matrix.hpp:
 //
-// The kernel is the classic one of GotoBLAS and BLIS, written on Eigen's packet primitives so
-// that it compiles to AVX-512, AVX2, SSE or NEON as the build allows:
+//   gemm          A packed once (the weights), any part of its rows and depth: the per-step
+//                 products W_hh·h and W_hhᵀ·dA of a thread's units
+//   gemmColumns   the same over a range of columns, in blocks of NC: the products over every
+//                 step at once (the input projection, dX), split between threads by columns
+//   gemmUnpacked  A packed as it is used (a gradient that changes every call): the weight
+//                 gradients dW = dG · Xᵀ, with the bias gradient Σ dG summed in the same pass
 //
-//   - A is packed in panels of MR = 2 packets of rows × kc (k-major): one panel row of the
-//     kernel is two aligned vector loads;
-//   - B is packed in tiles of kc × NR columns (k-major): one broadcast per column;
-//   - the kernel keeps an MR × NR tile of C in registers over kc steps of k.
+// Each is described by one argument struct (Product, UnpackedProduct) whose setters name the
+// part to compute, so that a call reads what it multiplies:
 //
-// The weights W_ih, W_hh (and their transposes, for backward) are packed once per call of
-// Sequence::forward / backward (PackedMatrix); each step then only packs its B, the state.
-// Panels never straddle a gate block, so a panel's rows all belong to one gate.
+//   gemm(Product<Scalar>(packedWhh, h, gates, n).blocks(g0, g1).rows(u0, u1).overwrite(), buf);
 //
-// Legend: M rows of A and C, K depth, N columns of B and C; P scalars per packet.
+// The kernel is the classic one of GotoBLAS and BLIS (kernel.hpp): for several columns the
+// micro-kernel keeps an MR × NR tile of C in registers; for one column, panels of A in groups of
+// up to four share each broadcast of x[k] (gemv).
 #pragma once
+
+#include <recurrent/detail/kernel.hpp>
+#include <recurrent/detail/packed_matrix.hpp>
 
 #include <Eigen/Core>
 
 #include <algorithm>
-#include <array>
 #include <cstddef>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-/// Fully unrolls the small loops over a kernel's registers (bounds known at compile time), so
-/// that the accumulators live in registers: -O3 does it unasked, -O2 (CMake's RelWithDebInfo)
-/// does not, and ran the kernels about 2x slower without it.
-#if defined(__clang__)
-#define RECURRENT_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__)
-#define RECURRENT_UNROLL _Pragma("GCC unroll 16")
-#else
-#define RECURRENT_UNROLL
-#endif
 
 namespace recurrent {
 namespace detail {
 
-using Index = Eigen::Index;
-
-/// Kernel geometry for a scalar type.
-template <typename Scalar>
-struct GemmTraits {
-  using Packet = typename Eigen::internal::packet_traits<Scalar>::type;
-  static constexpr int P = Eigen::internal::unpacket_traits<Packet>::size;  ///< scalars per packet
-  static constexpr int MP = 2;                                              ///< packets per panel
-  static constexpr int MR = MP * P;                                         ///< rows per panel
-  /// Columns per tile: MP·NR accumulators + MP + 1 registers must fit the register file.
-  static constexpr int NR = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 12 : 6;
-  static constexpr Index KC = 256;  ///< depth of one packed block
-  static constexpr Index NC = 192;  ///< columns of B packed at once in the large products
+/// The indices [begin, end).
+struct Range {
+  Index begin = 0;
+  Index end = 0;
 };
 
-inline Index roundUp(Index x, Index m) { return (x + m - 1) / m * m; }
+/// The part of C a product computes: row blocks (gates), the rows of each selected block (a
+/// thread's units; the first a multiple of MR), and whether C is overwritten or added to.
+template <typename Derived>
+struct RowSelection {
+  Range selectedBlocks, selectedRows;
+  bool overwriting = false;
 
-/// G blocks of `size` rows each: the gate structure of a dimension.
-struct Blocks {
-  Index count = 1;
-  Index size = 0;
-  Index total() const { return count * size; }
-};
-
-/// A column-major matrix whose rows are Blocks: block b, row r is data[col·ld + b·stride + r].
-/// `transposed` reads the element (row, col) from data[row·ld + col] instead (the rows of the
-/// logical matrix are then the columns of the stored one).
-template <typename Scalar>
-struct View {
-  Scalar* data = nullptr;
-  Index ld = 0;
-  Index blockStride = 0;  ///< distance between row blocks (H for a G·H × N gates buffer)
-  bool transposed = false;
-
-  Scalar* at(Index block, Index row, Index col) const {
-    const Index r = block * blockStride + row;
-    return transposed ? data + r * ld + col : data + col * ld + r;
+  /// Row blocks [first, last) only (default: all).
+  Derived& blocks(Index first, Index last) {
+    selectedBlocks = Range{first, last};
+    return static_cast<Derived&>(*this);
+  }
+  /// Rows [first, last) of each selected block only (default: all).
+  Derived& rows(Index first, Index last) {
+    selectedRows = Range{first, last};
+    return static_cast<Derived&>(*this);
+  }
+  /// C = A·B instead of C += A·B.
+  Derived& overwrite(bool yes = true) {
+    overwriting = yes;
+    return static_cast<Derived&>(*this);
   }
 };
 
+/// C (+)= A · B with A packed: A's rows, B's and C's first `columns` columns.
 template <typename Scalar>
-View<Scalar> viewOf(Scalar* data, Index ld, Index blockStride = 0) {
-  return View<Scalar>{data, ld, blockStride, false};
-}
+struct Product : RowSelection<Product<Scalar>> {
+  Product(const PackedMatrix<Scalar>& a_, const View<const Scalar>& b_, const View<Scalar>& c_,
+          Index columns_)
+      : a(a_), b(b_), c(c_), columns(columns_), selectedDepth{0, a_.depthBlocks().count} {
+    this->selectedBlocks = Range{0, a_.rowBlocks().count};
+    this->selectedRows = Range{0, a_.rowBlocks().size};
+  }
+  /// Depth blocks [first, last) of A (and rows of B) only (default: all).
+  Product& depthBlocks(Index first, Index last) {
+    selectedDepth = Range{first, last};
+    return *this;
+  }
+  /// With overwrite(): C = A·B + bias, `bias` addressed like the rows of C.
+  Product& plusBias(const Scalar* b_) {
+    bias = b_;
+    return *this;
+  }
 
-/// One k-chunk of a packed depth: at most KC consecutive rows of one K block.
-struct KChunk {
-  Index block;   ///< K block
-  Index start;   ///< first row within the block
-  Index depth;   ///< kc
-  Index offset;  ///< where the chunk's packed data starts (in scalars)
+  const PackedMatrix<Scalar>& a;
+  View<const Scalar> b;
+  View<Scalar> c;
+  Index columns;
+  Range selectedDepth;
+  const Scalar* bias = nullptr;
 };
 
-// ---- the micro-kernel ------------------------------------------------------------------------
-
-/// C(rows × NR) (+)= A_panel(MP·P × kc) · B_tile(kc × NR), A and B packed k-major.
-/// KU independent sets of accumulators hide the FMA latency when the tile is narrow. KU depends
-/// on the tile's width only, never on the panel's height, so every row of C is summed in the same
-/// order however A was cut into panels (and so whatever the number of threads).
-/// When overwriting, `bias` (one value per row, or null) is added to every column: the
-/// input projection W_ih·x + b is written in one pass.
-template <typename Scalar, int MP, int NR>
-inline void microKernel(Index kc, const Scalar* a, const Scalar* b, Scalar* c, Index ldc,
-                        Index rows, bool overwrite, const Scalar* bias) {
-  using Traits = GemmTraits<Scalar>;
-  using Packet = typename Traits::Packet;
-  constexpr int P = Traits::P;
-  constexpr int KU = NR >= 4 ? 1 : (4 + NR - 1) / NR;
-  constexpr std::size_t kU = KU, kM = MP, kN = NR;  // array bounds
-  Packet acc[kU][kM][kN];
-  RECURRENT_UNROLL
-  for (int u = 0; u < KU; ++u) RECURRENT_UNROLL
-  for (int i = 0; i < MP; ++i) RECURRENT_UNROLL
-  for (int j = 0; j < NR; ++j) acc[u][i][j] = Eigen::internal::pset1<Packet>(Scalar(0));
-  Index k = 0;
-  for (; k + KU <= kc; k += KU) {
-    RECURRENT_UNROLL
-    for (int u = 0; u < KU; ++u) {
-      const Scalar* ak = a + (k + u) * MP * P;
-      const Scalar* bk = b + (k + u) * NR;
-      Packet av[kM];
-      RECURRENT_UNROLL
-      for (int i = 0; i < MP; ++i) av[i] = Eigen::internal::pload<Packet>(ak + i * P);
-      RECURRENT_UNROLL
-      for (int j = 0; j < NR; ++j) {
-        const Packet bv = Eigen::internal::pset1<Packet>(bk[j]);
-        RECURRENT_UNROLL
-        for (int i = 0; i < MP; ++i) acc[u][i][j] = Eigen::internal::pmadd(av[i], bv, acc[u][i][j]);
-      }
-    }
-  }
-  for (; k < kc; ++k) {
-    const Scalar* ak = a + k * MP * P;
-    const Scalar* bk = b + k * NR;
-    RECURRENT_UNROLL
-    for (int j = 0; j < NR; ++j) {
-      const Packet bv = Eigen::internal::pset1<Packet>(bk[j]);
-      RECURRENT_UNROLL
-      for (int i = 0; i < MP; ++i) {
-        acc[0][i][j] =
-            Eigen::internal::pmadd(Eigen::internal::pload<Packet>(ak + i * P), bv, acc[0][i][j]);
-      }
-    }
-  }
-  RECURRENT_UNROLL
-  for (int u = 1; u < KU; ++u) RECURRENT_UNROLL
-  for (int i = 0; i < MP; ++i) RECURRENT_UNROLL
-  for (int j = 0; j < NR; ++j) acc[0][i][j] = Eigen::internal::padd(acc[0][i][j], acc[u][i][j]);
-  if (overwrite && bias != nullptr) {
-    alignas(64) Scalar padded[kM * std::size_t(P)] = {};
-    for (Index r = 0; r < rows; ++r) padded[r] = bias[r];
-    RECURRENT_UNROLL
-    for (int i = 0; i < MP; ++i) {
-      const Packet bv = Eigen::internal::pload<Packet>(padded + i * P);
-      RECURRENT_UNROLL
-      for (int j = 0; j < NR; ++j) acc[0][i][j] = Eigen::internal::padd(acc[0][i][j], bv);
-    }
-  }
-
-  if (rows == MP * P) {
-    RECURRENT_UNROLL
-    for (int j = 0; j < NR; ++j) {
-      RECURRENT_UNROLL
-      for (int i = 0; i < MP; ++i) {
-        Scalar* p = c + j * ldc + i * P;
-        const Packet v =
-            overwrite ? acc[0][i][j]
-                      : Eigen::internal::padd(Eigen::internal::ploadu<Packet>(p), acc[0][i][j]);
-        Eigen::internal::pstoreu(p, v);
-      }
-    }
-  } else {  // the last panel of a block: only `rows` rows exist in C
-    alignas(64) Scalar tile[kM * std::size_t(P)];
-    RECURRENT_UNROLL
-    for (int j = 0; j < NR; ++j) {
-      RECURRENT_UNROLL
-      for (int i = 0; i < MP; ++i) Eigen::internal::pstore(tile + i * P, acc[0][i][j]);
-      Scalar* p = c + j * ldc;
-      for (Index r = 0; r < rows; ++r) p[r] = overwrite ? tile[r] : p[r] + tile[r];
-    }
-  }
-}
-
-/// Dispatches the tile width `nr` (1..NR) to its compiled kernel.
-/// Every compiled kernel: [panel of one or two packets][tile width 1..NR].
+/// C (+)= A · B where A (aRows = G blocks of H rows × `depth`) is packed as it is used; B is
+/// depth × columns.
 template <typename Scalar>
-struct KernelTable {
-  using Fn = void (*)(Index, const Scalar*, const Scalar*, Scalar*, Index, Index, bool,
-                      const Scalar*);
-  template <int MP, int... N>
-  static constexpr std::array<Fn, sizeof...(N) + 1> row(std::integer_sequence<int, N...>) {
-    return {nullptr, &microKernel<Scalar, MP, N + 1>...};
+struct UnpackedProduct : RowSelection<UnpackedProduct<Scalar>> {
+  UnpackedProduct(const View<const Scalar>& a_, Blocks aRows_, Index depth_,
+                  const View<const Scalar>& b_, const View<Scalar>& c_, Index columns_)
+      : a(a_), aRows(aRows_), depth(depth_), b(b_), c(c_), columns(columns_) {
+    this->selectedBlocks = Range{0, aRows_.count};
+    this->selectedRows = Range{0, aRows_.size};
   }
-  static constexpr std::array<Fn, GemmTraits<Scalar>::NR + 1> kOne =
-      row<1>(std::make_integer_sequence<int, GemmTraits<Scalar>::NR>());
-  static constexpr std::array<Fn, GemmTraits<Scalar>::NR + 1> kTwo =
-      row<GemmTraits<Scalar>::MP>(std::make_integer_sequence<int, GemmTraits<Scalar>::NR>());
+  /// Adds each row's sum over the depth to `sums` (addressed like the rows of C): a bias
+  /// gradient, read in the same pass.
+  UnpackedProduct& sumRowsInto(Scalar* sums) {
+    rowSums = sums;
+    return *this;
+  }
+
+  View<const Scalar> a;
+  Blocks aRows;
+  Index depth;
+  View<const Scalar> b;
+  View<Scalar> c;
+  Index columns;
+  Scalar* rowSums = nullptr;
 };
 
-/// The kernel for a panel of `height` rows (MR or one packet) and a tile `nr` wide.
+/// Sets of accumulators of the one-column product: two where 32 vector registers hold them, else
+/// one. The same for every group of panels, so a row's sum does not depend on which panels ran
+/// together (and so on the number of threads).
+constexpr int kGemvUnroll = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 2 : 1;
+
+/// Runs `count` (1..kGroupPanels) panels of one height (MR or one packet) with their compiled
+/// one-column product.
 template <typename Scalar>
-inline void kernel(Index height, Index nr, Index kc, const Scalar* a, const Scalar* b, Scalar* c,
-                   Index ldc, Index rows, bool overwrite, const Scalar* bias = nullptr) {
-  const auto& table =
-      height == GemmTraits<Scalar>::MR ? KernelTable<Scalar>::kTwo : KernelTable<Scalar>::kOne;
-  table[static_cast<std::size_t>(nr)](kc, a, b, c, ldc, rows, overwrite, bias);
-}
-
-// ---- one column: the matrix-vector product of a single sequence's step
-// ------------------------------
-
-/// One panel of a matrix-vector product: its packed data, the C rows it writes and how many of
-/// them exist, and its bias (or null).
-template <typename Scalar>
-struct PanelJob {
-  const Scalar* a;
-  Scalar* c;
-  Index rows;
-  const Scalar* bias;
-};
-
-/// y(panels) (+)= A_panels · x for NP panels of MP packets each, sharing each broadcast of x[k]:
-/// with one column there is no tile of B to reuse, so the panels share the broadcast instead.
-/// KU sets of accumulators (two where 32 vector registers hold them, else one) interleave the
-/// depth; KU is the same for every group, so a row's sum does not depend on its panel.
-template <typename Scalar, int NP, int MP>
-inline void gemvPanels(Index kc, const PanelJob<Scalar>* jobs, const Scalar* x, bool overwrite) {
-  using Packet = typename GemmTraits<Scalar>::Packet;
-  constexpr int P = GemmTraits<Scalar>::P;
-  constexpr int KU = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 2 : 1;
-  constexpr std::size_t kU = KU, kP = NP, kM = MP;
-  Packet acc[kU][kP][kM];
-  RECURRENT_UNROLL
-  for (int u = 0; u < KU; ++u) RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
-  for (int i = 0; i < MP; ++i) acc[u][p][i] = Eigen::internal::pset1<Packet>(Scalar(0));
-  Index k = 0;
-  for (; k + KU <= kc; k += KU) {
-    RECURRENT_UNROLL
-    for (int u = 0; u < KU; ++u) {
-      const Packet xv = Eigen::internal::pset1<Packet>(x[k + u]);
-      RECURRENT_UNROLL
-      for (int p = 0; p < NP; ++p) {
-        const Scalar* ak = jobs[p].a + (k + u) * MP * P;
-        RECURRENT_UNROLL
-        for (int i = 0; i < MP; ++i) {
-          acc[u][p][i] =
-              Eigen::internal::pmadd(Eigen::internal::pload<Packet>(ak + i * P), xv, acc[u][p][i]);
-        }
-      }
-    }
-  }
-  for (; k < kc; ++k) {
-    const Packet xv = Eigen::internal::pset1<Packet>(x[k]);
-    RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) {
-      RECURRENT_UNROLL
-      for (int i = 0; i < MP; ++i) {
-        acc[0][p][i] = Eigen::internal::pmadd(
-            Eigen::internal::pload<Packet>(jobs[p].a + k * MP * P + i * P), xv, acc[0][p][i]);
-      }
-    }
-  }
-  RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) {
-    Scalar* c = jobs[p].c;
-    const Scalar* bias = jobs[p].bias;
-    const bool full = jobs[p].rows == MP * P;
-    alignas(64) Scalar column[kM * std::size_t(P)];
-    RECURRENT_UNROLL
-    for (int i = 0; i < MP; ++i) {
-      Packet v = acc[0][p][i];
-      RECURRENT_UNROLL
-      for (int u = 1; u < KU; ++u) v = Eigen::internal::padd(v, acc[u][p][i]);
-      if (full) {  // whole packets straight to C
-        Scalar* ci = c + i * P;
-        if (overwrite) {
-          if (bias != nullptr)
-            v = Eigen::internal::padd(v, Eigen::internal::ploadu<Packet>(bias + i * P));
-        } else {
-          v = Eigen::internal::padd(v, Eigen::internal::ploadu<Packet>(ci));
-        }
-        Eigen::internal::pstoreu(ci, v);
-      } else {
-        Eigen::internal::pstore(column + i * P, v);
-      }
-    }
-    if (!full) {  // the last panel of a gate: only `rows` rows exist
-      for (Index r = 0; r < jobs[p].rows; ++r) {
-        c[r] = overwrite ? column[r] + (bias == nullptr ? Scalar(0) : bias[r]) : c[r] + column[r];
-      }
-    }
-  }
-}
-
-/// Runs up to four panels of one height (MR or one packet) with their compiled product.
-template <typename Scalar>
-inline void gemvGroup(Index count, Index height, Index kc, const PanelJob<Scalar>* jobs,
+inline void gemvGroup(int count, Index height, Index depth, const PanelJob<Scalar>* jobs,
                       const Scalar* x, bool overwrite) {
   constexpr int MP = GemmTraits<Scalar>::MP;
   const bool two = height == GemmTraits<Scalar>::MR;
-  switch (count) {
-    case 1:
-      return two ? gemvPanels<Scalar, 1, MP>(kc, jobs, x, overwrite)
-                 : gemvPanels<Scalar, 1, 1>(kc, jobs, x, overwrite);
-    case 2:
-      return two ? gemvPanels<Scalar, 2, MP>(kc, jobs, x, overwrite)
-                 : gemvPanels<Scalar, 2, 1>(kc, jobs, x, overwrite);
-    case 3:
-      return two ? gemvPanels<Scalar, 3, MP>(kc, jobs, x, overwrite)
-                 : gemvPanels<Scalar, 3, 1>(kc, jobs, x, overwrite);
-    default:
-      return two ? gemvPanels<Scalar, 4, MP>(kc, jobs, x, overwrite)
-                 : gemvPanels<Scalar, 4, 1>(kc, jobs, x, overwrite);
-  }
-}
-
-// ---- packing -----------------------------------------------------------------------------------
-
-/// Rows of the panel that starts at row u0 of a block of H rows: its height in the packed
-/// data (MR, or the rest rounded up to a packet) and how many rows are real.
-template <typename Scalar>
-inline Index panelHeight(Index u0, Index H) {
-  return std::min<Index>(GemmTraits<Scalar>::MR, roundUp(H - u0, GemmTraits<Scalar>::P));
-}
-
-/// Packs rows [u0, u0 + height) of block `block` and depth [k0, k0 + kc) of K block `kb` of
-/// the logical A into `dst` (k-major, `height` scalars per k), zero beyond the block's H rows.
-/// Adds each row's sum over the depth to `rowSums[row]` if it is not null.
-template <typename Scalar, typename SrcScalar>
-inline void packPanel(const View<SrcScalar>& a, Index block, Index u0, Index H, Index height,
-                      Index kb, Index kBlockStride, Index k0, Index kc, Scalar* dst,
-                      Scalar* rowSums = nullptr) {
-  const Index rows = std::min(height, H - u0);
-  // The logical A(r, k) with r = block·H + row and k = kb·(K block) + depth, where the caller's
-  // view addresses rows by block and the depth through the column index.
-  for (Index k = 0; k < kc; ++k) {
-    Scalar* d = dst + k * height;
-    const Index col = kb * kBlockStride + k0 + k;
-    if (!a.transposed) {
-      const SrcScalar* s = a.at(block, u0, col);
-      for (Index r = 0; r < rows; ++r) d[r] = static_cast<Scalar>(s[r]);
+  withCount<PackedMatrix<Scalar>::kGroupPanels>(count, [&](auto np) {
+    if (two) {
+      gemv<Scalar, decltype(np)::value, MP, kGemvUnroll>(depth, jobs, x, overwrite);
     } else {
-      for (Index r = 0; r < rows; ++r) d[r] = static_cast<Scalar>(*a.at(block, u0 + r, col));
+      gemv<Scalar, decltype(np)::value, 1, kGemvUnroll>(depth, jobs, x, overwrite);
     }
-    for (Index r = rows; r < height; ++r) d[r] = Scalar(0);
-  }
-  if (rowSums != nullptr) {
-    for (Index k = 0; k < kc; ++k) {
-      for (Index r = 0; r < rows; ++r) rowSums[r] += dst[k * height + r];
-    }
-  }
+  });
 }
 
-/// Packs depth [k0, k0 + kc) of K block `kb` and columns [n0, n0 + n) of B into NR-wide tiles
-/// (the last one nr = n mod NR wide): tile t holds kc × nr scalars, k-major.
+/// Computes the Product. `buffer` must hold kc × p.columns.
 template <typename Scalar>
-inline void packB(const View<const Scalar>& b, Index kb, Index k0, Index kc, Index n0, Index n,
-                  Scalar* dst) {
-  constexpr int NR = GemmTraits<Scalar>::NR;
-  for (Index j0 = 0; j0 < n; j0 += NR) {
-    const Index nr = std::min<Index>(NR, n - j0);
-    if (!b.transposed) {
-      for (Index j = 0; j < nr; ++j) {
-        const Scalar* s = b.at(kb, k0, n0 + j0 + j);
-        for (Index k = 0; k < kc; ++k) dst[k * nr + j] = s[k];
-      }
-    } else {
-      for (Index k = 0; k < kc; ++k) {
-        const Scalar* s = b.at(kb, k0 + k, n0 + j0);
-        for (Index j = 0; j < nr; ++j) dst[k * nr + j] = s[j];
-      }
-    }
-    dst += kc * nr;
-  }
-}
-
-/// Splits K = kBlocks.count blocks of kBlocks.size rows into chunks of at most KC rows that
-/// never straddle a block. Calls f(chunk) in order.
-template <typename Scalar, typename F>
-inline void forEachKChunk(const Blocks& k, Index mPacked, F&& f) {
-  Index offset = 0;
-  for (Index kb = 0; kb < k.count; ++kb) {
-    for (Index k0 = 0; k0 < k.size; k0 += GemmTraits<Scalar>::KC) {
-      const Index kc = std::min<Index>(GemmTraits<Scalar>::KC, k.size - k0);
-      f(KChunk{kb, k0, kc, offset});
-      offset += kc * mPacked;
-    }
-  }
-}
-
-// ---- a constant matrix, packed once ------------------------------------------------------------
-
-/// A (M × K) packed for the kernel. M = m.count blocks of m.size rows, each block's rows padded
-/// to a multiple of the packet; K = k.count blocks of k.size. Packing allocates only when the
-/// shape grows.
-template <typename Scalar>
-class PackedMatrix {
- public:
-  /// Packs the logical A(block·m.size + r, kb·k.size + d) = source view element
-  /// (block, r, column kb·k.size + d).
-  void pack(const View<const Scalar>& source, Blocks m, Blocks k) {
-    m_m = m;
-    m_k = k;
-    m_blockRows = roundUp(m.size, GemmTraits<Scalar>::P);
-    const Index size = m.count * m_blockRows * k.total();
-    if (m_data.size() < size) m_data.resize(size);
-    forEachKChunk<Scalar>(k, m.count * m_blockRows, [&](const KChunk& c) {
-      for (Index block = 0; block < m.count; ++block) {
-        for (Index u0 = 0; u0 < m.size; u0 += GemmTraits<Scalar>::MR) {
-          const Index height = panelHeight<Scalar>(u0, m.size);
-          packPanel(source, block, u0, m.size, height, c.block, k.size, c.start, c.depth,
-                    panel(c, block, u0));
-        }
-      }
-    });
-    // The panels of every block in groups of up to four of one height: the order in which the
-    // one-column product runs them, worked out once here instead of at every step.
-    m_groups.clear();
-    for (Index block = 0; block < m.count; ++block) {
-      for (Index u0 = 0; u0 < m.size; u0 += GemmTraits<Scalar>::MR) {
-        const Index height = panelHeight<Scalar>(u0, m.size);
-        if (m_groups.empty() || m_groups.back().count == 4 || m_groups.back().height != height) {
-          m_groups.push_back(PanelGroup{0, height, {}, {}, {}});
-        }
-        PanelGroup& g = m_groups.back();
-        g.block[g.count] = block;
-        g.unit[g.count] = u0;
-        g.rows[g.count] = std::min<Index>(GemmTraits<Scalar>::MR, m.size - u0);
-        ++g.count;
-      }
-    }
-  }
-
-  /// Up to four panels of one height (MR or one packet): the first unit row of each in its block.
-  struct PanelGroup {
-    int count;
-    Index height;
-    Index block[4], unit[4], rows[4];
-  };
-  const std::vector<PanelGroup>& panelGroups() const { return m_groups; }
-
-  const Blocks& rowBlocks() const { return m_m; }
-  const Blocks& depthBlocks() const { return m_k; }
-  Index packedBlockRows() const { return m_blockRows; }
-
-  Scalar* panel(const KChunk& c, Index block, Index u0) {
-    return m_data.data() + c.offset + (block * m_blockRows + u0) * c.depth;
-  }
-  const Scalar* panel(const KChunk& c, Index block, Index u0) const {
-    return m_data.data() + c.offset + (block * m_blockRows + u0) * c.depth;
-  }
-
- private:
-  Blocks m_m, m_k;
-  Index m_blockRows = 0;
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_data;
-  std::vector<PanelGroup> m_groups;
-};
-
-// ---- the products ------------------------------------------------------------------------------
-
-/// Per-thread scratch for packing B (and A panels, for unpacked A).
-template <typename Scalar>
-struct GemmBuffer {
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> b, a;
-  /// Room for a kc × n block of B and one A panel; allocates only when it grows.
-  void reserve(Index n) {
-    const Index needB = GemmTraits<Scalar>::KC * n;
-    const Index needA = GemmTraits<Scalar>::KC * GemmTraits<Scalar>::MR;
-    if (b.size() < needB) b.resize(needB);
-    if (a.size() < needA) a.resize(needA);
-  }
-};
-
-/// C (+)= A · B for a packed A, restricted to row blocks [mb0, mb1), rows [u0, u1) of each
-/// (u0 a multiple of MR), K blocks [kb0, kb1), and the n columns of B and C. Overwrites C
-/// (instead of adding) when `overwrite`. `buffer` must hold kc × n.
-/// With `bias` (addressed like the rows of C), an overwriting product writes A·B + bias.
-template <typename Scalar>
-void gemm(const PackedMatrix<Scalar>& a, Index mb0, Index mb1, Index u0, Index u1, Index kb0,
-          Index kb1, const View<const Scalar>& b, const View<Scalar>& c, Index n, bool overwrite,
-          GemmBuffer<Scalar>& buffer, const Scalar* bias = nullptr) {
-  if (n == 0 || u0 >= u1) return;
+void gemm(const Product<Scalar>& p, GemmBuffer<Scalar>& buffer) {
+  const Range blocks = p.selectedBlocks, units = p.selectedRows, depth = p.selectedDepth;
+  const Index n = p.columns;
+  if (n == 0 || units.begin >= units.end) return;
   constexpr int NR = GemmTraits<Scalar>::NR;
   constexpr int MR = GemmTraits<Scalar>::MR;
+  constexpr int kGroup = PackedMatrix<Scalar>::kGroupPanels;
+  const PackedMatrix<Scalar>& a = p.a;
+  const View<Scalar>& c = p.c;
   const Index H = a.rowBlocks().size;
+  const bool everyRow =
+      blocks.begin == 0 && blocks.end == a.rowBlocks().count && units.begin == 0 && units.end >= H;
+  // Where the bias of row u of block `block` is (null without a bias).
+  const auto biasOf = [&](Index block, Index u) {
+    return p.bias == nullptr ? nullptr : p.bias + block * c.blockStride + u;
+  };
   bool first = true;
   forEachKChunk<Scalar>(
       a.depthBlocks(), a.rowBlocks().count * a.packedBlockRows(), [&](const KChunk& chunk) {
-        if (chunk.block < kb0 || chunk.block >= kb1) return;
+        if (chunk.block < depth.begin || chunk.block >= depth.end) return;
         // One column is already a packed tile of width one: use it in place.
-        const Scalar* packedB = b.at(chunk.block, chunk.start, 0);
-        if (n > 1 || b.transposed) {
-          packB(b, chunk.block, chunk.start, chunk.depth, 0, n, buffer.b.data());
+        const Scalar* packedB = p.b.at(chunk.block, chunk.start, 0);
+        if (n > 1 || p.b.transposed) {
+          packB(p.b, chunk, n, buffer.b.data());
           packedB = buffer.b.data();
         }
-        const bool write = overwrite && first;
+        const bool write = p.overwriting && first;
         first = false;
-        if (n == 1 && mb0 == 0 && mb1 == a.rowBlocks().count && u0 == 0 && u1 >= H) {
+        if (n == 1 && everyRow) {
           // One column over every panel: the groups worked out when A was packed.
-          PanelJob<Scalar> jobs[4];
+          PanelJob<Scalar> jobs[std::size_t(kGroup)];
           for (const typename PackedMatrix<Scalar>::PanelGroup& g : a.panelGroups()) {
-            for (int p = 0; p < g.count; ++p) {
-              const Index block = g.block[p], u = g.unit[p];
-              jobs[p] =
-                  PanelJob<Scalar>{a.panel(chunk, block, u), c.at(block, u, 0), g.rows[p],
-                                   bias == nullptr ? nullptr : bias + block * c.blockStride + u};
+            for (int k = 0; k < g.count; ++k) {
+              const Index block = g.block[k], u = g.unit[k];
+              jobs[k] = PanelJob<Scalar>{a.panel(chunk, block, u), c.at(block, u, 0), g.rows[k],
+                                         biasOf(block, u)};
             }
             gemvGroup(g.count, g.height, chunk.depth, jobs, packedB, write);
           }
           return;
         }
-        if (n == 1) {  // one column: panels in groups of four of one height share x[k]
-          PanelJob<Scalar> jobs[4];
-          Index count = 0, groupHeight = 0;
-          for (Index block = mb0; block < mb1; ++block) {
-            for (Index u = u0; u < u1; u += MR) {
+        if (n == 1) {  // one column: panels in groups of one height share x[k]
+          PanelJob<Scalar> jobs[std::size_t(kGroup)];
+          int count = 0;
+          Index groupHeight = 0;
+          for (Index block = blocks.begin; block < blocks.end; ++block) {
+            for (Index u = units.begin; u < units.end; u += MR) {
               const Index height = panelHeight<Scalar>(u, H);
-              if (count == 4 || (count > 0 && height != groupHeight)) {
+              if (count == kGroup || (count > 0 && height != groupHeight)) {
                 gemvGroup(count, groupHeight, chunk.depth, jobs, packedB, write);
                 count = 0;
               }
               groupHeight = height;
-              jobs[count++] = PanelJob<Scalar>{
-                  a.panel(chunk, block, u), c.at(block, u, 0), std::min<Index>(MR, H - u),
-                  bias == nullptr ? nullptr : bias + block * c.blockStride + u};
+              jobs[count++] = PanelJob<Scalar>{a.panel(chunk, block, u), c.at(block, u, 0),
+                                               std::min<Index>(MR, H - u), biasOf(block, u)};
             }
           }
           if (count > 0) gemvGroup(count, groupHeight, chunk.depth, jobs, packedB, write);
           return;
         }
-        for (Index block = mb0; block < mb1; ++block) {
-          for (Index u = u0; u < u1; u += MR) {
+        for (Index block = blocks.begin; block < blocks.end; ++block) {
+          for (Index u = units.begin; u < units.end; u += MR) {
             const Index height = panelHeight<Scalar>(u, H);
             const Index rows = std::min<Index>(MR, H - u);
             const Scalar* ap = a.panel(chunk, block, u);
             for (Index j0 = 0; j0 < n; j0 += NR) {
               const Index nr = std::min<Index>(NR, n - j0);
               kernel(height, nr, chunk.depth, ap, packedB + j0 * chunk.depth, c.at(block, u, j0),
-                     c.ld, rows, write,
-                     bias == nullptr ? nullptr : bias + block * c.blockStride + u);
+                     c.ld, rows, write, biasOf(block, u));
             }
           }
         }
       });
-  if (first && overwrite) {  // no K chunk selected: the product is zero
-    for (Index block = mb0; block < mb1; ++block)
+  if (first && p.overwriting) {  // no depth chunk selected: the product is zero
+    for (Index block = blocks.begin; block < blocks.end; ++block)
       for (Index j = 0; j < n; ++j)
-        for (Index u = u0; u < std::min(u1, H); ++u) {
-          *c.at(block, u, j) = bias == nullptr ? Scalar(0) : bias[block * c.blockStride + u];
+        for (Index u = units.begin; u < std::min(units.end, H); ++u) {
+          *c.at(block, u, j) = p.bias == nullptr ? Scalar(0) : *biasOf(block, u);
         }
   }
 }
 
-/// C (+)= A · B with A packed for a packed A over columns [n0, n1) of B and C, in blocks of NC
-/// columns: the large products (the input projection of all steps, dX) split by columns.
+/// Computes columns [first, last) of the Product (all its rows and depth) in blocks of NC
+/// columns: the large products (the input projection of all steps, dX), split by columns
+/// between threads.
 template <typename Scalar>
-void gemmColumns(const PackedMatrix<Scalar>& a, const View<const Scalar>& b, const View<Scalar>& c,
-                 Index n0, Index n1, bool overwrite, GemmBuffer<Scalar>& buffer,
-                 const Scalar* bias = nullptr) {
+void gemmColumns(const Product<Scalar>& p, Index first, Index last, GemmBuffer<Scalar>& buffer) {
   constexpr Index NC = GemmTraits<Scalar>::NC;
-  for (Index j = n0; j < n1; j += NC) {
-    const Index n = std::min(NC, n1 - j);
-    View<const Scalar> bj = b;
-    View<Scalar> cj = c;
-    if (b.transposed) {
-      bj.data += j;
-    } else {
-      bj.data += j * b.ld;
-    }
-    cj.data += j * c.ld;
-    gemm(a, 0, a.rowBlocks().count, 0, a.rowBlocks().size, 0, a.depthBlocks().count, bj, cj, n,
-         overwrite, buffer, bias);
+  eigen_assert(last <= p.columns);
+  for (Index j = first; j < last; j += NC) {
+    View<const Scalar> bj = p.b;
+    bj.data += p.b.transposed ? j : j * p.b.ld;
+    View<Scalar> cj = p.c;
+    cj.data += j * p.c.ld;
+    Product<Scalar> part(p.a, bj, cj, std::min(NC, last - j));
+    gemm(part.overwrite(p.overwriting).plusBias(p.bias), buffer);
   }
 }
 
-/// C (+)= A · B where A is not packed in advance (a gradient that changes every call): its
-/// panels are packed as they are used. A is M × K with M = m blocks, of which blocks [mb0, mb1)
-/// and rows [u0, u1) of each are computed; the depth K is one block (usually the packed columns
-/// of all steps); N = n. Each row's sum over K is added to `rowSums` (addressed like the rows
-/// of C) if it is not null: a bias gradient, read in the same pass.
+/// Computes the UnpackedProduct, its depth in chunks of KC. `buffer` must hold kc × p.columns.
 template <typename Scalar>
-void gemmUnpacked(const View<const Scalar>& a, Blocks m, Index mb0, Index mb1, Index u0, Index u1,
-                  Index K, const View<const Scalar>& b, const View<Scalar>& c, Index n,
-                  bool overwrite, GemmBuffer<Scalar>& buffer, Scalar* rowSums = nullptr) {
+void gemmUnpacked(const UnpackedProduct<Scalar>& p, GemmBuffer<Scalar>& buffer) {
   constexpr int NR = GemmTraits<Scalar>::NR;
   constexpr int MR = GemmTraits<Scalar>::MR;
   constexpr Index KC = GemmTraits<Scalar>::KC;
-  for (Index k0 = 0; k0 < K; k0 += KC) {
-    const Index kc = std::min(KC, K - k0);
-    packB(b, 0, k0, kc, 0, n, buffer.b.data());
-    const bool write = overwrite && k0 == 0;
-    for (Index block = mb0; block < mb1; ++block) {
-      for (Index u = u0; u < std::min(u1, m.size); u += MR) {
-        const Index height = panelHeight<Scalar>(u, m.size);
-        const Index rows = std::min<Index>(MR, m.size - u);
-        packPanel(a, block, u, m.size, height, 0, 0, k0, kc, buffer.a.data(),
-                  rowSums == nullptr ? nullptr : rowSums + block * c.blockStride + u);
+  const Index H = p.aRows.size, n = p.columns;
+  const Index unitsEnd = std::min(p.selectedRows.end, H);
+  for (Index k0 = 0; k0 < p.depth; k0 += KC) {
+    const KChunk chunk{0, k0, std::min(KC, p.depth - k0), 0};
+    packB(p.b, chunk, n, buffer.b.data());
+    const bool write = p.overwriting && k0 == 0;
+    for (Index block = p.selectedBlocks.begin; block < p.selectedBlocks.end; ++block) {
+      for (Index u = p.selectedRows.begin; u < unitsEnd; u += MR) {
+        const PanelRows panel{block, u, panelHeight<Scalar>(u, H), H};
+        packPanel(p.a, panel, k0, chunk.depth, buffer.a.data(),
+                  p.rowSums == nullptr ? nullptr : p.rowSums + block * p.c.blockStride + u);
         for (Index j0 = 0; j0 < n; j0 += NR) {
           const Index nr = std::min<Index>(NR, n - j0);
-          kernel(height, nr, kc, buffer.a.data(), buffer.b.data() + j0 * kc, c.at(block, u, j0),
-                 c.ld, rows, write);
+          kernel(panel.height, nr, chunk.depth, buffer.a.data(), buffer.b.data() + j0 * chunk.depth,
+                 p.c.at(block, u, j0), p.c.ld, std::min<Index>(MR, H - u), write);
         }
       }
     }

@@ -2,7 +2,7 @@
 #pragma once
 
 #include <recurrent/detail/errors.hpp>
-#include <recurrent/parameter_list.hpp>
+#include <recurrent/train/parameter_list.hpp>
 
 #include <Eigen/Core>
 

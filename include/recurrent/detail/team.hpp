@@ -1,14 +1,16 @@
-// recurrent — team.hpp: the threads that run one Sequence call together.
+// recurrent — detail/team.hpp: the library's threads, all of them OpenMP's.
 //
-// One OpenMP parallel region spans a whole forward or backward call; inside it the threads
-// split the hidden units (the rows of every gate) between them and meet at one barrier per time
-// step. Built without OpenMP, a team is one thread and the barrier does nothing.
+// One OpenMP parallel region spans a whole Sequence call; inside it the threads split the hidden
+// units (the rows of every gate) between them and meet at one barrier per time step (Team,
+// Barrier, parallel). A Stack runs the two directions of a layer side by side (runBoth). Built
+// without OpenMP, a team is one thread, the barrier does nothing and runBoth runs in turn.
 #pragma once
 
 #include <Eigen/Core>
 
 #include <algorithm>
 #include <atomic>
+#include <exception>
 #include <thread>
 
 #ifdef _OPENMP
@@ -105,6 +107,50 @@ void parallel(int threads, F&& f) {
 #endif
   (void)threads;
   f(Team{});
+}
+
+/// Runs a() and b(), at the same time on two threads if `together` (and OpenMP is on), else one
+/// after the other. An exception thrown by either is rethrown on the calling thread.
+template <typename A, typename B>
+void runBoth(bool together, A&& a, B&& b) {
+#ifdef _OPENMP
+  if (together) {
+    std::exception_ptr errors[2];
+#pragma omp parallel num_threads(2)
+    {
+      const int rank = omp_get_thread_num();
+      try {
+        if (omp_get_num_threads() == 1) {
+          a();
+          b();
+        } else if (rank == 0) {
+          a();
+        } else {
+          b();
+        }
+      } catch (...) {
+        errors[rank] = std::current_exception();
+      }
+    }
+    for (const std::exception_ptr& e : errors) {
+      if (e) std::rethrow_exception(e);
+    }
+    return;
+  }
+#endif
+  (void)together;
+  a();
+  b();
+}
+
+/// Whether a parallel region opened inside one more region would get more than one thread
+/// (OpenMP's nested parallelism is on and has a level to spare).
+inline bool nestedParallelism() {
+#ifdef _OPENMP
+  return omp_get_max_active_levels() > omp_get_active_level() + 1;
+#else
+  return false;
+#endif
 }
 
 }  // namespace detail

@@ -1,0 +1,143 @@
+// recurrent — cells/parameters.hpp: named tensors, and the four every recurrent cell has.
+//
+// A layer's parameters are a struct of Eigen matrices and vectors named as PyTorch names them
+// (weight_ih, weight_hh, bias_ih, bias_hh, ...), so that a state_dict carries over unchanged. The
+// same type holds gradients: a gradient object is "shaped like the parameters". Every such struct
+// lists its tensors once, in a static visit(self, sizes, f) that calls f(name, tensor, rows, cols)
+// in state_dict order; TensorSet turns that list into everything else — forEach (what StateDict,
+// ParameterList, the optimizers and initialize() use), setZero, the zero-filled tensors of a
+// given size, and the shape check with the name of the first tensor that does not fit.
+#pragma once
+
+#include <recurrent/detail/errors.hpp>
+
+#include <Eigen/Core>
+
+namespace recurrent {
+
+/// The sizes a cell is made with, which the shapes of its parameters and states follow.
+struct CellSizes {
+  Eigen::Index input = 0;       ///< I, the rows of x
+  Eigen::Index hidden = 0;      ///< H, the rows of each gate (and of an LSTM's c)
+  Eigen::Index projection = 0;  ///< P, the rows of an LSTM's projected h; 0 without projection
+  /// R, the rows of h and of every output step: P with a projection, else H.
+  Eigen::Index output() const { return projection > 0 ? projection : hidden; }
+
+  friend bool operator==(const CellSizes& a, const CellSizes& b) {
+    return a.input == b.input && a.hidden == b.hidden && a.projection == b.projection;
+  }
+  friend bool operator!=(const CellSizes& a, const CellSizes& b) { return !(a == b); }
+};
+
+/// TensorSet<Derived, Sizes>: the named tensors of a layer, listed once by Derived:
+///
+///     template <typename Self, typename F>
+///     static void visit(Self& self, const Sizes& sizes, F&& f);   // f(name, tensor, rows, cols)
+///
+/// with Self = Derived or const Derived, the tensors in PyTorch's state_dict order and each with
+/// the shape it has in a layer of `sizes`. A TensorSet remembers the sizes it was made for; its
+/// forEach visits the tensors a layer of those sizes has.
+template <typename Derived, typename Sizes_>
+class TensorSet {
+ public:
+  using Sizes = Sizes_;
+
+  /// The sizes these tensors were made for (default-constructed: all zero).
+  const Sizes& sizes() const { return m_sizes; }
+
+  /// Calls f(name, tensor) for each tensor, in PyTorch's state_dict order.
+  template <typename F>
+  void forEach(F&& f) {
+    Derived::visit(
+        derived(), m_sizes,
+        [&](const char* name, auto& tensor, Eigen::Index, Eigen::Index) { f(name, tensor); });
+  }
+  template <typename F>
+  void forEach(F&& f) const {
+    Derived::visit(
+        derived(), m_sizes,
+        [&](const char* name, auto& tensor, Eigen::Index, Eigen::Index) { f(name, tensor); });
+  }
+
+  /// Sets every tensor to zero, keeping the shapes (the "zero the gradients" call).
+  void setZero() {
+    forEach([](const char*, auto& tensor) { tensor.setZero(); });
+  }
+
+  /// Throws std::invalid_argument naming the first tensor (`what name must be r x c, got ...`)
+  /// that is not shaped for a layer of `sizes`. Allocates nothing.
+  void checkShape(const Sizes& sizes, const char* where, const char* what) const {
+    Derived::visit(derived(), sizes,
+                   [&](const char* name, const auto& tensor, Eigen::Index rows, Eigen::Index cols) {
+                     detail::checkTensorShape(where, what, name, tensor, rows, cols);
+                   });
+  }
+
+ protected:
+  TensorSet() = default;
+  explicit TensorSet(const Sizes& sizes) : m_sizes(sizes) {}
+
+  /// Gives every tensor zeros of its shape: the sizing constructor of Derived calls it once its
+  /// tensors exist.
+  void allocate() {
+    Derived::visit(derived(), m_sizes,
+                   [](const char*, auto& tensor, Eigen::Index rows, Eigen::Index cols) {
+                     tensor.setZero(rows, cols);
+                   });
+  }
+
+ private:
+  Derived& derived() { return static_cast<Derived&>(*this); }
+  const Derived& derived() const { return static_cast<const Derived&>(*this); }
+
+  Sizes m_sizes{};
+};
+
+namespace detail {
+/// The four tensors of every recurrent cell with G gate blocks, in PyTorch's order:
+///
+///     weight_ih   G·H × I    input-to-hidden weights, gate blocks stacked by rows
+///     weight_hh   G·H × R    hidden-to-hidden weights, the same gate order (R = sizes.output())
+///     bias_ih     G·H        input-to-hidden bias
+///     bias_hh     G·H        hidden-to-hidden bias
+template <int G, typename Self, typename F>
+void visitGateTensors(Self& p, const CellSizes& s, F& f) {
+  const Eigen::Index rows = G * s.hidden;
+  f("weight_ih", p.weight_ih, rows, s.input);
+  f("weight_hh", p.weight_hh, rows, s.output());
+  f("bias_ih", p.bias_ih, rows, Eigen::Index(1));
+  f("bias_hh", p.bias_hh, rows, Eigen::Index(1));
+}
+}  // namespace detail
+
+/// GateParameters<Scalar, G>: the parameters of a cell that has exactly the four tensors of a
+/// one-layer torch.nn.GRU (G = 3: r, z, n) or nn.RNN (G = 1):
+///
+///     weight_ih   G·H × I    weight_hh   G·H × H    bias_ih, bias_hh   G·H
+template <typename Scalar_, int Gates>
+struct GateParameters : TensorSet<GateParameters<Scalar_, Gates>, CellSizes> {
+  using Scalar = Scalar_;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  static constexpr Eigen::Index kGates = Gates;
+
+  Matrix weight_ih;  ///< G·H × I
+  Matrix weight_hh;  ///< G·H × H
+  Vector bias_ih;    ///< G·H
+  Vector bias_hh;    ///< G·H
+
+  GateParameters() = default;
+  /// Zero tensors for a cell of `sizes`.
+  explicit GateParameters(const CellSizes& sizes)
+      : TensorSet<GateParameters<Scalar_, Gates>, CellSizes>(sizes) {
+    this->allocate();
+  }
+
+  /// The tensor list of TensorSet.
+  template <typename Self, typename F>
+  static void visit(Self& self, const CellSizes& sizes, F&& f) {
+    detail::visitGateTensors<Gates>(self, sizes, f);
+  }
+};
+
+}  // namespace recurrent

@@ -1,0 +1,74 @@
+// recurrent — detail/packed_weights.hpp: a cell's weights, packed for the batched kernel.
+//
+// Sequence packs them once per call, Stream once when it is made and at refresh(); a step then
+// multiplies by them through its StepContext (cells/step.hpp) without packing anything but its
+// state. Forward needs W_ih and W_hh, backward their transposes; an LSTM that projects its h
+// also has W_hr (P × H), or its transpose.
+#pragma once
+
+#include <recurrent/detail/packed_matrix.hpp>
+
+#include <Eigen/Core>
+
+#include <type_traits>
+#include <utility>
+
+namespace recurrent {
+namespace detail {
+
+/// Whether a cell's parameters include a projection W_hr (an LSTM's proj_size).
+template <typename Parameters, typename = void>
+struct HasProjection : std::false_type {};
+template <typename Parameters>
+struct HasProjection<Parameters, std::void_t<decltype(std::declval<Parameters&>().weight_hr)>>
+    : std::true_type {};
+
+template <typename Scalar>
+struct PackedWeights {
+  PackedMatrix<Scalar> ih, hh, hr;     ///< forward: W_ih, W_hh, W_hr (packed only if it projects)
+  PackedMatrix<Scalar> ihT, hhT, hrT;  ///< backward: their transposes
+
+  /// Packs W_ih and W_hh (and W_hr) for forward. The gate blocks are packed apart, so that a
+  /// thread's units are whole panels in every gate; with `dense` (one thread, and a cell whose
+  /// every recurrent product covers all gates) all gates are one block, and no panel is padded at
+  /// a gate's end.
+  template <typename Cell>
+  void packForward(const Cell& cell, bool dense) {
+    const auto& p = cell.parameters();
+    const Index G = Cell::kGates, H = cell.hiddenSize();
+    const Blocks gated = dense ? Blocks{1, G * H} : Blocks{G, H};
+    ih.pack(viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H), gated,
+            Blocks{1, cell.inputSize()});
+    hh.pack(viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H), gated,
+            Blocks{1, p.weight_hh.cols()});
+    if constexpr (HasProjection<typename Cell::Parameters>::value) {
+      const auto& w = p.weight_hr;
+      if (cell.outputSize() != cell.hiddenSize()) {
+        hr.pack(viewOf<const Scalar>(w.data(), w.outerStride()), Blocks{1, w.rows()},
+                Blocks{1, w.cols()});
+      }
+    }
+  }
+
+  /// Packs W_ihᵀ and W_hhᵀ (and W_hrᵀ) for backward. Their depth is cut at the gates whatever the
+  /// threads: the depth's chunks set the order of each sum.
+  template <typename Cell>
+  void packBackward(const Cell& cell) {
+    const auto& p = cell.parameters();
+    const Blocks gated{Cell::kGates, cell.hiddenSize()};
+    ihT.pack(transposedViewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride()),
+             Blocks{1, cell.inputSize()}, gated);
+    hhT.pack(transposedViewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride()),
+             Blocks{1, p.weight_hh.cols()}, gated);
+    if constexpr (HasProjection<typename Cell::Parameters>::value) {
+      const auto& w = p.weight_hr;
+      if (cell.outputSize() != cell.hiddenSize()) {
+        hrT.pack(transposedViewOf<const Scalar>(w.data(), w.outerStride()), Blocks{1, w.cols()},
+                 Blocks{1, w.rows()});
+      }
+    }
+  }
+};
+
+}  // namespace detail
+}  // namespace recurrent

@@ -1,0 +1,326 @@
+// recurrent — layers/sequence.hpp: a cell unrolled over a batch of variable-length sequences,
+// with backpropagation through time.
+#pragma once
+
+#include <recurrent/cells/cell.hpp>
+#include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/gemm.hpp>
+#include <recurrent/detail/packed_weights.hpp>
+#include <recurrent/detail/schedule.hpp>
+#include <recurrent/detail/team.hpp>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+namespace recurrent {
+
+/// How Sequence::setThreads counts: at most n threads (one where a step is too small to be
+/// worth sharing), or exactly n (at most one per panel of hidden units) whatever the size.
+enum class ThreadLimit { AtMost, Exactly };
+
+/// Sequence<Cell> runs a cell over T steps of a batch of B sequences of lengths 1..T.
+///
+/// Layout (legend: I input size, H hidden size, R rows of h, G gates, T steps, B sequences):
+///
+///     input    x  I × (T·B)   time-major: step t is the columns [t·B, (t+1)·B)
+///     output   y  R × (T·B)   the same layout; zero where t ≥ lengths[b]
+///     state       R × B       one column per sequence (LSTM: h R × B and c H × B)
+///
+/// R = cell.outputSize(): H, or P for an LSTM with a projection (proj_size).
+///
+/// Sequence b contributes the steps t < lengths[b]; its final state is the state after its own
+/// last step (PyTorch's packed-sequence semantics), and nothing of its padding (the input there,
+/// or a gradient given there) has any effect.
+///
+/// How it runs (docs/design.md): the batch is ordered by length once, so that the sequences
+/// active at step t are the first n_t columns; internally every step's columns are packed side by
+/// side (N = Σ lengths columns in all), so the work is proportional to the real length. The
+/// input projection W_ih·x of all steps is ONE GEMM; each step then runs the cell's fused
+/// recurrent GEMM on its n_t active columns and the gate math. Backward mirrors it and computes
+/// every weight gradient as one GEMM over all steps. Workspaces are kept between calls, so
+/// repeated calls of one shape allocate nothing.
+///
+/// Modes:
+///   forward()  training: keeps the tape (tapeScalarsPerStep() per sequence and step)
+///   infer()    inference: no tape; memory besides the output does not grow with T
+///
+/// Initial states are optional: a default-constructed State (every matrix empty) starts from zero.
+///
+/// Threads: built with OpenMP, one call runs on up to setThreads() threads (default: OpenMP's
+/// default), which split the hidden units of every step between them; a shape too small to share
+/// runs on one. Results are the same to the last bit for any number of threads. An LSTM with a
+/// projection always runs on one thread: its per-step product W_hr·m is a second recurrent
+/// product, which the threads' split of the hidden units does not cover.
+///
+/// The Sequence refers to its cell, which must outlive it; the cell is only read, so one cell can
+/// be shared by many Sequences on many threads. Each Sequence is used by one thread at a time.
+template <typename Cell>
+class Sequence {
+  static_assert(CellContract<Cell>::value,
+                "recurrent: Sequence<Cell> needs a type that meets the cell contract "
+                "(cells/cell.hpp; see the messages above)");
+
+ public:
+  using Scalar = typename Cell::Scalar;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using State = typename Cell::State;
+  using Parameters = typename Cell::Parameters;
+
+  explicit Sequence(const Cell& cell) : m_cell(&cell) {}
+  /// A Sequence refers to its cell: a temporary cell would dangle.
+  explicit Sequence(const Cell&& cell) = delete;
+
+  const Cell& cell() const { return *m_cell; }
+
+  // ---- forward ---------------------------------------------------------------------------
+
+  /// Training forward from `initial` (R × B, and c H × B; default: zero). Returns the output
+  /// (R × T·B) and keeps the tape. Passing the finalState() of the previous chunk carries the
+  /// state over (truncated BPTT): no gradient flows back into that chunk.
+  const Matrix& forward(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
+                        const State& initial = State()) {
+    run(x, lengths, initial, true, "Sequence::forward");
+    return m_output;
+  }
+  /// Inference forward from `initial` (default: zero): no tape, discards any tape kept before.
+  const Matrix& infer(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
+                      const State& initial = State()) {
+    run(x, lengths, initial, false, "Sequence::infer");
+    return m_output;
+  }
+
+  /// The output of the last forward or infer call, R × (T·B).
+  const Matrix& output() const { return m_output; }
+  /// Each sequence's state after its own last step (R × B, and c H × B).
+  const State& finalState() const { return m_final; }
+
+  /// Threads for the following calls: up to `threads`, 0 (the default) meaning OpenMP's default
+  /// number. A call whose steps are too small to be worth sharing runs on one thread, unless
+  /// `limit` is ThreadLimit::Exactly: forward() and infer() below 1.2·10⁶ flops in a step's
+  /// recurrent product (2·G·H·H·B), backward() below 2·10⁵ (its products over all steps share
+  /// well at smaller steps). Never more than one thread per panel of hidden units. Without OpenMP
+  /// every call runs on the calling thread.
+  void setThreads(int threads, ThreadLimit limit = ThreadLimit::AtMost) {
+    if (threads < 0) detail::fail("Sequence::setThreads: threads must be >= 0, got ", threads);
+    m_threads = threads;
+    m_exactThreads = limit == ThreadLimit::Exactly;
+  }
+  int threads() const { return m_threads; }
+
+  /// T and B of the last forward or infer call.
+  Eigen::Index steps() const { return m_schedule.steps(); }
+  Eigen::Index batchSize() const { return m_schedule.batch(); }
+
+  /// Scalars the training tape keeps per sequence and step: the copy of the input (I), the gate
+  /// activations (G·H), h (R), c (H, LSTM only) and the cell's extra rows (H for GRU and for an
+  /// LSTM's projection). Bytes: multiply by sizeof(Scalar); the schedule adds one Eigen::Index
+  /// per step. infer() keeps no tape: its memory besides the output does not depend on T.
+  static Eigen::Index tapeScalarsPerStep(const Cell& cell) {
+    return cell.inputSize() + Cell::kGates * cell.hiddenSize() + cell.outputSize() +
+           (Cell::kHasCellState ? cell.hiddenSize() : 0) + cell.extraRows();
+  }
+
+  /// True after forward() and until the next infer(): backward() can run.
+  bool hasTape() const { return m_hasTape; }
+
+  // ---- backward --------------------------------------------------------------------------
+
+  /// Backward from dL/dy (R × T·B; entries in padding are ignored). ADDS the parameter gradients
+  /// into `grads`; dL/dx and dL/d(initial state) are then available.
+  void backward(const Eigen::Ref<const Matrix>& dOutput, Parameters& grads) {
+    runBackward(&dOutput, State(), grads);
+  }
+  /// Backward from dL/dy and dL/d(final state) (default-constructed: none).
+  void backward(const Eigen::Ref<const Matrix>& dOutput, const State& dFinal, Parameters& grads) {
+    runBackward(&dOutput, dFinal, grads);
+  }
+  /// Backward from dL/d(final state) alone.
+  void backward(const State& dFinal, Parameters& grads) { runBackward(nullptr, dFinal, grads); }
+
+  /// dL/dx of the last backward, I × (T·B), zero in padding.
+  const Matrix& inputGradient() const { return m_dx; }
+  /// dL/d(initial state) of the last backward, R × B (and c H × B).
+  const State& initialStateGradient() const { return m_dInitial; }
+
+ private:
+  using Index = Eigen::Index;
+  using Block = Eigen::Block<Matrix, Eigen::Dynamic, Eigen::Dynamic, true>;
+
+  /// Packed columns of the input projection per block of steps in infer() (rounded up to whole
+  /// kColumnGrain blocks per thread).
+  static constexpr Index kInferenceBlockColumns = 256;
+  /// Threads split the columns of the large products in whole blocks of the kernel, so that every
+  /// column is computed the same way whatever the number of threads.
+  static constexpr Index kColumnGrain = detail::GemmTraits<Scalar>::NC;
+  /// A forward step's recurrent product below this many flops runs on one thread; in backward,
+  /// below the second (there the weight-gradient and dX products over all steps, which share
+  /// well, are a larger part of the call). The measurements behind both: benchmarks/README.md.
+  static constexpr double kMinStepFlopsToShare = 1.2e6;
+  static constexpr double kMinStepFlopsToShareBackward = 2.0e5;
+
+  // ---- argument checks (before anything changes) ------------------------------------------
+
+  void checkForward(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
+                    const State& initial, const char* where) const {
+    const Cell& cell = *m_cell;
+    cell.checkParameters(where);
+    detail::checkBatch(where, x.rows(), x.cols(), cell.inputSize(), "the cell's input_size",
+                       lengths);
+    if (!detail::isEmpty(initial)) {
+      detail::checkState(where, "initial state", initial, cell.sizes(),
+                         static_cast<Index>(lengths.size()));
+    }
+  }
+
+  void checkBackward(const Eigen::Ref<const Matrix>* dOutput, const State& dFinal,
+                     const Parameters& grads) const {
+    const char* where = "Sequence::backward";
+    if (!m_hasTape) {
+      detail::fail(
+          where, ": needs the tape of a training forward(); ",
+          steps() == 0 ? "no forward() has run" : "the last call was infer(), which keeps none");
+    }
+    const Cell& cell = *m_cell;
+    cell.checkParameters(where);
+    if (cell.inputSize() != m_x.rows() || cell.outputSize() != m_h0.rows()) {
+      detail::fail(where, ": the cell's sizes changed since forward()");
+    }
+    cell.checkGradients(grads, where);
+    if (dOutput != nullptr) {
+      detail::checkShape(where, "output gradient", dOutput->rows(), dOutput->cols(),
+                         cell.outputSize(), steps() * batchSize());
+    }
+    if (!detail::isEmpty(dFinal)) {
+      detail::checkState(where, "final-state gradient", dFinal, cell.sizes(), batchSize());
+    }
+  }
+
+  // ---- workspaces and threads ---------------------------------------------------------------
+
+  /// Makes `m` at least rows × cols (same rows), keeping its capacity between calls.
+  static void reserve(Matrix& m, Index rows, Index cols) {
+    if (m.rows() != rows || m.cols() < cols) m.resize(rows, std::max(cols, Index(1)));
+  }
+  static void setSize(Matrix& m, Index rows, Index cols) {
+    if (m.rows() != rows || m.cols() != cols) m.resize(rows, cols);
+  }
+
+  /// True for a cell whose h is projected to other rows than its units (an LSTM with proj_size):
+  /// such a cell runs on one thread, and backward keeps dL/dh of every step.
+  bool projects() const { return m_cell->outputSize() != m_cell->hiddenSize(); }
+
+  /// The number of threads for steps of `B` columns: never more than there are panels of units;
+  /// automatically, one where a step's recurrent product is too small to be worth a barrier.
+  int threadsFor(Index B, bool backward) const {
+    if (projects()) return 1;  // the projection W_hr·m is a second recurrent product per step
+    const Index H = m_cell->hiddenSize();
+    const Index panels = (H + detail::GemmTraits<Scalar>::MR - 1) / detail::GemmTraits<Scalar>::MR;
+    const double stepFlops = 2.0 * double(Cell::kGates) * double(H) * double(H) * double(B);
+    const double minFlops = backward ? kMinStepFlopsToShareBackward : kMinStepFlopsToShare;
+    if (!m_exactThreads && stepFlops < minFlops) return 1;
+    const int requested = m_threads > 0 ? m_threads : detail::defaultThreads();
+    return static_cast<int>(std::max<Index>(1, std::min<Index>(requested, panels)));
+  }
+
+  /// One packing buffer per thread, each with room for the widest product it will see.
+  void reserveBuffers(int threads) {
+    const Index widest =
+        std::max({detail::GemmTraits<Scalar>::NC, batchSize(), m_cell->outputSize(),
+                  m_cell->hiddenSize(), m_cell->inputSize()});
+    if (m_buffers.size() < static_cast<std::size_t>(threads)) {
+      m_buffers.resize(static_cast<std::size_t>(threads));
+    }
+    for (int k = 0; k < threads; ++k) m_buffers[static_cast<std::size_t>(k)].reserve(widest);
+  }
+
+  /// This thread's hidden units [u0, u1), in whole kernel panels, and its rows [r0, r1) of
+  /// h-shaped matrices: its units, or all of h with a projection (one thread).
+  struct Rows {
+    Index u0, u1, r0, r1;
+  };
+  Rows rowsOf(const detail::Team& team) const {
+    Rows rows{};
+    team.share(m_cell->hiddenSize(), detail::GemmTraits<Scalar>::MR, rows.u0, rows.u1);
+    rows.r0 = projects() ? 0 : rows.u0;
+    rows.r1 = projects() ? m_cell->outputSize() : rows.u1;
+    return rows;
+  }
+
+  /// The context of this thread's steps.
+  StepContext<Scalar> context(const detail::Team& team, const Rows& rows) {
+    return StepContext<Scalar>(team, m_weights, detail::Blocks{Cell::kGates, m_cell->hiddenSize()},
+                               rows.u0, rows.u1, m_buffers[static_cast<std::size_t>(team.rank)]);
+  }
+
+  /// gates(:, c0:c1) = W_ih · x(:, c0:c1) + folded bias, written in one pass by the kernel.
+  void projectInput(const Eigen::Ref<const Matrix>& x, Index c0, Index c1,
+                    detail::GemmBuffer<Scalar>& buffer) {
+    if (c1 <= c0) return;
+    const auto in = detail::viewOf<const Scalar>(x.data(), x.outerStride());
+    const auto out =
+        detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_cell->hiddenSize());
+    detail::gemmColumns(
+        detail::Product<Scalar>(m_weights.ih, in, out, c1).overwrite().plusBias(m_bias.data()), c0,
+        c1, buffer);
+  }
+
+  // Views of the cell state (0-row views for cells without one): c_{t−1} of step t, c_t of the
+  // step whose packed columns start at `off`, and the two ping-pong buffers of infer().
+  Block cellStatePrev(Index t, Index n) {
+    if (!Cell::kHasCellState) return m_none.leftCols(0);
+    return t == 0 ? m_c0.leftCols(n) : m_cp.middleCols(m_schedule.offset(t - 1), n);
+  }
+  Block cellStateAt(Index off, Index n) {
+    return Cell::kHasCellState ? m_cp.middleCols(off, n) : m_none.leftCols(0);
+  }
+  Block cellBuffer(int k, Index n) {
+    return Cell::kHasCellState ? m_cBuffer[k].leftCols(n) : m_none.leftCols(0);
+  }
+  Block dcBuffer(int k, Index n) {
+    return Cell::kHasCellState ? m_dc[k].leftCols(n) : m_none.leftCols(0);
+  }
+  Matrix& packedOutput() { return m_schedule.full() ? m_output : m_hp; }
+
+  // ---- the time loops (sequence_impl.hpp) ---------------------------------------------------
+
+  void run(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths, const State& initial,
+           bool training, const char* where);
+  void runTraining(const Eigen::Ref<const Matrix>& x, int threads);
+  void runInference(const Eigen::Ref<const Matrix>& x, int threads);
+  void inferStep(const StepContext<Scalar>& ctx, Index t, Index gateCol, const Rows& rows);
+  void runBackward(const Eigen::Ref<const Matrix>* dOutput, const State& dFinal, Parameters& grads);
+  void backwardSteps(const detail::Team& team, const Eigen::Ref<const Matrix>* dOutput,
+                     const State& dFinal, const Rows& rows, Matrix& dGh);
+
+  const Cell* m_cell;
+  int m_threads = 0;
+  bool m_exactThreads = false;
+
+  // The last forward: its schedule and whether it kept a tape.
+  detail::Schedule m_schedule;
+  bool m_hasTape = false;
+
+  // Forward results and tape (see runTraining and runInference).
+  Vector m_bias;
+  Matrix m_x, m_gates, m_hp, m_cp, m_extra, m_scratch, m_h0, m_c0;
+  Matrix m_hBuffer[2], m_cBuffer[2];
+  Matrix m_output;
+  State m_final;
+  Matrix m_none;
+
+  // The weights packed for the kernel, and one packing buffer per thread.
+  detail::PackedWeights<Scalar> m_weights;
+  std::vector<detail::GemmBuffer<Scalar>> m_buffers;
+
+  // Backward workspaces and results.
+  Matrix m_dGx, m_dGh, m_dh[2], m_dc[2], m_hPrev, m_cPrev, m_dhSteps, m_dxPacked, m_dx;
+  State m_dInitial;
+};
+
+}  // namespace recurrent
+
+#include <recurrent/layers/sequence_impl.hpp>

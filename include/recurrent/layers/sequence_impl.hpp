@@ -1,0 +1,363 @@
+// recurrent — layers/sequence_impl.hpp: the time loops of Sequence (included by sequence.hpp).
+//
+// forward (training) and infer run one OpenMP region each, backward one more:
+//
+//     forward:  [copy or gather x, project it: by column blocks] barrier
+//               for each step: [recurrent product + gate math: by units] barrier
+//               [final states, output in the caller's order: by units]
+//     infer:    for each block of steps: [gather, project: by column blocks] barrier
+//                                        for each step: [step, output, final states] barrier
+//     backward: for each step, last first: [gate gradients, W_hhᵀ·dA: by units]
+//               [H_prev: by columns] barrier [weight gradients: by units] [dX: by column blocks]
+//
+// Legend: R rows of h, H hidden units, G gates, T steps, B sequences, N packed columns (Σ lengths).
+#pragma once
+
+#include <recurrent/layers/sequence.hpp>
+
+namespace recurrent {
+
+template <typename Cell>
+void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
+                         const State& initial, bool training, const char* where) {
+  checkForward(x, lengths, initial, where);
+  // Nothing below throws (but for memory): the object changes only now.
+  const Cell& cell = *m_cell;
+  const Index B = static_cast<Index>(lengths.size());
+  const Index T = x.cols() / B;
+  const Index R = cell.outputSize(), H = cell.hiddenSize();
+  m_hasTape = false;
+  m_schedule.plan(lengths, T, training);
+
+  // The initial state, in sorted order (copied first: `initial` may be our own finalState()).
+  setSize(m_h0, R, B);
+  if constexpr (Cell::kHasCellState) setSize(m_c0, H, B);
+  if (!detail::isEmpty(initial)) {
+    for (Index j = 0; j < B; ++j) {
+      m_h0.col(j) = initial.h.col(m_schedule.order(j));
+      if constexpr (Cell::kHasCellState) m_c0.col(j) = initial.c.col(m_schedule.order(j));
+    }
+  } else {
+    m_h0.setZero();
+    if constexpr (Cell::kHasCellState) m_c0.setZero();
+  }
+  setSize(m_final.h, R, B);
+  if constexpr (Cell::kHasCellState) setSize(m_final.c, H, B);
+  setSize(m_output, R, T * B);
+  if (!m_schedule.full()) m_output.setZero();
+  m_bias.resize(Cell::kGates * H);
+  cell.foldedBias(m_bias);
+  reserve(m_scratch, cell.scratchRows(), B);
+  const int threads = threadsFor(B, false);
+  m_weights.packForward(cell, threads == 1 && Cell::kFullGateProducts);
+  reserveBuffers(threads);
+
+  if (training) {
+    runTraining(x, threads);
+    m_hasTape = true;
+  } else {
+    runInference(x, threads);
+  }
+}
+
+/// Training: every step's columns packed side by side, kept as the tape.
+///   m_x      I × N      inputs
+///   m_gates  G·H × N    gate activations
+///   hp       R × N      h_t (the output itself when no sequence is padded)
+///   m_cp     H × N      c_t (LSTM)
+///   m_extra  E × N      the cell's extra tape
+template <typename Cell>
+void Sequence<Cell>::runTraining(const Eigen::Ref<const Matrix>& x, int threads) {
+  const Cell& cell = *m_cell;
+  const detail::Schedule& plan = m_schedule;
+  const Index N = plan.columns();
+  reserve(m_x, cell.inputSize(), N);
+  reserve(m_gates, Cell::kGates * cell.hiddenSize(), N);
+  if (!plan.full()) reserve(m_hp, cell.outputSize(), N);
+  if constexpr (Cell::kHasCellState) reserve(m_cp, cell.hiddenSize(), N);
+  reserve(m_extra, cell.extraRows(), N);
+  Matrix& hp = packedOutput();
+
+  detail::parallel(threads, [&](const detail::Team& team) {
+    Index c0, c1;
+    team.share(N, kColumnGrain, c0, c1);
+    if (plan.full()) {
+      m_x.middleCols(c0, c1 - c0) = x.middleCols(c0, c1 - c0);
+    } else {
+      plan.gather(x, 0, plan.steps(), c0, c1, m_x);
+    }
+    projectInput(m_x, c0, c1, m_buffers[static_cast<std::size_t>(team.rank)]);
+    team.barrier();
+
+    const Rows rows = rowsOf(team);
+    const StepContext<Scalar> ctx = context(team, rows);
+    for (Index t = 0; t < plan.steps(); ++t) {
+      const Index n = plan.active(t), off = plan.offset(t);
+      ForwardStep<Scalar> s{m_gates.middleCols(off, n),
+                            t == 0 ? m_h0.leftCols(n) : hp.middleCols(plan.offset(t - 1), n),
+                            cellStatePrev(t, n),
+                            hp.middleCols(off, n),
+                            cellStateAt(off, n),
+                            m_extra.middleCols(off, n),
+                            m_scratch.leftCols(n)};
+      cell.forwardStep(ctx, s);
+      team.barrier();
+    }
+
+    // Final states and the output in the caller's order: this thread's rows.
+    const Index hRows = rows.r1 - rows.r0, units = rows.u1 - rows.u0;
+    for (Index j = 0; j < plan.batch(); ++j) {
+      const Index col = plan.offset(plan.length(j) - 1) + j;
+      m_final.h.col(plan.order(j)).segment(rows.r0, hRows) = hp.col(col).segment(rows.r0, hRows);
+      if constexpr (Cell::kHasCellState) {
+        m_final.c.col(plan.order(j)).segment(rows.u0, units) =
+            m_cp.col(col).segment(rows.u0, units);
+      }
+    }
+    if (!plan.full()) {
+      for (Index t = 0; t < plan.steps(); ++t) {
+        for (Index j = 0; j < plan.active(t); ++j) {
+          m_output.col(t * plan.batch() + plan.order(j)).segment(rows.r0, hRows) =
+              hp.col(plan.offset(t) + j).segment(rows.r0, hRows);
+        }
+      }
+    }
+  });
+}
+
+/// Inference: the input projection in blocks of steps of about kInferenceBlockColumns packed
+/// columns, the state in two ping-pong buffers (or, with no padding, read back from the output
+/// itself).
+template <typename Cell>
+void Sequence<Cell>::runInference(const Eigen::Ref<const Matrix>& x, int threads) {
+  const Cell& cell = *m_cell;
+  const detail::Schedule& plan = m_schedule;
+  const Index B = plan.batch();
+  // Whole column blocks for every thread: the input projection of a block is split between the
+  // threads in blocks of kColumnGrain, and a block of 256 columns would give one thread 192, the
+  // other 64.
+  const Index capacity =
+      std::max(detail::roundUp(kInferenceBlockColumns, kColumnGrain * threads), B);
+  reserve(m_gates, Cell::kGates * cell.hiddenSize(), capacity);
+  if (!plan.full()) {
+    reserve(m_x, cell.inputSize(), capacity);
+    for (Matrix& buffer : m_hBuffer) reserve(buffer, cell.outputSize(), B);
+  }
+  if constexpr (Cell::kHasCellState) {
+    for (Matrix& buffer : m_cBuffer) reserve(buffer, cell.hiddenSize(), B);
+  }
+  reserve(m_extra, cell.extraRows(), B);
+
+  detail::parallel(threads, [&](const detail::Team& team) {
+    detail::GemmBuffer<Scalar>& buffer = m_buffers[static_cast<std::size_t>(team.rank)];
+    const Rows rows = rowsOf(team);
+    const StepContext<Scalar> ctx = context(team, rows);
+    Index t0 = 0;
+    while (t0 < plan.steps()) {
+      // Steps [t0, t1) whose columns fit the block (at least one step).
+      Index t1 = t0 + 1, cols = plan.active(t0);
+      while (t1 < plan.steps() && cols + plan.active(t1) <= capacity) cols += plan.active(t1++);
+      Index c0, c1;
+      team.share(cols, kColumnGrain, c0, c1);
+      if (plan.full()) {
+        // The projection reads x in place; gates column k is x column t0·B + k.
+        projectInput(x.middleCols(t0 * B, cols), c0, c1, buffer);
+      } else {
+        plan.gather(x, t0, t1, c0, c1, m_x);
+        projectInput(m_x, c0, c1, buffer);
+      }
+      team.barrier();
+      for (Index t = t0, gateCol = 0; t < t1; gateCol += plan.active(t++)) {
+        inferStep(ctx, t, gateCol, rows);
+        team.barrier();
+      }
+      t0 = t1;
+    }
+  });
+}
+
+/// One inference step: its gates start at packed column `gateCol` of the block.
+template <typename Cell>
+void Sequence<Cell>::inferStep(const StepContext<Scalar>& ctx, Index t, Index gateCol,
+                               const Rows& rows) {
+  const detail::Schedule& plan = m_schedule;
+  const Index n = plan.active(t), B = plan.batch();
+  const bool full = plan.full();
+  Block hNext = full ? m_output.middleCols(t * B, B) : m_hBuffer[t & 1].leftCols(n);
+  Block hPrev =
+      t == 0 ? m_h0.leftCols(n)
+             : (full ? m_output.middleCols((t - 1) * B, B) : m_hBuffer[(t - 1) & 1].leftCols(n));
+  ForwardStep<Scalar> s{m_gates.middleCols(gateCol, n),
+                        hPrev,
+                        t == 0 ? cellStatePrev(0, n) : cellBuffer((t - 1) & 1, n),
+                        hNext,
+                        cellBuffer(t & 1, n),
+                        m_extra.leftCols(n),
+                        m_scratch.leftCols(n)};
+  m_cell->forwardStep(ctx, s);
+  const Index hRows = rows.r1 - rows.r0, units = rows.u1 - rows.u0;
+  if (!full) {
+    for (Index j = 0; j < n; ++j) {
+      m_output.col(t * B + plan.order(j)).segment(rows.r0, hRows) =
+          hNext.col(j).segment(rows.r0, hRows);
+    }
+  }
+  // Sequences whose last step this is: columns [n_{t+1}, n_t).
+  const Index ending = t + 1 < plan.steps() ? plan.active(t + 1) : 0;
+  for (Index j = ending; j < n; ++j) {
+    m_final.h.col(plan.order(j)).segment(rows.r0, hRows) = hNext.col(j).segment(rows.r0, hRows);
+    if constexpr (Cell::kHasCellState) {
+      m_final.c.col(plan.order(j)).segment(rows.u0, units) =
+          m_cBuffer[t & 1].col(j).segment(rows.u0, units);
+    }
+  }
+}
+
+template <typename Cell>
+void Sequence<Cell>::runBackward(const Eigen::Ref<const Matrix>* dOutput, const State& dFinal,
+                                 Parameters& grads) {
+  checkBackward(dOutput, dFinal, grads);
+  const Cell& cell = *m_cell;
+  const detail::Schedule& plan = m_schedule;
+  const Index R = cell.outputSize(), H = cell.hiddenSize(), GH = Cell::kGates * H;
+  const Index N = plan.columns(), B = plan.batch();
+  Matrix& hp = packedOutput();
+
+  reserve(m_dGx, GH, N);
+  if constexpr (Cell::kSeparateRecurrentGradient) reserve(m_dGh, GH, N);
+  Matrix& dGh = Cell::kSeparateRecurrentGradient ? m_dGh : m_dGx;
+  for (Matrix& buffer : m_dh) setSize(buffer, R, B);
+  setSize(m_dInitial.h, R, B);
+  if constexpr (Cell::kHasCellState) {
+    for (Matrix& buffer : m_dc) setSize(buffer, H, B);
+    setSize(m_dInitial.c, H, B);
+  }
+  reserve(m_hPrev, R, N);
+  if constexpr (Cell::kCellStatesInGradients) reserve(m_cPrev, H, N);
+  if (projects()) reserve(m_dhSteps, R, N);
+  reserve(m_scratch, cell.scratchRows(), B);
+  setSize(m_dx, cell.inputSize(), plan.steps() * B);
+  if (!plan.full()) {
+    reserve(m_dxPacked, cell.inputSize(), N);
+    m_dx.setZero();
+  }
+  Matrix& dxPacked = plan.full() ? m_dx : m_dxPacked;
+  const int threads = threadsFor(B, true);
+  m_weights.packBackward(cell);
+  reserveBuffers(threads);
+
+  detail::parallel(threads, [&](const detail::Team& team) {
+    const Rows rows = rowsOf(team);
+    backwardSteps(team, dOutput, dFinal, rows, dGh);
+
+    // h_{t-1} of every step, packed like the tape, for dW_hh = dGh · H_prevᵀ (and c_{t-1} for
+    // the cells that need it).
+    Index c0, c1;
+    team.share(N, kColumnGrain, c0, c1);
+    for (Index t = 0; t < plan.steps(); ++t) {
+      const Index off = plan.offset(t);
+      for (Index col = std::max(c0, off); col < std::min(c1, off + plan.active(t)); ++col) {
+        const Index j = col - off;
+        m_hPrev.col(col) = t == 0 ? m_h0.col(j) : hp.col(plan.offset(t - 1) + j);
+        if constexpr (Cell::kCellStatesInGradients) {
+          m_cPrev.col(col) = t == 0 ? m_c0.col(j) : m_cp.col(plan.offset(t - 1) + j);
+        }
+      }
+    }
+    team.barrier();  // every dGx and H_prev column is complete
+
+    StepsGradients<Scalar> steps{
+        m_x.leftCols(N),
+        m_hPrev.leftCols(N),
+        m_extra.leftCols(N),
+        m_dGx.leftCols(N),
+        dGh.leftCols(N),
+        Cell::kHasCellState ? m_cp.leftCols(N) : m_none.leftCols(0),
+        Cell::kCellStatesInGradients ? m_cPrev.leftCols(N) : m_none.leftCols(0),
+        projects() ? m_dhSteps.leftCols(N) : m_none.leftCols(0)};
+    cell.accumulateGradients(context(team, rows), steps, grads);
+    // dX = W_ihᵀ · dGx, split by columns.
+    const auto dA = detail::viewOf<const Scalar>(m_dGx.data(), m_dGx.outerStride(), H);
+    const auto dX = detail::viewOf<Scalar>(dxPacked.data(), dxPacked.outerStride());
+    detail::gemmColumns(detail::Product<Scalar>(m_weights.ihT, dA, dX, N).overwrite(), c0, c1,
+                        m_buffers[static_cast<std::size_t>(team.rank)]);
+    if (!plan.full()) {
+      for (Index t = 0; t < plan.steps(); ++t) {
+        const Index off = plan.offset(t);
+        for (Index col = std::max(c0, off); col < std::min(c1, off + plan.active(t)); ++col) {
+          m_dx.col(t * B + plan.order(col - off)) = m_dxPacked.col(col);
+        }
+      }
+    }
+  });
+}
+
+/// The backward time loop, last step first: each step's gate gradients into m_dGx (and dGh), and
+/// dL/d(initial state) at the end, for this thread's rows.
+template <typename Cell>
+void Sequence<Cell>::backwardSteps(const detail::Team& team,
+                                   const Eigen::Ref<const Matrix>* dOutput, const State& dFinal,
+                                   const Rows& rows, Matrix& dGh) {
+  const detail::Schedule& plan = m_schedule;
+  const Index B = plan.batch();
+  const Index hRows = rows.r1 - rows.r0, units = rows.u1 - rows.u0;
+  const bool noFinal = detail::isEmpty(dFinal);
+  Matrix& hp = packedOutput();
+  const StepContext<Scalar> ctx = context(team, rows);
+
+  // Both ping-pong buffers start as dL/d(final state): a sequence's column is first read at its
+  // own last step and untouched before, whichever buffer is current then.
+  for (int k = 0; k < 2; ++k) {
+    for (Index j = 0; j < B; ++j) {
+      if (noFinal) {
+        m_dh[k].col(j).segment(rows.r0, hRows).setZero();
+        if constexpr (Cell::kHasCellState) m_dc[k].col(j).segment(rows.u0, units).setZero();
+      } else {
+        m_dh[k].col(j).segment(rows.r0, hRows) =
+            dFinal.h.col(plan.order(j)).segment(rows.r0, hRows);
+        if constexpr (Cell::kHasCellState) {
+          m_dc[k].col(j).segment(rows.u0, units) =
+              dFinal.c.col(plan.order(j)).segment(rows.u0, units);
+        }
+      }
+    }
+  }
+
+  int cur = 0;
+  for (Index t = plan.steps() - 1; t >= 0; --t) {
+    const Index n = plan.active(t), off = plan.offset(t);
+    Block dh = m_dh[cur].leftCols(n);
+    if (dOutput != nullptr) {
+      for (Index j = 0; j < n; ++j) {
+        dh.col(j).segment(rows.r0, hRows) +=
+            dOutput->col(t * B + plan.order(j)).segment(rows.r0, hRows);
+      }
+    }
+    if (projects()) m_dhSteps.middleCols(off, n) = dh;  // for dW_hr (one thread)
+    BackwardStep<Scalar> s{m_gates.middleCols(off, n),
+                           m_extra.middleCols(off, n),
+                           t == 0 ? m_h0.leftCols(n) : hp.middleCols(plan.offset(t - 1), n),
+                           cellStatePrev(t, n),
+                           hp.middleCols(off, n),
+                           cellStateAt(off, n),
+                           dh,
+                           dcBuffer(cur, n),
+                           m_dGx.middleCols(off, n),
+                           dGh.middleCols(off, n),
+                           m_dh[1 - cur].leftCols(n),
+                           dcBuffer(1 - cur, n),
+                           m_scratch.leftCols(n)};
+    m_cell->backwardStep(ctx, s);
+    cur = 1 - cur;
+  }
+  for (Index j = 0; j < B; ++j) {
+    m_dInitial.h.col(plan.order(j)).segment(rows.r0, hRows) =
+        m_dh[cur].col(j).segment(rows.r0, hRows);
+    if constexpr (Cell::kHasCellState) {
+      m_dInitial.c.col(plan.order(j)).segment(rows.u0, units) =
+          m_dc[cur].col(j).segment(rows.u0, units);
+    }
+  }
+}
+
+}  // namespace recurrent

@@ -1,0 +1,178 @@
+// recurrent — layers/stack_layer.hpp: one layer of a Stack, in one direction or both.
+//
+// A bidirectional layer runs a second Sequence over every sequence reversed in time, from the
+// sequence's own last step (PyTorch's packed sequences), and merges the two outputs step by
+// step. The two directions are independent for the whole sequence, so with threads for both they
+// run at the same time (one OpenMP region per layer and call), each writing its own rows.
+#pragma once
+
+#include <recurrent/detail/team.hpp>
+#include <recurrent/layers/sequence.hpp>
+#include <recurrent/layers/stack_options.hpp>
+
+#include <Eigen/Core>
+
+#include <cstddef>
+#include <vector>
+
+namespace recurrent {
+
+namespace detail {
+
+/// Reverses every sequence of a batch in time, within its own length:
+///
+///     out(:, t·B + b) = in(:, (len_b − 1 − t)·B + b)     for t < len_b
+///     out(:, t·B + b) = 0                                for t ≥ len_b (padding)
+///
+/// or, with `accumulate`, adds the first line into `out` and leaves its padding alone. The
+/// operation is its own inverse. `in` and `out` must not overlap.
+template <typename Scalar>
+void reverseInTime(
+    const Eigen::Ref<const Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>>& in,
+    const std::vector<int>& lengths,
+    Eigen::Ref<Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>> out, bool accumulate) {
+  const auto B = static_cast<Eigen::Index>(lengths.size());
+  const Eigen::Index T = in.cols() / B;
+  for (Eigen::Index b = 0; b < B; ++b) {
+    const Eigen::Index length = lengths[static_cast<std::size_t>(b)];
+    for (Eigen::Index t = 0; t < length; ++t) {
+      if (accumulate) {
+        out.col(t * B + b) += in.col((length - 1 - t) * B + b);
+      } else {
+        out.col(t * B + b) = in.col((length - 1 - t) * B + b);
+      }
+    }
+    if (!accumulate) {
+      for (Eigen::Index t = length; t < T; ++t) out.col(t * B + b).setZero();
+    }
+  }
+}
+
+/// One layer of a Stack: the forward direction's Sequence on the layer's input and, if
+/// bidirectional, the reverse direction's on the input reversed in time, with their outputs
+/// merged. A one-direction layer's output and input gradient are its Sequence's own.
+template <typename Cell>
+class StackLayer {
+ public:
+  using Scalar = typename Cell::Scalar;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using State = typename Cell::State;
+  using Parameters = typename Cell::Parameters;
+
+  /// `cells` points at the layer's one or two cells (forward, then reverse), which must outlive
+  /// it.
+  StackLayer(const Cell* cells, Eigen::Index directions, Merge merge) : m_merge(merge) {
+    for (Eigen::Index d = 0; d < directions; ++d) m_sequences.emplace_back(cells[d]);
+  }
+
+  Eigen::Index directions() const { return static_cast<Eigen::Index>(m_sequences.size()); }
+  const Sequence<Cell>& direction(Eigen::Index d) const {
+    return m_sequences[static_cast<std::size_t>(d)];
+  }
+  void setThreads(int threads) {
+    for (Sequence<Cell>& s : m_sequences) s.setThreads(threads);
+  }
+
+  /// The merged output of the last forward, and dL/d(input) of the last backward.
+  const Matrix& output() const { return bidirectional() ? m_output : forward().output(); }
+  const Matrix& inputGradient() const { return bidirectional() ? m_dx : forward().inputGradient(); }
+
+  /// The layer on `in`, from an initial state per direction (default-constructed: zero; the
+  /// reverse one unused by a one-direction layer); with `together`, both directions at once.
+  void run(const Eigen::Ref<const Matrix>& in, const std::vector<int>& lengths,
+           const State& initialForward, const State& initialReverse, bool training, bool together) {
+    const auto runOne = [&](Sequence<Cell>& s, const Eigen::Ref<const Matrix>& x,
+                            const State& start) {
+      if (training) {
+        s.forward(x, lengths, start);
+      } else {
+        s.infer(x, lengths, start);
+      }
+    };
+    Sequence<Cell>& f = m_sequences[0];
+    if (!bidirectional()) {
+      runOne(f, in, initialForward);
+      return;
+    }
+    Sequence<Cell>& r = m_sequences[1];
+    const Eigen::Index H = f.cell().outputSize(), columns = in.cols();
+    const bool concat = m_merge == Merge::Concat;
+    setSize(m_xReversed, in.rows(), columns);
+    setSize(m_output, concat ? 2 * H : H, columns);
+    runBoth(
+        together,
+        [&] {
+          runOne(f, in, initialForward);
+          m_output.topRows(H) = f.output();
+        },
+        [&] {
+          reverseInTime<Scalar>(in, lengths, m_xReversed, false);
+          runOne(r, m_xReversed, initialReverse);
+          if (concat) reverseInTime<Scalar>(r.output(), lengths, m_output.bottomRows(H), false);
+        });
+    if (!concat) reverseInTime<Scalar>(r.output(), lengths, m_output, true);
+  }
+
+  /// Backward from dL/d(output) (null: none) and a dL/d(final state) per direction
+  /// (default-constructed: none), ADDING into a gradient object per direction (the reverse one
+  /// unused by a one-direction layer).
+  void backward(const Eigen::Ref<const Matrix>* dOutput, const std::vector<int>& lengths,
+                const State& dFinalForward, const State& dFinalReverse, Parameters& gradsForward,
+                Parameters& gradsReverse, bool together) {
+    const auto backOne = [&](Sequence<Cell>& s, const Eigen::Ref<const Matrix>* dy,
+                             const State& dEnd, Parameters& g) {
+      if (dy != nullptr) {
+        s.backward(*dy, dEnd, g);
+      } else {
+        s.backward(dEnd, g);
+      }
+    };
+    Sequence<Cell>& f = m_sequences[0];
+    if (!bidirectional()) {
+      backOne(f, dOutput, dFinalForward, gradsForward);
+      return;
+    }
+    Sequence<Cell>& r = m_sequences[1];
+    const Eigen::Index H = f.cell().outputSize();
+    const bool concat = m_merge == Merge::Concat;
+    if (dOutput != nullptr) setSize(m_dyReversed, H, dOutput->cols());
+    runBoth(
+        together,
+        [&] {
+          if (dOutput != nullptr && concat) {
+            const Eigen::Ref<const Matrix> dyForward = dOutput->topRows(H);
+            backOne(f, &dyForward, dFinalForward, gradsForward);
+          } else {
+            backOne(f, dOutput, dFinalForward, gradsForward);
+          }
+        },
+        [&] {
+          if (dOutput == nullptr) return backOne(r, nullptr, dFinalReverse, gradsReverse);
+          reverseInTime<Scalar>(concat ? dOutput->bottomRows(H) : dOutput->topRows(H), lengths,
+                                m_dyReversed, false);
+          const Eigen::Ref<const Matrix> dyReverse(m_dyReversed);
+          backOne(r, &dyReverse, dFinalReverse, gradsReverse);
+        });
+    setSize(m_dx, f.inputGradient().rows(), f.inputGradient().cols());
+    m_dx = f.inputGradient();
+    reverseInTime<Scalar>(r.inputGradient(), lengths, m_dx, true);
+  }
+
+ private:
+  bool bidirectional() const { return m_sequences.size() == 2; }
+  const Sequence<Cell>& forward() const { return m_sequences[0]; }
+  static void setSize(Matrix& m, Eigen::Index rows, Eigen::Index cols) {
+    if (m.rows() != rows || m.cols() != cols) m.resize(rows, cols);
+  }
+
+  Merge m_merge;
+  std::vector<Sequence<Cell>> m_sequences;  ///< forward, then reverse; they refer to the cells
+  // A bidirectional layer's own buffers (a one-direction layer uses its Sequence's).
+  Matrix m_xReversed;   ///< the layer's input, each sequence reversed in time
+  Matrix m_output;      ///< the merged output, D·H or H × T·B
+  Matrix m_dyReversed;  ///< the reverse direction's output gradient, reversed in time
+  Matrix m_dx;          ///< dL/d(layer input): both directions' input gradients summed
+};
+
+}  // namespace detail
+}  // namespace recurrent

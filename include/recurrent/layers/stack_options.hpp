@@ -1,0 +1,60 @@
+// recurrent — layers/stack_options.hpp: how a Stack is shaped: layers, directions, merge, dropout.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <cstdint>
+
+namespace recurrent {
+
+/// How a bidirectional layer combines the outputs of its two directions at each step.
+enum class Merge {
+  Concat,  ///< [y_forward; y_reverse], 2·H rows: PyTorch, oneDNN's bidirectional_concat
+  Sum,     ///< y_forward + y_reverse, H rows: oneDNN's bidirectional_sum
+};
+
+/// Options of a Stack, set in a chain: `StackOptions().numLayers(2).bidirectional().dropout(0.2)`.
+class StackOptions {
+ public:
+  /// Layers, each taking the previous one's output as input (PyTorch's num_layers). Default 1.
+  StackOptions& numLayers(Eigen::Index layers) {
+    m_numLayers = layers;
+    return *this;
+  }
+  /// Each layer runs a second cell over every sequence in reverse (PyTorch's bidirectional).
+  StackOptions& bidirectional(bool on = true) {
+    m_bidirectional = on;
+    return *this;
+  }
+  /// How the two directions' outputs are combined (bidirectional only). Default Concat.
+  StackOptions& merge(Merge merge) {
+    m_merge = merge;
+    return *this;
+  }
+  /// Dropout probability on the output of every layer but the last, in training forward only
+  /// (PyTorch's dropout). Default 0.
+  StackOptions& dropout(double p) {
+    m_dropout = p;
+    return *this;
+  }
+  /// The seed of the dropout masks. Default 0.
+  StackOptions& seed(std::uint64_t seed) {
+    m_seed = seed;
+    return *this;
+  }
+
+  Eigen::Index numLayers() const { return m_numLayers; }
+  bool bidirectional() const { return m_bidirectional; }
+  Merge merge() const { return m_merge; }
+  double dropout() const { return m_dropout; }
+  std::uint64_t seed() const { return m_seed; }
+
+ private:
+  Eigen::Index m_numLayers = 1;
+  bool m_bidirectional = false;
+  Merge m_merge = Merge::Concat;
+  double m_dropout = 0.0;
+  std::uint64_t m_seed = 0;
+};
+
+}  // namespace recurrent

@@ -1,0 +1,191 @@
+// recurrent — layers/stream.hpp: a cell run one step at a time, for real-time inference.
+#pragma once
+
+#include <recurrent/cells/cell.hpp>
+#include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/fused_step.hpp>
+#include <recurrent/detail/gemm.hpp>
+#include <recurrent/detail/packed_weights.hpp>
+#include <recurrent/detail/team.hpp>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <type_traits>
+
+namespace recurrent {
+
+/// Stream<Cell> runs a cell one time step per call on a batch of B sequences (often B = 1),
+/// keeping the state between calls: the shape of real-time audio, control and streaming
+/// inference, where each input arrives after the previous output is needed.
+///
+///     recurrent::Stream<recurrent::LSTMCell<float>> stream(cell);   // B = 1
+///     for (;;) {
+///       const Eigen::MatrixXf& h = stream.step(x);   // x: I × 1, h: H × 1
+///     }
+///
+/// The state carried from step to step starts at zero, or at the state given to reset();
+/// finalState() is the state after the last step. The cell's weights are packed for the kernel
+/// when the Stream is made: call refresh() after changing the cell's parameters. A step allocates
+/// nothing and runs on the calling thread. The Stream refers to its cell, which must outlive it.
+///
+/// A batch of one (LSTM, GRU-ResetAfter, RNN) runs the fused step: every gate as one product
+/// over [x; h] with the accumulators in registers (detail/fused_step.hpp). With compile-time
+/// sizes (`LSTMCell<float, 1, 16>`) its loops are constants and unroll; with run-time sizes the
+/// same kernel reads its bounds from the layout, and the two give the same sums. Its results agree
+/// with Sequence's batched kernel to float rounding (the products sum in another order). Larger
+/// batches, and GRU-ResetBefore, use the batched kernel, which reads the weights once for all
+/// sequences.
+template <typename Cell>
+class Stream {
+  static_assert(CellContract<Cell>::value,
+                "recurrent: Stream<Cell> needs a type that meets the cell contract "
+                "(cells/cell.hpp; see the messages above)");
+
+ public:
+  using Scalar = typename Cell::Scalar;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using State = typename Cell::State;
+  /// Whether a batch of one runs the fused step kernel.
+  static constexpr bool kFusedStep = detail::hasFusedStep<Cell>();
+  /// Whether that kernel is specialised on compile-time sizes.
+  static constexpr bool kFixedSizes = detail::fixedSizes<Cell>();
+
+  /// A stream of `batch` sequences from a zero state.
+  explicit Stream(const Cell& cell, Eigen::Index batch = 1)
+      : m_cell(&cell), m_batch(detail::checkPositive("Stream", "batch", batch)) {
+    refresh();  // sizes the state and sets it to zero
+  }
+  /// A Stream refers to its cell: a temporary cell would dangle.
+  explicit Stream(const Cell&& cell, Eigen::Index batch = 1) = delete;
+
+  /// Packs the cell's current parameters (after an optimizer step, a load, ...). If the cell's
+  /// sizes changed (it was assigned another cell), the state is also set to zero, at the new
+  /// sizes. Should packing fail (std::bad_alloc), the Stream refuses to step until a refresh()
+  /// succeeds.
+  void refresh() {
+    const Cell& cell = *m_cell;
+    cell.checkParameters("Stream::refresh");
+    const bool resized = cell.inputSize() != m_inputSize || cell.hiddenSize() != m_hiddenSize ||
+                         cell.outputSize() != m_outputSize;
+    m_packed = false;
+    if (fusedApplies()) {
+      if constexpr (kFusedStep) m_fused.pack(cell);
+    } else {
+      packBatched(cell);
+    }
+    m_inputSize = cell.inputSize();
+    m_hiddenSize = cell.hiddenSize();
+    m_outputSize = cell.outputSize();
+    if (resized) reset();
+    m_packed = true;
+  }
+
+  /// The next step starts from `initial` (R × B, and c H × B; default-constructed: zero).
+  void reset(const State& initial = State()) {
+    const bool zero = detail::isEmpty(initial);
+    if (!zero) detail::checkState("Stream::reset", "state", initial, m_cell->sizes(), m_batch);
+    for (State& s : m_state) s = m_cell->zeroState(m_batch);
+    if (!zero) m_state[0] = initial;
+    m_current = 0;
+  }
+
+  /// One step: x is I × B; returns h (R × B: H, or P for an LSTM with a projection), which
+  /// stays valid until the next call.
+  const Matrix& step(const Eigen::Ref<const Matrix>& x) {
+    if (!m_packed) detail::fail("Stream::step: the last refresh() failed; call refresh()");
+    if (m_cell->inputSize() != m_inputSize || m_cell->hiddenSize() != m_hiddenSize ||
+        m_cell->outputSize() != m_outputSize) {
+      detail::fail("Stream::step: the cell's sizes changed; call refresh()");
+    }
+    detail::checkShape("Stream::step", "input", x.rows(), x.cols(), m_inputSize, m_batch);
+    m_cell->checkParameters("Stream::step");
+    if constexpr (kFusedStep) {
+      if (fusedApplies()) {
+        State& prev = m_state[m_current];
+        State& next = m_state[1 - m_current];
+        m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(),
+                     cellData(next));
+        m_current = 1 - m_current;
+        return next.h;
+      }
+    }
+    const auto in = detail::viewOf<const Scalar>(x.data(), x.outerStride());
+    const auto gates = detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize);
+    detail::gemm(detail::Product<Scalar>(m_weights.ih, in, gates, m_batch)
+                     .overwrite()
+                     .plusBias(m_bias.data()),
+                 m_buffer);
+    State& prev = m_state[m_current];
+    State& next = m_state[1 - m_current];
+    const detail::Team team;
+    const StepContext<Scalar> ctx(team, m_weights, detail::Blocks{Cell::kGates, m_hiddenSize}, 0,
+                                  m_hiddenSize, m_buffer);
+    ForwardStep<Scalar> s{m_gates,         prev.h,  cellState(prev), next.h,
+                          cellState(next), m_extra, m_scratch};
+    m_cell->forwardStep(ctx, s);
+    m_current = 1 - m_current;
+    return next.h;
+  }
+
+  /// The state after the last step (R × B, and c H × B).
+  const State& finalState() const { return m_state[m_current]; }
+  Eigen::Index batchSize() const { return m_batch; }
+
+ private:
+  /// Packs the weights for the batched kernel (B > 1, or a cell without the fused step).
+  void packBatched(const Cell& cell) {
+    const Eigen::Index G = Cell::kGates, H = cell.hiddenSize();
+    // One thread: all gates as one block where the cell allows it (see StepContext::multiply).
+    m_weights.packForward(cell, Cell::kFullGateProducts);
+    m_bias.resize(G * H);
+    cell.foldedBias(m_bias);
+    m_gates.resize(G * H, m_batch);
+    m_extra.resize(cell.extraRows(), m_batch);
+    m_scratch.resize(cell.scratchRows(), m_batch);
+    m_buffer.reserve(std::max({m_batch, cell.inputSize(), H}));
+  }
+
+  /// A batch of one of a cell that has the fused step and whose h is its hidden state (not an
+  /// LSTM's projection) runs the fused step.
+  bool fusedApplies() const {
+    return kFusedStep && m_batch == 1 && m_cell->outputSize() == m_cell->hiddenSize();
+  }
+
+  static Scalar* cellData(State& s) {
+    if constexpr (Cell::kHasCellState) {
+      return s.c.data();
+    } else {
+      (void)s;
+      return nullptr;
+    }
+  }
+
+  Eigen::Ref<Matrix> cellState(State& s) {
+    if constexpr (Cell::kHasCellState) {
+      return s.c;
+    } else {
+      (void)s;
+      return m_none;
+    }
+  }
+
+  const Cell* m_cell;
+  Eigen::Index m_batch;
+  Eigen::Index m_inputSize = 0, m_hiddenSize = 0, m_outputSize = 0;  ///< as packed
+  bool m_packed = false;                    ///< whether the last refresh() completed
+  detail::PackedWeights<Scalar> m_weights;  ///< for the batched kernel
+  detail::GemmBuffer<Scalar> m_buffer;
+  Vector m_bias;
+  Matrix m_gates, m_extra, m_scratch, m_none;
+  State m_state[2];
+  int m_current = 0;
+  std::conditional_t<
+      kFusedStep,
+      std::conditional_t<kFixedSizes, detail::FusedStep<Cell>, detail::DynamicFusedStep<Cell>>,
+      detail::NoFusedStep>
+      m_fused;
+};
+
+}  // namespace recurrent

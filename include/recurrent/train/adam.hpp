@@ -1,0 +1,201 @@
+// recurrent — train/adam.hpp: Adam (Kingma & Ba 2015) and AdamW (Loshchilov & Hutter 2019).
+#pragma once
+
+#include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/optimizer_state.hpp>
+#include <recurrent/train/parameter_list.hpp>
+
+#include <Eigen/Core>
+
+#include <cmath>
+#include <cstddef>
+
+namespace recurrent {
+
+namespace detail {
+
+/// The hyper-parameters shared by AdamOptions and AdamWOptions; each setter returns the
+/// derived type, so that a chain keeps it.
+template <typename Derived>
+class AdamOptionsBase {
+ public:
+  double lr() const { return m_lr; }
+  Derived& lr(double value) {
+    m_lr = value;
+    return self();
+  }
+  double beta1() const { return m_beta1; }
+  double beta2() const { return m_beta2; }
+  Derived& betas(double beta1, double beta2) {
+    m_beta1 = beta1;
+    m_beta2 = beta2;
+    return self();
+  }
+  double eps() const { return m_eps; }
+  Derived& eps(double value) {
+    m_eps = value;
+    return self();
+  }
+  /// Adam: an L2 penalty λ p added to the gradient. AdamW: the decoupled decay p ← p(1 − lr·λ).
+  double weightDecay() const { return m_weightDecay; }
+  Derived& weightDecay(double value) {
+    m_weightDecay = value;
+    return self();
+  }
+  bool amsgrad() const { return m_amsgrad; }
+  Derived& amsgrad(bool value) {
+    m_amsgrad = value;
+    return self();
+  }
+  bool maximize() const { return m_maximize; }
+  Derived& maximize(bool value) {
+    m_maximize = value;
+    return self();
+  }
+
+  /// Throws std::invalid_argument for the values torch.optim.Adam rejects.
+  void check(const char* where) const {
+    if (!(m_lr >= 0)) fail(where, ": lr must be >= 0, got ", m_lr);
+    if (!(m_eps >= 0)) fail(where, ": eps must be >= 0, got ", m_eps);
+    if (!(m_beta1 >= 0 && m_beta1 < 1)) fail(where, ": beta1 must be in [0, 1), got ", m_beta1);
+    if (!(m_beta2 >= 0 && m_beta2 < 1)) fail(where, ": beta2 must be in [0, 1), got ", m_beta2);
+    if (!(m_weightDecay >= 0)) fail(where, ": weight_decay must be >= 0, got ", m_weightDecay);
+  }
+
+ protected:
+  AdamOptionsBase(double lr, double weightDecay) : m_lr(lr), m_weightDecay(weightDecay) {}
+
+ private:
+  Derived& self() { return static_cast<Derived&>(*this); }
+
+  double m_lr;
+  double m_beta1 = 0.9;
+  double m_beta2 = 0.999;
+  double m_eps = 1e-8;
+  double m_weightDecay;
+  bool m_amsgrad = false;
+  bool m_maximize = false;
+};
+
+}  // namespace detail
+
+/// Hyper-parameters of Adam, set in a chain as in libtorch:
+/// `AdamOptions(1e-3).betas(0.9, 0.999).eps(1e-8)`. PyTorch's defaults; weight decay 0.
+class AdamOptions : public detail::AdamOptionsBase<AdamOptions> {
+ public:
+  explicit AdamOptions(double lr = 1e-3) : AdamOptionsBase(lr, 0.0) {}
+};
+
+/// Hyper-parameters of AdamW: as AdamOptions, but weight decay starts at 0.01 (PyTorch's
+/// default for AdamW).
+class AdamWOptions : public detail::AdamOptionsBase<AdamWOptions> {
+ public:
+  explicit AdamWOptions(double lr = 1e-3) : AdamOptionsBase(lr, 0.01) {}
+};
+
+namespace detail {
+
+/// The update shared by Adam and AdamW. For each parameter p with gradient g, at step t ≥ 1:
+///
+///     g ← −g                                   (maximize)
+///     p ← p (1 − lr λ)                         (AdamW: decoupled weight decay)
+///     g ← g + λ p                              (Adam: L2 weight decay)
+///     m ← β1 m + (1 − β1) g                    first moment
+///     v ← β2 v + (1 − β2) g²                   second moment
+///     v̂ ← max(v̂, v) (AMSGrad) or v
+///     p ← p − (lr / (1 − β1ᵗ)) · m / (√v̂ / √(1 − β2ᵗ) + ε)
+///
+/// written in the order of torch.optim's single-tensor implementation, so that float runs
+/// agree with PyTorch to rounding.
+template <typename Scalar, bool Decoupled, typename Options>
+class AdamBase {
+ public:
+  AdamBase(const ParameterList<Scalar>& params, const Options& options, const char* name,
+           const char* stepName)
+      : m_params(params), m_options(options), m_stepName(stepName) {
+    m_options.check(name);
+    m_state.resize(params);
+  }
+
+  Options& options() { return m_options; }
+  const Options& options() const { return m_options; }
+  const ParameterList<Scalar>& parameters() const { return m_params; }
+  long steps() const { return m_state.steps(); }
+
+  /// One step on every parameter from its current gradient. Checks every shape and option
+  /// first: when it throws, no parameter has changed.
+  void step() {
+    m_options.check(m_stepName);
+    m_state.check(m_params, m_stepName);
+    const double t = static_cast<double>(m_state.steps() + 1);
+    const double lr = m_options.lr();
+    const double decay = m_options.weightDecay();
+    const auto beta1 = static_cast<Scalar>(m_options.beta1());
+    const auto beta2 = static_cast<Scalar>(m_options.beta2());
+    const double correction1 = 1.0 - std::pow(m_options.beta1(), t);
+    const double correction2 = 1.0 - std::pow(m_options.beta2(), t);
+    const auto stepSize = static_cast<Scalar>(lr / correction1);
+    const auto correction2Sqrt = static_cast<Scalar>(std::sqrt(correction2));
+    const auto eps = static_cast<Scalar>(m_options.eps());
+    for (std::size_t k = 0; k < m_params.size(); ++k) {
+      auto p = m_params[k].value.array();
+      auto gradient = m_params[k].gradient.array();
+      Array& m = m_state.buffer(k, 0);
+      Array& v = m_state.buffer(k, 1);
+      Array& vMax = m_state.buffer(k, 2);
+      Array& g = m_state.buffer(k, 3);
+      if (m_options.maximize()) {
+        g = -gradient;
+      } else {
+        g = gradient;
+      }
+      if (decay != 0) {
+        if constexpr (Decoupled) {
+          p *= static_cast<Scalar>(1.0 - lr * decay);
+        } else {
+          g += static_cast<Scalar>(decay) * p;
+        }
+      }
+      m = m * beta1 + (Scalar(1) - beta1) * g;
+      v = v * beta2 + (Scalar(1) - beta2) * g * g;
+      if (m_options.amsgrad()) {
+        vMax = vMax.max(v);
+        p -= stepSize * (m / (vMax.sqrt() / correction2Sqrt + eps));
+      } else {
+        p -= stepSize * (m / (v.sqrt() / correction2Sqrt + eps));
+      }
+    }
+    m_state.countStep();
+  }
+
+ private:
+  using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
+  ParameterList<Scalar> m_params;
+  Options m_options;
+  const char* m_stepName;
+  OptimizerState<Scalar, 4> m_state;  // m, v, max v (AMSGrad), the gradient used
+};
+
+}  // namespace detail
+
+/// Adam<Scalar>: torch.optim.Adam, step for step (Kingma & Ba, "Adam: A Method for Stochastic
+/// Optimization", ICLR 2015). Weight decay, if set, is an L2 penalty added to the gradient.
+/// See detail::AdamBase for the update.
+template <typename Scalar>
+class Adam : public detail::AdamBase<Scalar, false, AdamOptions> {
+ public:
+  explicit Adam(const ParameterList<Scalar>& params, const AdamOptions& options = AdamOptions())
+      : detail::AdamBase<Scalar, false, AdamOptions>(params, options, "Adam", "Adam::step") {}
+};
+
+/// AdamW<Scalar>: torch.optim.AdamW, step for step (Loshchilov & Hutter, "Decoupled Weight
+/// Decay Regularization", ICLR 2019): the decay p ← p(1 − lr·λ) acts on the parameter, not
+/// through the gradient. Weight decay defaults to 0.01, as in PyTorch.
+template <typename Scalar>
+class AdamW : public detail::AdamBase<Scalar, true, AdamWOptions> {
+ public:
+  explicit AdamW(const ParameterList<Scalar>& params, const AdamWOptions& options = AdamWOptions())
+      : detail::AdamBase<Scalar, true, AdamWOptions>(params, options, "AdamW", "AdamW::step") {}
+};
+
+}  // namespace recurrent
