@@ -35,3 +35,7 @@
 #include <recurrent/train/parameter_list.hpp>
 #include <recurrent/train/sgd.hpp>
 #include <recurrent/version.hpp>
+
+#ifdef RECURRENT_EXTERN_TEMPLATES
+#include <recurrent/compiled.hpp>
+#endif

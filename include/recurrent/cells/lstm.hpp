@@ -328,6 +328,8 @@ class LSTMCell
 
   /// dp_i += Σ dA_i ⊙ c_{t-1}, dp_f += Σ dA_f ⊙ c_{t-1}, dp_o += Σ dA_o ⊙ c_t over every packed
   /// column, in column order, for this thread's units (so the sums do not depend on threads).
+  /// A template, so that only the peephole LSTM instantiates it.
+  template <bool Peephole = kPeephole, std::enable_if_t<Peephole, int> = 0>
   void accumulatePeepholeGradients(const StepContext<Scalar>& ctx,
                                    const StepsGradients<Scalar>& steps, Parameters& grads) const {
     const Eigen::Index H = this->hiddenSize();

@@ -80,83 +80,14 @@ class StackLayer {
   /// The layer on `in`, from an initial state per direction (default-constructed: zero; the
   /// reverse one unused by a one-direction layer); with `together`, both directions at once.
   void run(const Eigen::Ref<const Matrix>& in, const std::vector<int>& lengths,
-           const State& initialForward, const State& initialReverse, bool training, bool together) {
-    const auto runOne = [&](Sequence<Cell>& s, const Eigen::Ref<const Matrix>& x,
-                            const State& start) {
-      if (training) {
-        s.forward(x, lengths, start);
-      } else {
-        s.infer(x, lengths, start);
-      }
-    };
-    Sequence<Cell>& f = m_sequences[0];
-    if (!bidirectional()) {
-      runOne(f, in, initialForward);
-      return;
-    }
-    Sequence<Cell>& r = m_sequences[1];
-    const Eigen::Index H = f.cell().outputSize(), columns = in.cols();
-    const bool concat = m_merge == Merge::Concat;
-    setSize(m_xReversed, in.rows(), columns);
-    setSize(m_output, concat ? 2 * H : H, columns);
-    runBoth(
-        together,
-        [&] {
-          runOne(f, in, initialForward);
-          m_output.topRows(H) = f.output();
-        },
-        [&] {
-          reverseInTime<Scalar>(in, lengths, m_xReversed, false);
-          runOne(r, m_xReversed, initialReverse);
-          if (concat) reverseInTime<Scalar>(r.output(), lengths, m_output.bottomRows(H), false);
-        });
-    if (!concat) reverseInTime<Scalar>(r.output(), lengths, m_output, true);
-  }
+           const State& initialForward, const State& initialReverse, bool training, bool together);
 
   /// Backward from dL/d(output) (null: none) and a dL/d(final state) per direction
   /// (default-constructed: none), ADDING into a gradient object per direction (the reverse one
   /// unused by a one-direction layer).
   void backward(const Eigen::Ref<const Matrix>* dOutput, const std::vector<int>& lengths,
                 const State& dFinalForward, const State& dFinalReverse, Parameters& gradsForward,
-                Parameters& gradsReverse, bool together) {
-    const auto backOne = [&](Sequence<Cell>& s, const Eigen::Ref<const Matrix>* dy,
-                             const State& dEnd, Parameters& g) {
-      if (dy != nullptr) {
-        s.backward(*dy, dEnd, g);
-      } else {
-        s.backward(dEnd, g);
-      }
-    };
-    Sequence<Cell>& f = m_sequences[0];
-    if (!bidirectional()) {
-      backOne(f, dOutput, dFinalForward, gradsForward);
-      return;
-    }
-    Sequence<Cell>& r = m_sequences[1];
-    const Eigen::Index H = f.cell().outputSize();
-    const bool concat = m_merge == Merge::Concat;
-    if (dOutput != nullptr) setSize(m_dyReversed, H, dOutput->cols());
-    runBoth(
-        together,
-        [&] {
-          if (dOutput != nullptr && concat) {
-            const Eigen::Ref<const Matrix> dyForward = dOutput->topRows(H);
-            backOne(f, &dyForward, dFinalForward, gradsForward);
-          } else {
-            backOne(f, dOutput, dFinalForward, gradsForward);
-          }
-        },
-        [&] {
-          if (dOutput == nullptr) return backOne(r, nullptr, dFinalReverse, gradsReverse);
-          reverseInTime<Scalar>(concat ? dOutput->bottomRows(H) : dOutput->topRows(H), lengths,
-                                m_dyReversed, false);
-          const Eigen::Ref<const Matrix> dyReverse(m_dyReversed);
-          backOne(r, &dyReverse, dFinalReverse, gradsReverse);
-        });
-    setSize(m_dx, f.inputGradient().rows(), f.inputGradient().cols());
-    m_dx = f.inputGradient();
-    reverseInTime<Scalar>(r.inputGradient(), lengths, m_dx, true);
-  }
+                Parameters& gradsReverse, bool together);
 
  private:
   bool bidirectional() const { return m_sequences.size() == 2; }
@@ -174,5 +105,83 @@ class StackLayer {
   Matrix m_dx;          ///< dL/d(layer input): both directions' input gradients summed
 };
 
+template <typename Cell>
+void StackLayer<Cell>::run(const Eigen::Ref<const Matrix>& in, const std::vector<int>& lengths,
+                           const State& initialForward, const State& initialReverse, bool training,
+                           bool together) {
+  const auto runOne = [&](Sequence<Cell>& s, const Eigen::Ref<const Matrix>& x,
+                          const State& start) {
+    if (training) {
+      s.forward(x, lengths, start);
+    } else {
+      s.infer(x, lengths, start);
+    }
+  };
+  Sequence<Cell>& f = m_sequences[0];
+  if (!bidirectional()) {
+    runOne(f, in, initialForward);
+    return;
+  }
+  Sequence<Cell>& r = m_sequences[1];
+  const Eigen::Index H = f.cell().outputSize(), columns = in.cols();
+  const bool concat = m_merge == Merge::Concat;
+  setSize(m_xReversed, in.rows(), columns);
+  setSize(m_output, concat ? 2 * H : H, columns);
+  runBoth(
+      together,
+      [&] {
+        runOne(f, in, initialForward);
+        m_output.topRows(H) = f.output();
+      },
+      [&] {
+        reverseInTime<Scalar>(in, lengths, m_xReversed, false);
+        runOne(r, m_xReversed, initialReverse);
+        if (concat) reverseInTime<Scalar>(r.output(), lengths, m_output.bottomRows(H), false);
+      });
+  if (!concat) reverseInTime<Scalar>(r.output(), lengths, m_output, true);
+}
+template <typename Cell>
+void StackLayer<Cell>::backward(const Eigen::Ref<const Matrix>* dOutput,
+                                const std::vector<int>& lengths, const State& dFinalForward,
+                                const State& dFinalReverse, Parameters& gradsForward,
+                                Parameters& gradsReverse, bool together) {
+  const auto backOne = [&](Sequence<Cell>& s, const Eigen::Ref<const Matrix>* dy, const State& dEnd,
+                           Parameters& g) {
+    if (dy != nullptr) {
+      s.backward(*dy, dEnd, g);
+    } else {
+      s.backward(dEnd, g);
+    }
+  };
+  Sequence<Cell>& f = m_sequences[0];
+  if (!bidirectional()) {
+    backOne(f, dOutput, dFinalForward, gradsForward);
+    return;
+  }
+  Sequence<Cell>& r = m_sequences[1];
+  const Eigen::Index H = f.cell().outputSize();
+  const bool concat = m_merge == Merge::Concat;
+  if (dOutput != nullptr) setSize(m_dyReversed, H, dOutput->cols());
+  runBoth(
+      together,
+      [&] {
+        if (dOutput != nullptr && concat) {
+          const Eigen::Ref<const Matrix> dyForward = dOutput->topRows(H);
+          backOne(f, &dyForward, dFinalForward, gradsForward);
+        } else {
+          backOne(f, dOutput, dFinalForward, gradsForward);
+        }
+      },
+      [&] {
+        if (dOutput == nullptr) return backOne(r, nullptr, dFinalReverse, gradsReverse);
+        reverseInTime<Scalar>(concat ? dOutput->bottomRows(H) : dOutput->topRows(H), lengths,
+                              m_dyReversed, false);
+        const Eigen::Ref<const Matrix> dyReverse(m_dyReversed);
+        backOne(r, &dyReverse, dFinalReverse, gradsReverse);
+      });
+  setSize(m_dx, f.inputGradient().rows(), f.inputGradient().cols());
+  m_dx = f.inputGradient();
+  reverseInTime<Scalar>(r.inputGradient(), lengths, m_dx, true);
+}
 }  // namespace detail
 }  // namespace recurrent

@@ -64,23 +64,7 @@ class Stream {
   /// sizes changed (it was assigned another cell), the state is also set to zero, at the new
   /// sizes. Should packing fail (std::bad_alloc), the Stream refuses to step until a refresh()
   /// succeeds.
-  void refresh() {
-    const Cell& cell = *m_cell;
-    cell.checkParameters("Stream::refresh");
-    const bool resized = cell.inputSize() != m_inputSize || cell.hiddenSize() != m_hiddenSize ||
-                         cell.outputSize() != m_outputSize;
-    m_packed = false;
-    if (fusedApplies()) {
-      if constexpr (kFusedStep) m_fused.pack(cell);
-    } else {
-      packBatched(cell);
-    }
-    m_inputSize = cell.inputSize();
-    m_hiddenSize = cell.hiddenSize();
-    m_outputSize = cell.outputSize();
-    if (resized) reset();
-    m_packed = true;
-  }
+  void refresh();
 
   /// The next step starts from `initial` (R × B, and c H × B; default-constructed: zero).
   void reset(const State& initial = State()) {
@@ -93,41 +77,7 @@ class Stream {
 
   /// One step: x is I × B; returns h (R × B: H, or P for an LSTM with a projection), which
   /// stays valid until the next call.
-  const Matrix& step(const Eigen::Ref<const Matrix>& x) {
-    if (!m_packed) detail::fail("Stream::step: the last refresh() failed; call refresh()");
-    if (m_cell->inputSize() != m_inputSize || m_cell->hiddenSize() != m_hiddenSize ||
-        m_cell->outputSize() != m_outputSize) {
-      detail::fail("Stream::step: the cell's sizes changed; call refresh()");
-    }
-    detail::checkShape("Stream::step", "input", x.rows(), x.cols(), m_inputSize, m_batch);
-    m_cell->checkParameters("Stream::step");
-    if constexpr (kFusedStep) {
-      if (fusedApplies()) {
-        State& prev = m_state[m_current];
-        State& next = m_state[1 - m_current];
-        m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(),
-                     cellData(next));
-        m_current = 1 - m_current;
-        return next.h;
-      }
-    }
-    const auto in = detail::viewOf<const Scalar>(x.data(), x.outerStride());
-    const auto gates = detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize);
-    detail::gemm(detail::Product<Scalar>(m_weights.ih, in, gates, m_batch)
-                     .overwrite()
-                     .plusBias(m_bias.data()),
-                 m_buffer);
-    State& prev = m_state[m_current];
-    State& next = m_state[1 - m_current];
-    const detail::Team team;
-    const StepContext<Scalar> ctx(team, m_weights, detail::Blocks{Cell::kGates, m_hiddenSize}, 0,
-                                  m_hiddenSize, m_buffer);
-    ForwardStep<Scalar> s{m_gates,         prev.h,  cellState(prev), next.h,
-                          cellState(next), m_extra, m_scratch};
-    m_cell->forwardStep(ctx, s);
-    m_current = 1 - m_current;
-    return next.h;
-  }
+  const Matrix& step(const Eigen::Ref<const Matrix>& x);
 
   /// The state after the last step (R × B, and c H × B).
   const State& finalState() const { return m_state[m_current]; }
@@ -187,5 +137,59 @@ class Stream {
       detail::NoFusedStep>
       m_fused;
 };
+
+template <typename Cell>
+void Stream<Cell>::refresh() {
+  const Cell& cell = *m_cell;
+  cell.checkParameters("Stream::refresh");
+  const bool resized = cell.inputSize() != m_inputSize || cell.hiddenSize() != m_hiddenSize ||
+                       cell.outputSize() != m_outputSize;
+  m_packed = false;
+  if (fusedApplies()) {
+    if constexpr (kFusedStep) m_fused.pack(cell);
+  } else {
+    packBatched(cell);
+  }
+  m_inputSize = cell.inputSize();
+  m_hiddenSize = cell.hiddenSize();
+  m_outputSize = cell.outputSize();
+  if (resized) reset();
+  m_packed = true;
+}
+
+template <typename Cell>
+const typename Stream<Cell>::Matrix& Stream<Cell>::step(const Eigen::Ref<const Matrix>& x) {
+  if (!m_packed) detail::fail("Stream::step: the last refresh() failed; call refresh()");
+  if (m_cell->inputSize() != m_inputSize || m_cell->hiddenSize() != m_hiddenSize ||
+      m_cell->outputSize() != m_outputSize) {
+    detail::fail("Stream::step: the cell's sizes changed; call refresh()");
+  }
+  detail::checkShape("Stream::step", "input", x.rows(), x.cols(), m_inputSize, m_batch);
+  m_cell->checkParameters("Stream::step");
+  if constexpr (kFusedStep) {
+    if (fusedApplies()) {
+      State& prev = m_state[m_current];
+      State& next = m_state[1 - m_current];
+      m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(), cellData(next));
+      m_current = 1 - m_current;
+      return next.h;
+    }
+  }
+  const auto in = detail::viewOf<const Scalar>(x.data(), x.outerStride());
+  const auto gates = detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize);
+  detail::gemm(
+      detail::Product<Scalar>(m_weights.ih, in, gates, m_batch).overwrite().plusBias(m_bias.data()),
+      m_buffer);
+  State& prev = m_state[m_current];
+  State& next = m_state[1 - m_current];
+  const detail::Team team;
+  const StepContext<Scalar> ctx(team, m_weights, detail::Blocks{Cell::kGates, m_hiddenSize}, 0,
+                                m_hiddenSize, m_buffer);
+  ForwardStep<Scalar> s{m_gates,         prev.h,  cellState(prev), next.h,
+                        cellState(next), m_extra, m_scratch};
+  m_cell->forwardStep(ctx, s);
+  m_current = 1 - m_current;
+  return next.h;
+}
 
 }  // namespace recurrent

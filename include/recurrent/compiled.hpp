@@ -1,0 +1,64 @@
+// recurrent — compiled.hpp: the common specializations, compiled once (the compiled mode).
+//
+// The library is header-only: every translation unit that runs an LSTM instantiates and
+// optimises its Sequence, kernels and all. In the compiled mode the common specializations —
+// the LSTM (standard and peephole), GRU (both variants) and RNN cells in float and double, with
+// their Sequence, Stack and Stream, and the batched products — are compiled once into the
+// library `recurrent::compiled` (CMake), and a program that links it is built with
+// RECURRENT_EXTERN_TEMPLATES: <recurrent/recurrent.hpp> then includes this header, which
+// declares those specializations `extern`, so that no translation unit of the program compiles
+// them again. Every other specialization (a cell of compile-time sizes, say) stays header-only.
+//
+// The library must be built with the program's compiler, its -march and its Eigen configuration:
+// the specializations are compiled there, not in the program.
+#pragma once
+
+#include <recurrent/cells/gru.hpp>
+#include <recurrent/cells/lstm.hpp>
+#include <recurrent/cells/rnn.hpp>
+#include <recurrent/detail/gemm.hpp>
+#include <recurrent/layers/sequence.hpp>
+#include <recurrent/layers/stack.hpp>
+#include <recurrent/layers/stream.hpp>
+
+/// The specializations of one cell type: `RECURRENT_CELL_SPECIALIZATIONS(extern, Cell)` declares
+/// them, `RECURRENT_CELL_SPECIALIZATIONS(, Cell)` defines them (src/). The cell type is spelled out
+/// (an alias template cannot name an explicit instantiation). EXTERN is a keyword or nothing, and
+/// cannot be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
+#define RECURRENT_CELL_SPECIALIZATIONS(EXTERN, ...)                 \
+  EXTERN template class __VA_ARGS__;                                \
+  EXTERN template class recurrent::Sequence<__VA_ARGS__>;           \
+  EXTERN template class recurrent::detail::StackLayer<__VA_ARGS__>; \
+  EXTERN template class recurrent::Stack<__VA_ARGS__>;              \
+  EXTERN template class recurrent::Stream<__VA_ARGS__>
+
+/// The cell types of the compiled mode, for one scalar type: X(Cell) for each.
+#define RECURRENT_COMPILED_CELLS(X, Scalar)                                                        \
+  X(recurrent::LSTMCell<Scalar>)                                                                   \
+  X(recurrent::LSTMCell<Scalar, Eigen::Dynamic, Eigen::Dynamic, recurrent::LSTMVariant::Peephole>) \
+  X(recurrent::GRUCell<Scalar>)                                                                    \
+  X(recurrent::GRUCell<Scalar, Eigen::Dynamic, Eigen::Dynamic,                                     \
+                       recurrent::GRUVariant::ResetBefore>)                                        \
+  X(recurrent::RNNCell<Scalar>)
+
+/// The batched products of one scalar type (detail/gemm.hpp).
+#define RECURRENT_GEMM_SPECIALIZATIONS(EXTERN, Scalar)                                            \
+  EXTERN template void recurrent::detail::gemm<Scalar>(const recurrent::detail::Product<Scalar>&, \
+                                                       recurrent::detail::GemmBuffer<Scalar>&);   \
+  EXTERN template void recurrent::detail::gemmColumns<Scalar>(                                    \
+      const recurrent::detail::Product<Scalar>&, Eigen::Index, Eigen::Index,                      \
+      recurrent::detail::GemmBuffer<Scalar>&);                                                    \
+  EXTERN template void recurrent::detail::gemmUnpacked<Scalar>(                                   \
+      const recurrent::detail::UnpackedProduct<Scalar>&, recurrent::detail::GemmBuffer<Scalar>&)
+
+// NOLINTEND(bugprone-macro-parentheses)
+
+#ifdef RECURRENT_EXTERN_TEMPLATES
+#define RECURRENT_DECLARE_CELL(...) RECURRENT_CELL_SPECIALIZATIONS(extern, __VA_ARGS__);
+RECURRENT_GEMM_SPECIALIZATIONS(extern, float);
+RECURRENT_GEMM_SPECIALIZATIONS(extern, double);
+RECURRENT_COMPILED_CELLS(RECURRENT_DECLARE_CELL, float)
+RECURRENT_COMPILED_CELLS(RECURRENT_DECLARE_CELL, double)
+#undef RECURRENT_DECLARE_CELL
+#endif
