@@ -74,30 +74,44 @@ class CellBase {
       "recurrent: a cell's compile-time hidden size must be at least 1 (or Eigen::Dynamic)");
 
  public:
+  /// The cell's tensors by PyTorch's names (a TensorSet); the same type holds gradients.
   using Parameters = Parameters_;
-  using State = State_;
-  using Scalar = typename Parameters::Scalar;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using State = State_;                        ///< LSTMState (h, c) or HiddenState (h)
+  using Scalar = typename Parameters::Scalar;  ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< dynamic vector
 
+  /// G: the gate blocks of H rows in W_ih, W_hh and a step's gates buffer (4 LSTM, 3 GRU, 1 RNN).
   static constexpr Eigen::Index kGates = Parameters::kGates;
-  static constexpr bool kHasCellState = State::kHasCellState;
-  static constexpr int kInputSize = InputSize;
-  static constexpr int kHiddenSize = HiddenSize;
+  static constexpr bool kHasCellState = State::kHasCellState;  ///< whether State has c besides h
+  static constexpr int kInputSize = InputSize;    ///< I fixed at compile time, or Eigen::Dynamic
+  static constexpr int kHiddenSize = HiddenSize;  ///< H fixed at compile time, or Eigen::Dynamic
+  /// false: the recurrent side's dG is dGx itself. A cell that sets it true (GRU reset-after)
+  /// writes a separate dGh in backwardStep().
   static constexpr bool kSeparateRecurrentGradient = false;
+  /// false. A cell that sets it true (peephole LSTM) gets c_t and c_{t−1} of every step in
+  /// accumulateGradients() (StepsGradients::c, StepsGradients::cPrev).
   static constexpr bool kCellStatesInGradients = false;
+  /// true: every recurrent product of a step covers all gates, so one thread may pack W_hh
+  /// densely. False for a cell with a product of its own over some gates (GRU reset-before).
   static constexpr bool kFullGateProducts = true;
+  /// void: no fused step. A cell that has one names its layout (detail/fused_product.hpp) and
+  /// provides fusedGates(a, hPrev, cPrev, h, c) const; a Stream of one sequence then runs it.
   using FusedProduct = void;
 
   /// The sizes the cell was made with; they never change but by assigning another cell.
   const CellSizes& sizes() const { return m_sizes; }
+  /// Rows of each input step x (I).
   Eigen::Index inputSize() const { return m_sizes.input; }
   /// Rows of each gate (and of an LSTM's cell state c).
   Eigen::Index hiddenSize() const { return m_sizes.hidden; }
   /// Rows of h and of each output step: the projection size P for an LSTM with one, else H.
   Eigen::Index outputSize() const { return m_sizes.output(); }
 
+  /// The cell's tensors, to read, assign, load or train. An assignment must keep each tensor's
+  /// shape: the drivers check it (checkParameters()) and throw std::invalid_argument otherwise.
   Parameters& parameters() { return m_params; }
+  /// The same, read-only.
   const Parameters& parameters() const { return m_params; }
 
   /// Zero tensors shaped like the parameters, to accumulate gradients into.
@@ -279,6 +293,8 @@ struct CellContract {
                 "fusedGates(Scalar* a, const Scalar* hPrev, const Scalar* cPrev, Scalar* h, "
                 "Scalar* c) const`, the gate math of its fused step");
 
+  /// True: reading it instantiates the checks above, and a cell that fails one of them does
+  /// not compile.
   static constexpr bool value =
       detail::HasScalar<Cell>::value && detail::HasParameters<Cell>::value &&
       detail::HasState<Cell>::value && detail::HasTraits<Cell>::value &&

@@ -62,14 +62,17 @@ class GRUCell
   using Base = CellBase<GateParameters<Scalar_, 3>, HiddenState<Scalar_>, InputSize, HiddenSize>;
 
  public:
+  /// \cond
+  // CellBase's names, re-declared for the gate math (two-phase lookup); documented there.
   using Base::kGates;
   using typename Base::Matrix;
   using typename Base::Parameters;
   using typename Base::Scalar;
   using typename Base::State;
   using typename Base::Vector;
+  /// \endcond
 
-  static constexpr GRUVariant kVariant = Variant;
+  static constexpr GRUVariant kVariant = Variant;  ///< the fourth template parameter
   /// ResetAfter: the recurrent side of n gets dA_n ⊙ r, not dA_n, so dGh is its own buffer.
   static constexpr bool kSeparateRecurrentGradient = (Variant == GRUVariant::ResetAfter);
   /// ResetBefore multiplies W_hn by r ⊙ h, a product of its own after r: not every recurrent
@@ -105,6 +108,9 @@ class GRUCell
     }
   }
 
+  /// One step forward, for this thread's units: the gate math of the class comment. Leaves
+  /// [r; z; n] in s.gates and h' in s.h, and keeps in s.extra m = W_hn h + b_hn (ResetAfter,
+  /// with W_hh h in s.scratch) or r ⊙ h (ResetBefore).
   void forwardStep(const StepContext<Scalar>& ctx, ForwardStep<Scalar>& s) const {
     if constexpr (Variant == GRUVariant::ResetAfter) {
       forwardResetAfter(ctx, s);
@@ -113,6 +119,9 @@ class GRUCell
     }
   }
 
+  /// One step backward: dA = [dA_r; dA_z; dA_n] into s.dGx and dL/dh_{t-1} into s.dhPrev, as
+  /// in the class comment. ResetAfter writes the recurrent side's [dA_r; dA_z; dA_n ⊙ r] into
+  /// s.dGh; ResetBefore keeps d(rh) = W_hnᵀ dA_n in s.scratch.
   void backwardStep(const StepContext<Scalar>& ctx, BackwardStep<Scalar>& s) const {
     if constexpr (Variant == GRUVariant::ResetAfter) {
       backwardResetAfter(ctx, s);
@@ -121,6 +130,9 @@ class GRUCell
     }
   }
 
+  /// After the backward time loop: every weight and bias gradient as one product over all
+  /// steps, for this thread's units, ADDED into `grads`. ResetBefore takes n's block of dW_hh
+  /// against r ⊙ h (steps.extra), r's and z's against h.
   void accumulateGradients(const StepContext<Scalar>& ctx, const StepsGradients<Scalar>& steps,
                            Parameters& grads) const {
     detail::accumulateInputGradients(ctx, kGates, steps, grads);

@@ -49,10 +49,11 @@ struct LSTMPeepholes<Scalar, true> {
 template <typename Scalar_, LSTMVariant Variant = LSTMVariant::Standard>
 struct LSTMParameters : TensorSet<LSTMParameters<Scalar_, Variant>, CellSizes>,
                         detail::LSTMPeepholes<Scalar_, Variant == LSTMVariant::Peephole> {
-  using Scalar = Scalar_;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  static constexpr Eigen::Index kGates = 4;
+  using Scalar = Scalar_;                                                ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< dynamic vector
+  static constexpr Eigen::Index kGates = 4;                              ///< G: i, f, g, o
+  /// Whether the peephole tensors are present (LSTMVariant::Peephole).
   static constexpr bool kPeephole = (Variant == LSTMVariant::Peephole);
 
   Matrix weight_ih;  ///< 4H × I
@@ -159,14 +160,18 @@ class LSTMCell
       CellBase<LSTMParameters<Scalar_, Variant>, LSTMState<Scalar_>, InputSize, HiddenSize>;
 
  public:
+  /// \cond
+  // CellBase's names, re-declared for the gate math (two-phase lookup); documented there.
   using Base::kGates;
   using typename Base::Matrix;
   using typename Base::Parameters;
   using typename Base::Scalar;
   using typename Base::State;
   using typename Base::Vector;
+  /// \endcond
 
-  static constexpr LSTMVariant kVariant = Variant;
+  static constexpr LSTMVariant kVariant = Variant;  ///< the fourth template parameter
+  /// Whether this is the peephole LSTM (PeepholeLSTMCell).
   static constexpr bool kPeephole = (Variant == LSTMVariant::Peephole);
   /// accumulateGradients() reads c_t and c_{t-1} of every step (the peephole gradients).
   static constexpr bool kCellStatesInGradients = kPeephole;
@@ -191,6 +196,7 @@ class LSTMCell
   /// keeps m = o ⊙ tanh(c') in extra (the input of W_hr, for dW_hr) and takes dh back through
   /// W_hr into scratch; the plain LSTM needs neither.
   Eigen::Index extraRows() const { return this->projSize() > 0 ? this->hiddenSize() : 0; }
+  /// Rows of the scratch buffer: H with a projection (dL/dm = W_hrᵀ dh), else 0.
   Eigen::Index scratchRows() const { return this->projSize() > 0 ? this->hiddenSize() : 0; }
 
   /// The bias the caller adds to W_ih·x before forwardStep(): b_ih + b_hh (4H).

@@ -23,9 +23,11 @@ struct CellSizes {
   /// R, the rows of h and of every output step: P with a projection, else H.
   Eigen::Index output() const { return projection > 0 ? projection : hidden; }
 
+  /// Whether I, H and P are all equal.
   friend bool operator==(const CellSizes& a, const CellSizes& b) {
     return a.input == b.input && a.hidden == b.hidden && a.projection == b.projection;
   }
+  /// Whether I, H or P differ.
   friend bool operator!=(const CellSizes& a, const CellSizes& b) { return !(a == b); }
 };
 
@@ -40,7 +42,7 @@ struct CellSizes {
 template <typename Derived, typename Sizes_>
 class TensorSet {
  public:
-  using Sizes = Sizes_;
+  using Sizes = Sizes_;  ///< the sizes that fix the shapes (CellSizes, LinearSizes)
 
   /// The sizes these tensors were made for (default-constructed: all zero).
   const Sizes& sizes() const { return m_sizes; }
@@ -52,6 +54,7 @@ class TensorSet {
         derived(), m_sizes,
         [&](const char* name, auto& tensor, Eigen::Index, Eigen::Index) { f(name, tensor); });
   }
+  /// The same, read-only: f(name, const tensor).
   template <typename F>
   void forEach(F&& f) const {
     Derived::visit(
@@ -75,6 +78,7 @@ class TensorSet {
 
  protected:
   TensorSet() = default;
+  /// Remembers `sizes`; the tensors stay empty until allocate().
   explicit TensorSet(const Sizes& sizes) : m_sizes(sizes) {}
 
   /// Gives every tensor zeros of its shape: the sizing constructor of Derived calls it once its
@@ -116,10 +120,10 @@ void visitGateTensors(Self& p, const CellSizes& s, F& f) {
 ///     weight_ih   G·H × I    weight_hh   G·H × H    bias_ih, bias_hh   G·H
 template <typename Scalar_, int Gates>
 struct GateParameters : TensorSet<GateParameters<Scalar_, Gates>, CellSizes> {
-  using Scalar = Scalar_;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  static constexpr Eigen::Index kGates = Gates;
+  using Scalar = Scalar_;                                                ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< dynamic vector
+  static constexpr Eigen::Index kGates = Gates;                          ///< G: 3 GRU, 1 RNN
 
   Matrix weight_ih;  ///< G·H × I
   Matrix weight_hh;  ///< G·H × H

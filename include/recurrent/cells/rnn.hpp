@@ -35,12 +35,15 @@ class RNNCell
   using Base = CellBase<GateParameters<Scalar_, 1>, HiddenState<Scalar_>, InputSize, HiddenSize>;
 
  public:
+  /// \cond
+  // CellBase's names, re-declared for the gate math (two-phase lookup); documented there.
   using Base::kGates;
   using typename Base::Matrix;
   using typename Base::Parameters;
   using typename Base::Scalar;
   using typename Base::State;
   using typename Base::Vector;
+  /// \endcond
 
   /// The step is one product over [x; h]: A = [W_ih W_hh]·[x; h] + b_ih + b_hh.
   using FusedProduct = detail::fused::Concatenated<1>;
@@ -57,13 +60,17 @@ class RNNCell
           Nonlinearity nonlinearity = Nonlinearity::Tanh)
       : Base("RNNCell", CellSizes{inputSize, hiddenSize, 0}), m_nonlinearity(nonlinearity) {}
 
+  /// φ, tanh or relu, as given to the constructor.
   Nonlinearity nonlinearity() const { return m_nonlinearity; }
 
   // ---- the gate math of one step (the cell contract: cells/cell.hpp, cells/step.hpp) ------
 
+  /// Rows of ForwardStep::extra: 0, the step keeps no tape besides the gates (h' itself).
   Eigen::Index extraRows() const { return 0; }
+  /// Rows of the scratch buffer: 0, the step needs none.
   Eigen::Index scratchRows() const { return 0; }
 
+  /// The bias added to W_ih·x before forwardStep(): b_ih + b_hh (H).
   template <typename Derived>
   void foldedBias(Eigen::MatrixBase<Derived>& bias) const {
     bias = this->parameters().bias_ih + this->parameters().bias_hh;
@@ -97,6 +104,8 @@ class RNNCell
     ctx.multiplyTransposed(0, kGates, s.dGx, s.dhPrev, true);
   }
 
+  /// After the backward time loop: dW_ih and db_ih as one product over all steps, dW_hh and
+  /// db_hh as another, for this thread's units, ADDED into `grads`.
   void accumulateGradients(const StepContext<Scalar>& ctx, const StepsGradients<Scalar>& steps,
                            Parameters& grads) const {
     detail::accumulateInputGradients(ctx, kGates, steps, grads);

@@ -16,8 +16,8 @@ namespace recurrent {
 /// The state of an LSTM: hidden state h and cell state c.
 template <typename Scalar>
 struct LSTMState {
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  static constexpr bool kHasCellState = true;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  static constexpr bool kHasCellState = true;                            ///< c besides h
 
   Matrix h;  ///< hidden state, R × B (R = P with a projection, else H)
   Matrix c;  ///< cell state, H × B
@@ -33,8 +33,8 @@ struct LSTMState {
 /// The state of a GRU or a plain RNN: the hidden state h alone.
 template <typename Scalar>
 struct HiddenState {
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  static constexpr bool kHasCellState = false;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  static constexpr bool kHasCellState = false;                           ///< h alone
 
   Matrix h;  ///< hidden state, H × B
 

@@ -29,8 +29,8 @@ namespace recurrent {
 template <typename Scalar>
 class StepContext {
  public:
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< dynamic vector
 
   /// `gates` G blocks of H units, of which this thread owns [u0, u1); `weights` packed for
   /// forward (forwardStep) or for backward (backwardStep, accumulateGradients). A cell that
@@ -40,9 +40,9 @@ class StepContext {
               detail::GemmBuffer<Scalar>& buffer)
       : m_team(team), m_weights(weights), m_gates(gates), m_u0(u0), m_u1(u1), m_buffer(buffer) {}
 
-  Eigen::Index unitBegin() const { return m_u0; }
-  Eigen::Index unitEnd() const { return m_u1; }
-  Eigen::Index units() const { return m_u1 - m_u0; }
+  Eigen::Index unitBegin() const { return m_u0; }     ///< u0, this thread's first unit
+  Eigen::Index unitEnd() const { return m_u1; }       ///< u1, one past this thread's last unit
+  Eigen::Index units() const { return m_u1 - m_u0; }  ///< u1 − u0, this thread's units
 
   /// Waits for every thread of the team.
   void barrier() const { m_team.barrier(); }
@@ -140,7 +140,7 @@ class StepContext {
 /// What forwardStep() reads and writes. Views may be 0 × n where a cell does not use them.
 template <typename Scalar>
 struct ForwardStep {
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
   Eigen::Ref<Matrix> gates;        ///< G·H × n   in: W_ih·x + folded bias; out: gate activations
   Eigen::Ref<const Matrix> hPrev;  ///< R × n     h_{t-1}
   Eigen::Ref<const Matrix> cPrev;  ///< H × n     c_{t-1} (LSTM only)
@@ -154,7 +154,7 @@ struct ForwardStep {
 /// into it, and the gradients it produces.
 template <typename Scalar>
 struct BackwardStep {
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
   Eigen::Ref<const Matrix> gates;  ///< G·H × n   gate activations of the forward step
   Eigen::Ref<const Matrix> extra;  ///< E × n     the forward step's `extra`
   Eigen::Ref<const Matrix> hPrev;  ///< R × n     h_{t-1}
@@ -174,7 +174,7 @@ struct BackwardStep {
 /// side by side in packed columns (N = the sum of the sequence lengths).
 template <typename Scalar>
 struct StepsGradients {
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
   Eigen::Ref<const Matrix> x;      ///< I × N     the inputs x_t
   Eigen::Ref<const Matrix> hPrev;  ///< R × N     h_{t-1} of each step
   Eigen::Ref<const Matrix> extra;  ///< E × N     each step's `extra`

@@ -44,13 +44,15 @@ class SafetensorsError : public std::invalid_argument {
 /// Element types: every one may be read into a model; F32 and F64 may be written.
 enum class Dtype { F16, BF16, F32, F64 };
 
-/// What a safetensors file holds, without its data (inspectSafetensors()).
+/// One tensor of a safetensors file, without its data (SafetensorsInfo::tensors).
 struct SafetensorsTensorInfo {
-  std::string name;
+  std::string name;                  ///< the tensor's name in the header
   std::string dtype;                 ///< as written in the file: "F32", "F64", "I64", ...
   std::vector<std::uint64_t> shape;  ///< row-major, outermost first, as PyTorch's shape
-  std::uint64_t begin = 0, end = 0;  ///< byte range in the data buffer
+  /// The offset of the first byte in the data buffer (the bytes after the header).
+  std::uint64_t begin = 0, end = 0;  ///< one past the last: the bytes [begin, end) are the tensor's
 };
+/// What a safetensors file holds, without its data (inspectSafetensors()).
 struct SafetensorsInfo {
   std::vector<SafetensorsTensorInfo> tensors;   ///< sorted by name
   std::map<std::string, std::string> metadata;  ///< "__metadata__"

@@ -35,25 +35,26 @@ struct IsCell<T, std::void_t<decltype(T::kGates)>> : std::true_type {};
 /// PyTorch's state_dict() gives them — what a weight file (safetensors.hpp) is read into and
 /// written from.
 ///
-///     class Model(torch.nn.Module):                 recurrent::StateDict<float> dict;
-///         def __init__(self):                       dict.add("rnn.", cell)    // rnn.weight_ih_l0,
-///         ...
-///             self.rnn = torch.nn.LSTM(1, 32)       dict.add("fc.", linear);  // fc.weight,
-///             fc.bias self.fc = torch.nn.Linear(32, 1)
+///     class Model(torch.nn.Module):             recurrent::StateDict<float> dict;
+///         def __init__(self):                   dict.add("rnn.", cell);   // rnn.weight_ih_l0, ...
+///             self.rnn = torch.nn.LSTM(1, 32)   dict.add("fc.", linear);  // fc.weight, fc.bias
+///             self.fc = torch.nn.Linear(32, 1)
 ///
 /// A Matrix is a 2-D tensor [rows, cols] and a Vector a 1-D tensor [size]. The dictionary
 /// refers to the layers (it copies nothing): they must outlive it.
 template <typename Scalar_>
 class StateDict {
  public:
-  using Scalar = Scalar_;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using Scalar = Scalar_;                                                ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< a 2-D tensor
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< a 1-D tensor
+  /// A reference to one Matrix or Vector tensor: rank(), rows(), cols(), size(), data().
   using Handle = detail::TensorHandle<Scalar>;
 
+  /// One tensor of the dictionary.
   struct Entry {
-    std::string name;
-    Handle tensor;
+    std::string name;  ///< prefix + the tensor's PyTorch name
+    Handle tensor;     ///< the tensor, referred to
   };
 
   /// Adds every parameter tensor of `layer` as prefix + its PyTorch name: a cell's names follow
@@ -73,22 +74,27 @@ class StateDict {
     return *this;
   }
 
-  /// Adds one 2-D tensor under `name`.
+  /// Adds one 2-D tensor under `name`. Throws std::invalid_argument if `name` is empty,
+  /// "__metadata__" or already present.
   StateDict& addTensor(const std::string& name, Matrix& tensor) {
     checkNew(name);
     m_entries.push_back(Entry{name, Handle(tensor)});
     return *this;
   }
-  /// Adds one 1-D tensor under `name`.
+  /// Adds one 1-D tensor under `name`; throws as the 2-D one does.
   StateDict& addTensor(const std::string& name, Vector& tensor) {
     checkNew(name);
     m_entries.push_back(Entry{name, Handle(tensor)});
     return *this;
   }
 
+  /// Number of tensors.
   std::size_t size() const { return m_entries.size(); }
+  /// Entry k (0 <= k < size()), in the order added; unchecked.
   const Entry& operator[](std::size_t k) const { return m_entries[k]; }
+  /// The first entry, for range-for over the entries in the order added.
   auto begin() const { return m_entries.begin(); }
+  /// Past the last entry.
   auto end() const { return m_entries.end(); }
 
   /// The entry named `name`, or nullptr.

@@ -64,16 +64,18 @@ class Sequence {
                 "(cells/cell.hpp; see the messages above)");
 
  public:
-  using Scalar = typename Cell::Scalar;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  using State = typename Cell::State;
-  using Parameters = typename Cell::Parameters;
+  using Scalar = typename Cell::Scalar;                                  ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< dynamic vector
+  using State = typename Cell::State;            ///< the cell's LSTMState or HiddenState
+  using Parameters = typename Cell::Parameters;  ///< the cell's tensors; also its gradients
 
+  /// A Sequence that runs `cell`, which must outlive it.
   explicit Sequence(const Cell& cell) : m_cell(&cell) {}
   /// A Sequence refers to its cell: a temporary cell would dangle.
   explicit Sequence(const Cell&& cell) = delete;
 
+  /// The cell this Sequence runs.
   const Cell& cell() const { return *m_cell; }
 
   // ---- forward ---------------------------------------------------------------------------
@@ -109,10 +111,12 @@ class Sequence {
     m_threads = threads;
     m_exactThreads = limit == ThreadLimit::Exactly;
   }
+  /// The `threads` given to setThreads() (0, the default: OpenMP's default number).
   int threads() const { return m_threads; }
 
-  /// T and B of the last forward or infer call.
+  /// T, the steps of the last forward or infer call.
   Eigen::Index steps() const { return m_schedule.steps(); }
+  /// B, the sequences of the last forward or infer call.
   Eigen::Index batchSize() const { return m_schedule.batch(); }
 
   /// Scalars the training tape keeps per sequence and step: the copy of the input (I), the gate

@@ -79,10 +79,11 @@ class Stack {
                 "(cells/cell.hpp; see the messages above)");
 
  public:
-  using Scalar = typename Cell::Scalar;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using State = typename Cell::State;
-  using CellParameters = typename Cell::Parameters;
+  using Scalar = typename Cell::Scalar;                                  ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  using State = typename Cell::State;                ///< the state of one layer and direction
+  using CellParameters = typename Cell::Parameters;  ///< the tensors of one cell
+  /// What backward() adds into: one CellParameters per layer and direction.
   using Gradients = StackGradients<CellParameters>;
 
   /// A stack of Cell(inputSize, hiddenSize) cells (layer l > 0: Cell(D·H or H, hiddenSize)),
@@ -141,17 +142,21 @@ class Stack {
 
   Stack(const Stack&) = delete;
   Stack& operator=(const Stack&) = delete;
-  // Moving keeps the cells where they are (in the vector's storage): the Sequences stay valid.
+  /// Moving keeps the cells where they are (in the vector's storage): the Sequences stay valid.
   Stack(Stack&&) noexcept = default;
+  /// As the move constructor: the cells keep their place, so the Sequences stay valid.
   Stack& operator=(Stack&&) noexcept = default;
   ~Stack() = default;
 
   // ---- shape ------------------------------------------------------------------------------
 
+  /// L, the number of layers.
   Eigen::Index numLayers() const { return m_numLayers; }
   /// 2 for a bidirectional stack, else 1.
   Eigen::Index numDirections() const { return m_directions; }
+  /// Whether each layer also runs a cell over every sequence in reverse.
   bool bidirectional() const { return m_directions == 2; }
+  /// How a bidirectional layer combines its two directions (Concat with one direction).
   Merge merge() const { return m_merge; }
   /// Rows of the input x.
   Eigen::Index inputSize() const { return m_cells.front().inputSize(); }
@@ -159,10 +164,12 @@ class Stack {
   /// cells' outputSize().
   Eigen::Index outputSize() const { return layerOutputRows(m_numLayers - 1); }
 
-  /// The cell of one layer and direction (0 forward, 1 reverse).
+  /// The cell of one layer and direction (0 forward, 1 reverse). Throws
+  /// std::invalid_argument if either is out of range.
   Cell& cell(Eigen::Index layer, Eigen::Index direction = 0) {
     return m_cells[cellIndex(layer, direction, "Stack::cell")];
   }
+  /// The same, read-only.
   const Cell& cell(Eigen::Index layer, Eigen::Index direction = 0) const {
     return m_cells[cellIndex(layer, direction, "Stack::cell")];
   }
@@ -171,6 +178,7 @@ class Stack {
 
   /// Every cell's parameters by PyTorch's names (a view: see StackParameters).
   StackParameters<Cell> parameters() { return {m_cells.data(), count(), m_directions}; }
+  /// The same, read-only.
   StackParameters<const Cell> parameters() const { return {m_cells.data(), count(), m_directions}; }
 
   /// Zero tensors shaped like the parameters, to accumulate gradients into.
@@ -199,6 +207,7 @@ class Stack {
 
   // ---- dropout ---------------------------------------------------------------------------
 
+  /// The dropout probability between layers (0: none).
   double dropout() const { return m_dropout; }
   /// Sets the dropout probability for the following training forwards (0 turns it off).
   void setDropout(double p) {
@@ -286,6 +295,7 @@ class Stack {
     if (threads < 0) detail::fail("Stack::setThreads: threads must be >= 0, got ", threads);
     m_threads = threads;
   }
+  /// The `threads` given to setThreads() (0, the default: automatic).
   int threads() const { return m_threads; }
 
  private:

@@ -43,11 +43,11 @@ class StackOptions {
     return *this;
   }
 
-  Eigen::Index numLayers() const { return m_numLayers; }
-  bool bidirectional() const { return m_bidirectional; }
-  Merge merge() const { return m_merge; }
-  double dropout() const { return m_dropout; }
-  std::uint64_t seed() const { return m_seed; }
+  Eigen::Index numLayers() const { return m_numLayers; }  ///< the number of layers, L
+  bool bidirectional() const { return m_bidirectional; }  ///< whether each layer runs both ways
+  Merge merge() const { return m_merge; }                 ///< how the two directions combine
+  double dropout() const { return m_dropout; }            ///< the dropout probability p
+  std::uint64_t seed() const { return m_seed; }           ///< the seed of the dropout masks
 
  private:
   Eigen::Index m_numLayers = 1;

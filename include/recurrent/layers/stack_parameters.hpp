@@ -63,13 +63,15 @@ class StackGradients {
     }
   }
 
-  Eigen::Index numLayers() const { return m_layers; }
-  Eigen::Index numDirections() const { return m_directions; }
+  Eigen::Index numLayers() const { return m_layers; }          ///< L, the number of layers
+  Eigen::Index numDirections() const { return m_directions; }  ///< D: 1, or 2 if bidirectional
 
-  /// The tensors of one layer and direction (0 forward, 1 reverse).
+  /// The tensors of one layer and direction (0 forward, 1 reverse). Throws
+  /// std::invalid_argument if either is out of range.
   Params& operator()(Eigen::Index layer, Eigen::Index direction = 0) {
     return m_cells[index(layer, direction)];
   }
+  /// The same, read-only.
   const Params& operator()(Eigen::Index layer, Eigen::Index direction = 0) const {
     return m_cells[index(layer, direction)];
   }
@@ -86,6 +88,7 @@ class StackGradients {
         m_layers * m_directions, m_directions,
         [this](Eigen::Index k) -> Params& { return m_cells[static_cast<std::size_t>(k)]; }, f);
   }
+  /// The same, read-only.
   template <typename F>
   void forEach(F&& f) const {
     detail::forEachStackTensor(
@@ -117,9 +120,13 @@ class StackGradients {
 template <typename CellT>  // Cell, or const Cell for a const Stack
 class StackParameters {
  public:
+  /// A view of the `count` cells at `cells`, layer by layer with `directions` (1 or 2) cells
+  /// per layer, forward first.
   StackParameters(CellT* cells, Eigen::Index count, Eigen::Index directions)
       : m_cells(cells), m_count(count), m_directions(directions) {}
 
+  /// Calls f(name, tensor) for each tensor of every cell, in PyTorch's state_dict order and
+  /// names.
   template <typename F>
   void forEach(F&& f) const {
     detail::forEachStackTensor(

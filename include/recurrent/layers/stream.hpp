@@ -43,10 +43,10 @@ class Stream {
                 "(cells/cell.hpp; see the messages above)");
 
  public:
-  using Scalar = typename Cell::Scalar;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  using State = typename Cell::State;
+  using Scalar = typename Cell::Scalar;                                  ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< dynamic vector
+  using State = typename Cell::State;  ///< the cell's LSTMState or HiddenState
   /// Whether a batch of one runs the fused step kernel.
   static constexpr bool kFusedStep = detail::hasFusedStep<Cell>();
   /// Whether that kernel is specialised on compile-time sizes.
@@ -81,6 +81,7 @@ class Stream {
 
   /// The state after the last step (R × B, and c H × B).
   const State& finalState() const { return m_state[m_current]; }
+  /// B, fixed when the Stream is made.
   Eigen::Index batchSize() const { return m_batch; }
 
  private:

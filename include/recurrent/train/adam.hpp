@@ -83,6 +83,7 @@ class AdamOptionsBase {
 /// `AdamOptions(1e-3).betas(0.9, 0.999).eps(1e-8)`. PyTorch's defaults; weight decay 0.
 class AdamOptions : public detail::AdamOptionsBase<AdamOptions> {
  public:
+  /// Learning rate `lr`; betas (0.9, 0.999), eps 1e-8, weight decay 0, no AMSGrad, minimise.
   explicit AdamOptions(double lr = 1e-3) : AdamOptionsBase(lr, 0.0) {}
 };
 
@@ -90,6 +91,7 @@ class AdamOptions : public detail::AdamOptionsBase<AdamOptions> {
 /// default for AdamW).
 class AdamWOptions : public detail::AdamOptionsBase<AdamWOptions> {
  public:
+  /// Learning rate `lr`; betas (0.9, 0.999), eps 1e-8, weight decay 0.01, no AMSGrad, minimise.
   explicit AdamWOptions(double lr = 1e-3) : AdamOptionsBase(lr, 0.01) {}
 };
 
@@ -184,6 +186,8 @@ class AdamBase {
 template <typename Scalar>
 class Adam : public detail::AdamBase<Scalar, false, AdamOptions> {
  public:
+  /// An optimizer of the tensors of `params` (which it refers to, as the list does), moments
+  /// zero. Throws std::invalid_argument for an option torch.optim.Adam rejects.
   explicit Adam(const ParameterList<Scalar>& params, const AdamOptions& options = AdamOptions())
       : detail::AdamBase<Scalar, false, AdamOptions>(params, options, "Adam", "Adam::step") {}
 };
@@ -194,6 +198,8 @@ class Adam : public detail::AdamBase<Scalar, false, AdamOptions> {
 template <typename Scalar>
 class AdamW : public detail::AdamBase<Scalar, true, AdamWOptions> {
  public:
+  /// An optimizer of the tensors of `params` (which it refers to, as the list does), moments
+  /// zero. Throws std::invalid_argument for an option torch.optim.AdamW rejects.
   explicit AdamW(const ParameterList<Scalar>& params, const AdamWOptions& options = AdamWOptions())
       : detail::AdamBase<Scalar, true, AdamWOptions>(params, options, "AdamW", "AdamW::step") {}
 };

@@ -76,14 +76,16 @@ void drawDropoutMask(DropoutGenerator& rng, double p, Eigen::MatrixBase<Derived>
 template <typename Scalar_>
 class Dropout {
  public:
-  using Scalar = Scalar_;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+  using Scalar = Scalar_;                                                ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
 
   /// Dropout with probability `p` of zeroing each entry, masks drawn from `seed`.
   explicit Dropout(double p = 0.5, std::uint64_t seed = 0)
       : m_p(detail::checkProbability("Dropout", p)), m_generator(seed) {}
 
+  /// p, the probability of zeroing an entry.
   double probability() const { return m_p; }
+  /// Sets p for the following forwards; throws std::invalid_argument unless 0 <= p <= 1.
   void setProbability(double p) { m_p = detail::checkProbability("Dropout::setProbability", p); }
   /// Restarts the generator: the following masks are those of a Dropout made with `seed`.
   void seed(std::uint64_t seed) { m_generator.seed(seed); }

@@ -32,6 +32,7 @@ class InitOptions {
     m_forgetGateBias = value;
     return *this;
   }
+  /// The forget-gate bias initialize() sets, if any (by default none).
   std::optional<double> forgetGateBias() const { return m_forgetGateBias; }
 
  private:

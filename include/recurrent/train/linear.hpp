@@ -25,9 +25,9 @@ struct LinearSizes {
 /// The same type holds gradients ("shaped like the parameters").
 template <typename Scalar_>
 struct LinearParameters : TensorSet<LinearParameters<Scalar_>, LinearSizes> {
-  using Scalar = Scalar_;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using Scalar = Scalar_;                                                ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< dynamic vector
 
   Matrix weight;  ///< O × I
   Vector bias;    ///< O
@@ -65,21 +65,25 @@ struct LinearParameters : TensorSet<LinearParameters<Scalar_>, LinearSizes> {
 template <typename Scalar_>
 class Linear {
  public:
-  using Scalar = Scalar_;
-  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
-  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
-  using Parameters = LinearParameters<Scalar>;
+  using Scalar = Scalar_;                                                ///< float or double
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< dynamic vector
+  using Parameters = LinearParameters<Scalar>;  ///< weight and bias; also their gradients
 
-  /// A layer from `inputSize` features to `outputSize`, parameters zero.
+  /// A layer from `inputSize` features to `outputSize`, parameters zero. Throws
+  /// std::invalid_argument unless both are at least 1.
   Linear(Eigen::Index inputSize, Eigen::Index outputSize)
       : m_inputSize(detail::checkPositive("Linear", "in_features", inputSize)),
         m_outputSize(detail::checkPositive("Linear", "out_features", outputSize)),
         m_params(inputSize, outputSize) {}
 
-  Eigen::Index inputSize() const { return m_inputSize; }
-  Eigen::Index outputSize() const { return m_outputSize; }
+  Eigen::Index inputSize() const { return m_inputSize; }    ///< I, in_features
+  Eigen::Index outputSize() const { return m_outputSize; }  ///< O, out_features
 
+  /// The layer's weight and bias, to read, assign, load or train; they must keep their shapes
+  /// (checkParameters()).
   Parameters& parameters() { return m_params; }
+  /// The same, read-only.
   const Parameters& parameters() const { return m_params; }
   /// Zero tensors shaped like the parameters, to accumulate gradients into.
   Parameters zeroGradients() const { return Parameters(m_inputSize, m_outputSize); }

@@ -27,9 +27,12 @@ namespace recurrent {
 template <typename Scalar_>
 class ParameterList {
  public:
-  using Scalar = Scalar_;
+  using Scalar = Scalar_;  ///< float or double
+  /// A reference to one Matrix or Vector tensor: rows(), cols(), size(), data(), and array(),
+  /// every entry as one column-major array.
   using Handle = detail::TensorHandle<Scalar>;
 
+  /// One tensor of the list, with its gradient.
   struct Entry {
     std::string name;  ///< prefix + the tensor's name
     Handle value;      ///< the parameter
@@ -76,8 +79,11 @@ class ParameterList {
 
   /// Number of tensors.
   std::size_t size() const { return m_entries.size(); }
+  /// Entry k (0 <= k < size()), in the order added; unchecked.
   const Entry& operator[](std::size_t k) const { return m_entries[k]; }
+  /// The first entry, for range-for over the entries in the order added.
   auto begin() const { return m_entries.begin(); }
+  /// Past the last entry.
   auto end() const { return m_entries.end(); }
 
   /// Number of scalars in all parameters.

@@ -16,34 +16,47 @@ namespace recurrent {
 /// `SGDOptions(0.1).momentum(0.9).nesterov(true)`.
 class SGDOptions {
  public:
+  /// Learning rate `lr`; momentum, dampening and weight decay 0, no Nesterov, minimise.
   explicit SGDOptions(double lr) : m_lr(lr) {}
 
+  /// The learning rate.
   double lr() const { return m_lr; }
+  /// Sets the learning rate (>= 0).
   SGDOptions& lr(double value) {
     m_lr = value;
     return *this;
   }
+  /// The momentum factor μ (0: none).
   double momentum() const { return m_momentum; }
+  /// Sets μ (>= 0).
   SGDOptions& momentum(double value) {
     m_momentum = value;
     return *this;
   }
+  /// The dampening τ of the momentum.
   double dampening() const { return m_dampening; }
+  /// Sets τ (0 with Nesterov).
   SGDOptions& dampening(double value) {
     m_dampening = value;
     return *this;
   }
+  /// The weight decay λ, an L2 penalty λ p added to the gradient.
   double weightDecay() const { return m_weightDecay; }
+  /// Sets λ (>= 0).
   SGDOptions& weightDecay(double value) {
     m_weightDecay = value;
     return *this;
   }
+  /// Whether the momentum is Nesterov's.
   bool nesterov() const { return m_nesterov; }
+  /// Turns Nesterov momentum on or off (on needs μ > 0 and τ = 0).
   SGDOptions& nesterov(bool value) {
     m_nesterov = value;
     return *this;
   }
+  /// Whether the step ascends the gradient (maximises the objective).
   bool maximize() const { return m_maximize; }
+  /// Sets whether the step ascends the gradient (true: maximise).
   SGDOptions& maximize(bool value) {
     m_maximize = value;
     return *this;
@@ -83,16 +96,21 @@ class SGDOptions {
 template <typename Scalar_>
 class SGD {
  public:
-  using Scalar = Scalar_;
+  using Scalar = Scalar_;  ///< float or double
 
+  /// An optimizer of the tensors of `params` (which it refers to, as the list does), momentum
+  /// buffers zero. Throws std::invalid_argument for an option torch.optim.SGD rejects.
   SGD(const ParameterList<Scalar>& params, const SGDOptions& options)
       : m_params(params), m_options(options) {
     m_options.check("SGD");
     m_state.resize(params);
   }
 
+  /// The hyper-parameters, which may be changed between steps (step() checks them).
   SGDOptions& options() { return m_options; }
+  /// The same, read-only.
   const SGDOptions& options() const { return m_options; }
+  /// The tensors it updates.
   const ParameterList<Scalar>& parameters() const { return m_params; }
 
   /// One step on every parameter from its current gradient. Checks every shape and option
