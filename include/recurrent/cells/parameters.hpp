@@ -97,6 +97,49 @@ class TensorSet {
   Sizes m_sizes{};
 };
 
+/// TensorHandle<Scalar>: a reference to one tensor of a layer, a Matrix (2-D tensor) or a Vector
+/// (1-D tensor) — what StateDict and ParameterList hold. It keeps the address of the Eigen
+/// object, not of its data, so it stays valid when the object is assigned to (even moved into),
+/// and reads the current shape on every use. The object must outlive the handle.
+template <typename Scalar>
+class TensorHandle {
+ public:
+  using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< a 2-D tensor
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< a 1-D tensor
+  using Map = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;       ///< all entries, flat
+
+  /// Refers to a 2-D tensor.
+  explicit TensorHandle(Matrix& m) : m_matrix(&m) {}
+  /// Refers to a 1-D tensor.
+  explicit TensorHandle(Vector& v) : m_vector(&v) {}
+
+  /// 2 for a matrix, 1 for a vector (the rank of the PyTorch tensor).
+  int rank() const { return m_matrix != nullptr ? 2 : 1; }
+  /// Rows now (the size of a vector).
+  Eigen::Index rows() const { return m_matrix != nullptr ? m_matrix->rows() : m_vector->rows(); }
+  /// Columns now (1 for a vector).
+  Eigen::Index cols() const { return m_matrix != nullptr ? m_matrix->cols() : 1; }
+  /// Entries now.
+  Eigen::Index size() const { return rows() * cols(); }
+  /// The entries, column-major.
+  Scalar* data() const { return m_matrix != nullptr ? m_matrix->data() : m_vector->data(); }
+  /// All entries as one array (column-major order for a matrix).
+  Map array() const { return Map(data(), size()); }
+
+  /// The matrix referred to, or null for a vector.
+  Matrix* matrix() const { return m_matrix; }
+  /// The vector referred to, or null for a matrix.
+  Vector* vector() const { return m_vector; }
+  /// Whether both refer to the same Eigen object.
+  bool sameObject(const TensorHandle& other) const {
+    return m_matrix == other.m_matrix && m_vector == other.m_vector;
+  }
+
+ private:
+  Matrix* m_matrix = nullptr;
+  Vector* m_vector = nullptr;
+};
+
 namespace detail {
 /// The four tensors of every recurrent cell with G gate blocks, in PyTorch's order:
 ///

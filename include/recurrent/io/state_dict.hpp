@@ -1,8 +1,8 @@
 // recurrent — io/state_dict.hpp: a model's tensors by PyTorch's state_dict names.
 #pragma once
 
+#include <recurrent/cells/parameters.hpp>
 #include <recurrent/detail/errors.hpp>
-#include <recurrent/detail/tensor_handle.hpp>
 #include <recurrent/layers/stack_parameters.hpp>
 
 #include <Eigen/Core>
@@ -48,8 +48,8 @@ class StateDict {
   using Scalar = Scalar_;                                                ///< float or double
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< a 2-D tensor
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< a 1-D tensor
-  /// A reference to one Matrix or Vector tensor: rank(), rows(), cols(), size(), data().
-  using Handle = detail::TensorHandle<Scalar>;
+  /// A reference to one Matrix or Vector tensor (see TensorHandle).
+  using Handle = TensorHandle<Scalar>;
 
   /// One tensor of the dictionary.
   struct Entry {

@@ -12,42 +12,53 @@
 
 namespace recurrent {
 
-namespace detail {
-
-/// The hyper-parameters shared by AdamOptions and AdamWOptions; each setter returns the
-/// derived type, so that a chain keeps it.
+/// The hyper-parameters shared by AdamOptions and AdamWOptions, named as torch.optim names
+/// them; each setter returns the derived type, so that a chain keeps it. The values are checked
+/// when an optimizer is made and at every step, not when they are set.
 template <typename Derived>
 class AdamOptionsBase {
  public:
+  /// The learning rate.
   double lr() const { return m_lr; }
+  /// Sets the learning rate (>= 0).
   Derived& lr(double value) {
     m_lr = value;
     return self();
   }
+  /// The decay rate of the first moment.
   double beta1() const { return m_beta1; }
+  /// The decay rate of the second moment.
   double beta2() const { return m_beta2; }
+  /// Sets both decay rates (each in [0, 1)). Default (0.9, 0.999).
   Derived& betas(double beta1, double beta2) {
     m_beta1 = beta1;
     m_beta2 = beta2;
     return self();
   }
+  /// The term added to √v̂ in the denominator.
   double eps() const { return m_eps; }
+  /// Sets eps (>= 0). Default 1e-8.
   Derived& eps(double value) {
     m_eps = value;
     return self();
   }
   /// Adam: an L2 penalty λ p added to the gradient. AdamW: the decoupled decay p ← p(1 − lr·λ).
   double weightDecay() const { return m_weightDecay; }
+  /// Sets the weight decay λ (>= 0).
   Derived& weightDecay(double value) {
     m_weightDecay = value;
     return self();
   }
+  /// Whether the update uses the running maximum of v (AMSGrad, Reddi et al. 2018).
   bool amsgrad() const { return m_amsgrad; }
+  /// Turns AMSGrad on or off. Default off.
   Derived& amsgrad(bool value) {
     m_amsgrad = value;
     return self();
   }
+  /// Whether the optimizer maximises its objective (it steps along +g).
   bool maximize() const { return m_maximize; }
+  /// Turns maximising on or off. Default off: minimise.
   Derived& maximize(bool value) {
     m_maximize = value;
     return self();
@@ -55,14 +66,21 @@ class AdamOptionsBase {
 
   /// Throws std::invalid_argument for the values torch.optim.Adam rejects.
   void check(const char* where) const {
-    if (!(m_lr >= 0)) fail(where, ": lr must be >= 0, got ", m_lr);
-    if (!(m_eps >= 0)) fail(where, ": eps must be >= 0, got ", m_eps);
-    if (!(m_beta1 >= 0 && m_beta1 < 1)) fail(where, ": beta1 must be in [0, 1), got ", m_beta1);
-    if (!(m_beta2 >= 0 && m_beta2 < 1)) fail(where, ": beta2 must be in [0, 1), got ", m_beta2);
-    if (!(m_weightDecay >= 0)) fail(where, ": weight_decay must be >= 0, got ", m_weightDecay);
+    if (!(m_lr >= 0)) detail::fail(where, ": lr must be >= 0, got ", m_lr);
+    if (!(m_eps >= 0)) detail::fail(where, ": eps must be >= 0, got ", m_eps);
+    if (!(m_beta1 >= 0 && m_beta1 < 1)) {
+      detail::fail(where, ": beta1 must be in [0, 1), got ", m_beta1);
+    }
+    if (!(m_beta2 >= 0 && m_beta2 < 1)) {
+      detail::fail(where, ": beta2 must be in [0, 1), got ", m_beta2);
+    }
+    if (!(m_weightDecay >= 0)) {
+      detail::fail(where, ": weight_decay must be >= 0, got ", m_weightDecay);
+    }
   }
 
  protected:
+  /// The defaults of torch.optim with this learning rate and weight decay.
   AdamOptionsBase(double lr, double weightDecay) : m_lr(lr), m_weightDecay(weightDecay) {}
 
  private:
@@ -77,11 +95,9 @@ class AdamOptionsBase {
   bool m_maximize = false;
 };
 
-}  // namespace detail
-
 /// Hyper-parameters of Adam, set in a chain as in libtorch:
 /// `AdamOptions(1e-3).betas(0.9, 0.999).eps(1e-8)`. PyTorch's defaults; weight decay 0.
-class AdamOptions : public detail::AdamOptionsBase<AdamOptions> {
+class AdamOptions : public AdamOptionsBase<AdamOptions> {
  public:
   /// Learning rate `lr`; betas (0.9, 0.999), eps 1e-8, weight decay 0, no AMSGrad, minimise.
   explicit AdamOptions(double lr = 1e-3) : AdamOptionsBase(lr, 0.0) {}
@@ -89,13 +105,11 @@ class AdamOptions : public detail::AdamOptionsBase<AdamOptions> {
 
 /// Hyper-parameters of AdamW: as AdamOptions, but weight decay starts at 0.01 (PyTorch's
 /// default for AdamW).
-class AdamWOptions : public detail::AdamOptionsBase<AdamWOptions> {
+class AdamWOptions : public AdamOptionsBase<AdamWOptions> {
  public:
   /// Learning rate `lr`; betas (0.9, 0.999), eps 1e-8, weight decay 0.01, no AMSGrad, minimise.
   explicit AdamWOptions(double lr = 1e-3) : AdamOptionsBase(lr, 0.01) {}
 };
-
-namespace detail {
 
 /// The update shared by Adam and AdamW. For each parameter p with gradient g, at step t ≥ 1:
 ///
@@ -112,16 +126,13 @@ namespace detail {
 template <typename Scalar, bool Decoupled, typename Options>
 class AdamBase {
  public:
-  AdamBase(const ParameterList<Scalar>& params, const Options& options, const char* name,
-           const char* stepName)
-      : m_params(params), m_options(options), m_stepName(stepName) {
-    m_options.check(name);
-    m_state.resize(params);
-  }
-
+  /// The hyper-parameters, to read or change between steps (a step checks them again).
   Options& options() { return m_options; }
+  /// The same, read-only.
   const Options& options() const { return m_options; }
+  /// The tensors the optimizer steps.
   const ParameterList<Scalar>& parameters() const { return m_params; }
+  /// The steps taken so far (t of the bias corrections is steps() + 1 at the next step).
   long steps() const { return m_state.steps(); }
 
   /// One step on every parameter from its current gradient. Checks every shape and option
@@ -170,38 +181,46 @@ class AdamBase {
     m_state.countStep();
   }
 
+ protected:
+  /// An optimizer of `params`, moments zero; `name` and `stepName` name the entry points in
+  /// error messages. Throws std::invalid_argument for an option torch.optim rejects.
+  AdamBase(const ParameterList<Scalar>& params, const Options& options, const char* name,
+           const char* stepName)
+      : m_params(params), m_options(options), m_stepName(stepName) {
+    m_options.check(name);
+    m_state.resize(params);
+  }
+
  private:
   using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
   ParameterList<Scalar> m_params;
   Options m_options;
   const char* m_stepName;
-  OptimizerState<Scalar, 4> m_state;  // m, v, max v (AMSGrad), the gradient used
+  detail::OptimizerState<Scalar, 4> m_state;  // m, v, max v (AMSGrad), the gradient used
 };
-
-}  // namespace detail
 
 /// Adam<Scalar>: torch.optim.Adam, step for step (Kingma & Ba, "Adam: A Method for Stochastic
 /// Optimization", ICLR 2015). Weight decay, if set, is an L2 penalty added to the gradient.
-/// See detail::AdamBase for the update.
+/// See AdamBase for the update.
 template <typename Scalar>
-class Adam : public detail::AdamBase<Scalar, false, AdamOptions> {
+class Adam : public AdamBase<Scalar, false, AdamOptions> {
  public:
   /// An optimizer of the tensors of `params` (which it refers to, as the list does), moments
   /// zero. Throws std::invalid_argument for an option torch.optim.Adam rejects.
   explicit Adam(const ParameterList<Scalar>& params, const AdamOptions& options = AdamOptions())
-      : detail::AdamBase<Scalar, false, AdamOptions>(params, options, "Adam", "Adam::step") {}
+      : AdamBase<Scalar, false, AdamOptions>(params, options, "Adam", "Adam::step") {}
 };
 
 /// AdamW<Scalar>: torch.optim.AdamW, step for step (Loshchilov & Hutter, "Decoupled Weight
 /// Decay Regularization", ICLR 2019): the decay p ← p(1 − lr·λ) acts on the parameter, not
 /// through the gradient. Weight decay defaults to 0.01, as in PyTorch.
 template <typename Scalar>
-class AdamW : public detail::AdamBase<Scalar, true, AdamWOptions> {
+class AdamW : public AdamBase<Scalar, true, AdamWOptions> {
  public:
   /// An optimizer of the tensors of `params` (which it refers to, as the list does), moments
   /// zero. Throws std::invalid_argument for an option torch.optim.AdamW rejects.
   explicit AdamW(const ParameterList<Scalar>& params, const AdamWOptions& options = AdamWOptions())
-      : detail::AdamBase<Scalar, true, AdamWOptions>(params, options, "AdamW", "AdamW::step") {}
+      : AdamBase<Scalar, true, AdamWOptions>(params, options, "AdamW", "AdamW::step") {}
 };
 
 }  // namespace recurrent

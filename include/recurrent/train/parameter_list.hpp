@@ -1,8 +1,8 @@
 // recurrent — train/parameter_list.hpp: the parameters of a model and their gradients, as one list.
 #pragma once
 
+#include <recurrent/cells/parameters.hpp>
 #include <recurrent/detail/errors.hpp>
-#include <recurrent/detail/tensor_handle.hpp>
 
 #include <Eigen/Core>
 
@@ -28,9 +28,8 @@ template <typename Scalar_>
 class ParameterList {
  public:
   using Scalar = Scalar_;  ///< float or double
-  /// A reference to one Matrix or Vector tensor: rows(), cols(), size(), data(), and array(),
-  /// every entry as one column-major array.
-  using Handle = detail::TensorHandle<Scalar>;
+  /// A reference to one Matrix or Vector tensor (see TensorHandle).
+  using Handle = TensorHandle<Scalar>;
 
   /// One tensor of the list, with its gradient.
   struct Entry {
