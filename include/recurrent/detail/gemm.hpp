@@ -119,19 +119,18 @@ struct UnpackedProduct : RowSelection<UnpackedProduct<Scalar>> {
 /// together (and so on the number of threads).
 constexpr int kGemvUnroll = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 2 : 1;
 
-/// Runs `count` (1..kGroupPanels) panels of one height (MR or one packet) with their compiled
-/// one-column product.
+/// Runs `count` (1..kGroupPanels) panels of `height` rows (a whole number of packets, at most
+/// MR) with the one-column product compiled for them.
 template <typename Scalar>
 inline void gemvGroup(int count, Index height, Index depth, const PanelJob<Scalar>* jobs,
                       const Scalar* x, bool overwrite) {
-  constexpr int MP = GemmTraits<Scalar>::MP;
-  const bool two = height == GemmTraits<Scalar>::MR;
-  withCount<PackedMatrix<Scalar>::kGroupPanels>(count, [&](auto np) {
-    if (two) {
-      gemv<Scalar, decltype(np)::value, MP, kGemvUnroll>(depth, jobs, x, overwrite);
-    } else {
-      gemv<Scalar, decltype(np)::value, 1, kGemvUnroll>(depth, jobs, x, overwrite);
-    }
+  constexpr int P = GemmTraits<Scalar>::P;
+  eigen_assert(height % P == 0);
+  withCount<GemmTraits<Scalar>::MP>(static_cast<int>(height / P), [&](auto mp) {
+    withCount<PackedMatrix<Scalar>::kGroupPanels>(count, [&](auto np) {
+      gemv<Scalar, decltype(np)::value, decltype(mp)::value, kGemvUnroll>(depth, jobs, x,
+                                                                          overwrite);
+    });
   });
 }
 

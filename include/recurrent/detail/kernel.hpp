@@ -163,28 +163,38 @@ inline void microKernel(Index kc, const Scalar* a, const Scalar* b, Scalar* c, I
   }
 }
 
-/// Every compiled micro-kernel: [panel of one or two packets][tile width 1..NR].
+/// Every compiled micro-kernel, [packets of the panel − 1][tile width − 1]: panels of 1..MP
+/// packets of rows, tiles of 1..NR columns, each the kernel compiled for it.
 template <typename Scalar>
 struct KernelTable {
   using Fn = void (*)(Index, const Scalar*, const Scalar*, Scalar*, Index, Index, bool,
                       const Scalar*);
-  template <int MP, int... N>
-  static constexpr std::array<Fn, sizeof...(N) + 1> row(std::integer_sequence<int, N...>) {
-    return {nullptr, &microKernel<Scalar, MP, N + 1>...};
+  static constexpr int MP = GemmTraits<Scalar>::MP;
+  static constexpr int NR = GemmTraits<Scalar>::NR;
+  using Row = std::array<Fn, std::size_t(NR)>;
+
+  template <int Packets, int... N>
+  static constexpr Row row(std::integer_sequence<int, N...>) {
+    return {&microKernel<Scalar, Packets, N + 1>...};
   }
-  static constexpr std::array<Fn, GemmTraits<Scalar>::NR + 1> kOne =
-      row<1>(std::make_integer_sequence<int, GemmTraits<Scalar>::NR>());
-  static constexpr std::array<Fn, GemmTraits<Scalar>::NR + 1> kTwo =
-      row<GemmTraits<Scalar>::MP>(std::make_integer_sequence<int, GemmTraits<Scalar>::NR>());
+  template <int... M>
+  static constexpr std::array<Row, std::size_t(MP)> rows(std::integer_sequence<int, M...>) {
+    return {row<M + 1>(std::make_integer_sequence<int, NR>())...};
+  }
+  static constexpr std::array<Row, std::size_t(MP)> kKernels =
+      rows(std::make_integer_sequence<int, MP>());
 };
 
-/// The micro-kernel for a panel of `height` rows (MR or one packet) and a tile `nr` wide.
+/// The micro-kernel for a panel of `height` rows (a whole number of packets, at most MR) and a
+/// tile `nr` wide (1..NR).
 template <typename Scalar>
 inline void kernel(Index height, Index nr, Index kc, const Scalar* a, const Scalar* b, Scalar* c,
                    Index ldc, Index rows, bool overwrite, const Scalar* bias = nullptr) {
-  const auto& table =
-      height == GemmTraits<Scalar>::MR ? KernelTable<Scalar>::kTwo : KernelTable<Scalar>::kOne;
-  table[static_cast<std::size_t>(nr)](kc, a, b, c, ldc, rows, overwrite, bias);
+  constexpr int P = GemmTraits<Scalar>::P;
+  eigen_assert(height % P == 0 && height >= P && height <= GemmTraits<Scalar>::MR);
+  eigen_assert(nr >= 1 && nr <= GemmTraits<Scalar>::NR);
+  const auto& row = KernelTable<Scalar>::kKernels[static_cast<std::size_t>(height / P - 1)];
+  row[static_cast<std::size_t>(nr - 1)](kc, a, b, c, ldc, rows, overwrite, bias);
 }
 
 // ---- one column: gemv ---------------------------------------------------------------------------
