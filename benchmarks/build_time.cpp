@@ -25,12 +25,12 @@ int main() {
 
   recurrent::LSTMCell<float> lstm(8, 16);
   lstm.initialize(rng);
-  recurrent::Sequence<recurrent::LSTMCell<float>> sequence(lstm);
+  recurrent::Sequence<recurrent::LSTMCell<float> > sequence(lstm);
   const Eigen::MatrixXf& y = sequence.forward(x, lengths);
   auto grads = lstm.zeroGradients();
   sequence.backward(Eigen::MatrixXf::Ones(y.rows(), y.cols()), grads);
 
-  recurrent::Stack<recurrent::GRUCell<float>> stack(
+  recurrent::Stack<recurrent::GRUCell<float> > stack(
       8, 16, recurrent::StackOptions().numLayers(2).bidirectional());
   stack.initialize(rng);
   const Eigen::MatrixXf& z = stack.infer(x, lengths);
