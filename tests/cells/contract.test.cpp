@@ -46,21 +46,19 @@ class LeakyRNNCell
                    recurrent::ForwardStep<Scalar>& s) const {
     ctx.multiply(0, 1, s.hPrev, s.gates, false);  // A += W_hh h
     const Index u0 = ctx.unitBegin(), n = ctx.units();
-    for (Index j = 0; j < s.gates.cols(); ++j) {
-      auto a = s.gates.col(j).segment(u0, n).array();
-      a = a.tanh();
-      s.h.col(j).segment(u0, n).array() =
-          (1 - kAlpha) * s.hPrev.col(j).segment(u0, n).array() + kAlpha * a;
+    for (Index j = 0; j < s.gates.cols(); ++j) {  // this thread's units of every sequence
+      s.gates.col(j).segment(u0, n) = s.gates.col(j).segment(u0, n).array().tanh().matrix();
+      s.h.col(j).segment(u0, n) =
+          (1 - kAlpha) * s.hPrev.col(j).segment(u0, n) + kAlpha * s.gates.col(j).segment(u0, n);
     }
   }
 
   void backwardStep(const recurrent::StepContext<Scalar>& ctx,
                     recurrent::BackwardStep<Scalar>& s) const {
     const Index u0 = ctx.unitBegin(), n = ctx.units();
-    for (Index j = 0; j < s.gates.cols(); ++j) {
-      const auto t = s.gates.col(j).segment(u0, n).array();
-      s.dGx.col(j).segment(u0, n).array() =
-          s.dh.col(j).segment(u0, n).array() * kAlpha * (1 - t.square());
+    for (Index j = 0; j < s.gates.cols(); ++j) {  // t = tanh(A) is in the gates buffer
+      s.dGx.col(j).segment(u0, n).array() = s.dh.col(j).segment(u0, n).array() * kAlpha *
+                                            (1 - s.gates.col(j).segment(u0, n).array().square());
     }
     ctx.barrier();  // W_hhᵀ dA needs every unit's dA
     ctx.multiplyTransposed(0, 1, s.dGx, s.dhPrev, true);

@@ -49,5 +49,5 @@ TEST_CASE("RNN: the gradient through T steps is Π u (1 − h_t²), and it vanis
     product *= u * (1.0 - h * h);
   }
   CHECK(seq.initialStateGradient().h(0, 0) == Approx(product).epsilon(1e-12));
-  CHECK(std::abs(product) < 1e-8);  // the LSTM's forget-gate path keeps ≈ 0.08 (lstm_cell.test.cpp)
+  CHECK(std::abs(product) < 1e-8);  // the LSTM's forget-gate path keeps ≈ 0.08 (lstm.test.cpp)
 }

@@ -44,7 +44,9 @@
 //                                fusedGates(a, hPrev, cPrev, h, c) const
 //
 // A cell whose Parameters have weight_hr (the LSTM) may project h to P < H rows: the drivers then
-// pack W_hr, run it on one thread and keep dL/dh of every step for its gradient.
+// pack W_hr, run it on one thread and keep dL/dh of every step for its gradient. Stack(I, H)
+// makes its cells as Cell(input, H); a cell without that constructor stacks through a factory
+// (Stack(I, options, makeCell)).
 #pragma once
 
 #include <recurrent/cells/parameters.hpp>

@@ -24,7 +24,7 @@
 
 /// Fully unrolls the small loops over a kernel's registers (bounds known at compile time), so
 /// that the accumulators live in registers: -O3 does it unasked, -O2 (CMake's RelWithDebInfo)
-/// does not, and ran the kernels about 2x slower without it.
+/// does not, and then keeps the accumulators in memory.
 #if defined(__clang__)
 #define RECURRENT_UNROLL _Pragma("unroll")
 #elif defined(__GNUC__)
