@@ -747,6 +747,20 @@ TEST_CASE("Stack argument errors name what was expected and change nothing", "[s
   stack.cell(1, 0).parameters().weight_hh = saved;
   unchanged();
 
+  // A cell assigned another of other sizes is refused before anything runs (the two directions
+  // of layer 1 would no longer have one output size).
+  const auto savedCell = stack.cell(1, 1);
+  stack.cell(1, 1) = Cell(8, 5);
+  CHECK_THROWS_WITH(
+      stack.forward(x, lengths),
+      Contains("Stack::forward: the cell of layer 1 (reverse) must keep the sizes the "
+               "stack made it with (input 8, hidden 4, projection 0), got input 8, "
+               "hidden 5, projection 0"));
+  CHECK_THROWS_WITH(stack.backward(Mat<double>::Zero(8, 6), grads),
+                    Contains("Stack::backward: the cell of layer 1 (reverse) must keep the sizes"));
+  stack.cell(1, 1) = savedCell;
+  unchanged();
+
   CHECK_THROWS_WITH(stack.setDropout(-0.1),
                     Contains("Stack::setDropout: dropout probability must be in [0, 1], got -0.1"));
   CHECK(stack.dropout() == 0.2);
@@ -759,6 +773,16 @@ TEST_CASE("Stack argument errors name what was expected and change nothing", "[s
   stack.infer(x, lengths);
   CHECK_THROWS_WITH(stack.backward(Mat<double>::Zero(8, 6), grads),
                     Contains("the last call was infer(), which keeps none"));
+
+  // A default-constructed state among the initial states starts that layer and direction from
+  // zero.
+  auto someZero = stack.finalState();
+  someZero[2] = decltype(someZero)::value_type();
+  auto allZero = stack.finalState();
+  allZero[2] = stack.zeroState(2)[2];
+  const Mat<double> fromSomeZero = stack.infer(x, lengths, someZero);
+  CHECK(fromSomeZero == stack.infer(x, lengths, allZero));
+  CHECK(fromSomeZero != stack.infer(x, lengths, stack.finalState()));
 }
 
 TEST_CASE("a moved stack keeps working", "[stack]") {

@@ -55,6 +55,32 @@ TEMPLATE_TEST_CASE("Stream steps reproduce Sequence::infer", "[stream]", LSTM<fl
   }
 }
 
+TEMPLATE_TEST_CASE("Stream::reset restores a state it reported, its own finalState() included",
+                   "[stream]", LSTM<double>, GRU<float>) {
+  using Cell = typename TestType::Cell;
+  using S = typename Cell::Scalar;
+  std::mt19937 rng(11);
+  Cell cell = TestType::make(3, 6);
+  randomize(cell, rng);
+  for (Index B : {1, 2}) {  // the fused step and the batched one
+    const Mat<S> x = uniform<S>(3, 6 * B, rng);
+    recurrent::Stream<Cell> stream(cell, B);
+    for (Index t = 0; t < 3; ++t) stream.step(x.middleCols(t * B, B));
+    const typename Cell::State checkpoint = stream.finalState();
+    CHECK_FALSE(checkpoint.h.isZero(0.0));
+    stream.reset(stream.finalState());  // refers to the state it replaces
+    CHECK(stream.finalState().h == checkpoint.h);
+    // Stepping on from the restored state is stepping on from the checkpoint.
+    recurrent::Stream<Cell> fresh(cell, B);
+    fresh.reset(checkpoint);
+    for (Index t = 3; t < 6; ++t) {
+      const Mat<S> a = stream.step(x.middleCols(t * B, B));
+      const Mat<S>& b = fresh.step(x.middleCols(t * B, B));
+      CHECK(a == b);
+    }
+  }
+}
+
 TEST_CASE("Stream follows the cell only after refresh()", "[stream]") {
   using Cell = recurrent::LSTMCell<double>;
   std::mt19937 rng(3);

@@ -41,7 +41,7 @@ struct LSTMPeepholes<Scalar, true> {
 ///     weight_hh   4H × R   [W_hi; W_hf; W_hg; W_ho]   (R = P with a projection, else H)
 ///     bias_ih     4H
 ///     bias_hh     4H
-///     weight_hr   P × H    the projection W_hr (proj_size P > 0 only; else 0 × 0, not visited)
+///     weight_hr   P × H    the projection W_hr (proj_size P > 0; else 0 × 0 and not visited)
 ///     peephole_i, peephole_f, peephole_o   H each   (LSTMVariant::Peephole only)
 ///
 /// The standard LSTM without projection has exactly the four tensors of GateParameters. The same
@@ -73,7 +73,12 @@ struct LSTMParameters : TensorSet<LSTMParameters<Scalar_, Variant>, CellSizes>,
   template <typename Self, typename F>
   static void visit(Self& self, const CellSizes& sizes, F&& f) {
     detail::visitGateTensors<4>(self, sizes, f);
-    if (sizes.projection > 0) f("weight_hr", self.weight_hr, sizes.projection, sizes.hidden);
+    // Visited with a projection, and wherever it holds something: a weight_hr given to a cell
+    // without a projection is then reported by the shape check (it must be 0 × 0) instead of
+    // being skipped.
+    if (sizes.projection > 0 || self.weight_hr.size() != 0) {
+      f("weight_hr", self.weight_hr, sizes.projection, sizes.projection > 0 ? sizes.hidden : 0);
+    }
     if constexpr (kPeephole) {
       f("peephole_i", self.peephole_i, sizes.hidden, Eigen::Index(1));
       f("peephole_f", self.peephole_f, sizes.hidden, Eigen::Index(1));

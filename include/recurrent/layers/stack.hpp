@@ -130,6 +130,7 @@ class Stack {
       }
       cellInput = layerOutputRows(l);
     }
+    for (const Cell& cell : m_cells) m_sizes.push_back(cell.sizes());
     m_layers.reserve(static_cast<std::size_t>(m_numLayers));
     for (Eigen::Index l = 0; l < m_numLayers; ++l) {
       m_layers.emplace_back(&m_cells[static_cast<std::size_t>(l * m_directions)], m_directions,
@@ -239,7 +240,8 @@ class Stack {
 
   // ---- forward -----------------------------------------------------------------------------
 
-  /// Training forward from `initial` (L·D states, index layer·D + direction; default: zero):
+  /// Training forward from `initial` (L·D states, index layer·D + direction; an empty vector,
+  /// the default, or a default-constructed state in it, starts from zero):
   /// keeps the tape, applies dropout between layers. Returns the output (outputSize() × T·B).
   /// Passing finalState() carries the state over (truncated BPTT).
   const Matrix& forward(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
@@ -329,6 +331,9 @@ class Stack {
 
   // ---- argument checks (before anything changes) --------------------------------------------
 
+  /// Throws unless every cell still has the sizes the stack made it with, and its parameters
+  /// their shapes (a cell can be assigned another through cell()).
+  void checkCells(const char* where) const;
   /// Throws unless every tensor of `params` (cell k's parameters or gradients) has the shape of
   /// cell k's tensors; the message names the tensor as PyTorch does (weight_hh_l1_reverse).
   void checkTensors(const char* where, const char* what, const CellParameters& params,
@@ -370,6 +375,7 @@ class Stack {
   int m_threads = 0;
 
   std::vector<Cell> m_cells;                       ///< index layer·D + direction
+  std::vector<CellSizes> m_sizes;                  ///< each cell's sizes, as the stack made it
   std::vector<detail::StackLayer<Cell>> m_layers;  ///< their Sequences refer to m_cells
   std::vector<Dropout<Scalar>> m_dropouts;         ///< after layers 0..L−2
 

@@ -7,11 +7,29 @@
 namespace recurrent {
 
 template <typename Cell>
+void Stack<Cell>::checkCells(const char* where) const {
+  for (Index k = 0; k < count(); ++k) {
+    const CellSizes& made = m_sizes[static_cast<std::size_t>(k)];
+    const CellSizes& now = m_cells[static_cast<std::size_t>(k)].sizes();
+    if (now != made) {
+      detail::fail(where, ": the cell of layer ", k / m_directions, " (",
+                   detail::directionName(k % m_directions),
+                   ") must keep the sizes the stack made "
+                   "it with (input ",
+                   made.input, ", hidden ", made.hidden, ", projection ", made.projection,
+                   "), got input ", now.input, ", hidden ", now.hidden, ", projection ",
+                   now.projection);
+    }
+    checkTensors(where, "parameter", m_cells[static_cast<std::size_t>(k)].parameters(), k);
+  }
+}
+
+template <typename Cell>
 void Stack<Cell>::checkTensors(const char* where, const char* what, const CellParameters& params,
                                Index k) const {
   const Index l = k / m_directions;
   const bool reverse = k % m_directions == 1;
-  CellParameters::visit(params, m_cells[static_cast<std::size_t>(k)].sizes(),
+  CellParameters::visit(params, m_sizes[static_cast<std::size_t>(k)],
                         [&](const char* name, const auto& tensor, Index rows, Index cols) {
                           if (tensor.rows() != rows || tensor.cols() != cols) {
                             detail::fail(where, ": ", what, " ", layerTensorName(name, l, reverse),
@@ -31,7 +49,9 @@ void Stack<Cell>::checkStates(const char* where, const char* what, const std::ve
                  "), got ", states.size());
   }
   for (Index k = 0; k < count(); ++k) {
-    State::visit(states[static_cast<std::size_t>(k)], m_cells[static_cast<std::size_t>(k)].sizes(),
+    const State& state = states[static_cast<std::size_t>(k)];
+    if (detail::isEmpty(state)) continue;  // this one zero, or none
+    State::visit(state, m_sizes[static_cast<std::size_t>(k)],
                  [&](const char* name, const auto& m, Index rows) {
                    if (m.rows() != rows || m.cols() != B) {
                      detail::fail(where, ": ", what, "[", k, "] (layer ", k / m_directions, ", ",
@@ -45,9 +65,7 @@ void Stack<Cell>::checkStates(const char* where, const char* what, const std::ve
 template <typename Cell>
 void Stack<Cell>::checkForward(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
                                const std::vector<State>& initial, const char* where) const {
-  for (Index k = 0; k < count(); ++k) {
-    checkTensors(where, "parameter", m_cells[static_cast<std::size_t>(k)].parameters(), k);
-  }
+  checkCells(where);
   detail::checkBatch(where, x.rows(), x.cols(), inputSize(), "the stack's input_size", lengths);
   checkStates(where, "initial", initial, static_cast<Index>(lengths.size()));
 }
@@ -60,13 +78,13 @@ void Stack<Cell>::checkBackward(const Eigen::Ref<const Matrix>* dOutput,
     detail::fail(where, ": needs the tape of a training forward(); ",
                  m_T == 0 ? "no forward() has run" : "the last call was infer(), which keeps none");
   }
+  checkCells(where);
   if (grads.numLayers() != m_numLayers || grads.numDirections() != m_directions) {
     detail::fail(where, ": gradients must be for ", m_numLayers, " layers and ", m_directions,
                  " direction(s) (zeroGradients()), got ", grads.numLayers(), " and ",
                  grads.numDirections());
   }
   for (Index k = 0; k < count(); ++k) {
-    checkTensors(where, "parameter", m_cells[static_cast<std::size_t>(k)].parameters(), k);
     checkTensors(where, "gradient", grads(k / m_directions, k % m_directions), k);
   }
   if (dOutput != nullptr) {

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 
 namespace recurrent {
 
@@ -70,8 +71,10 @@ class Stream {
   void reset(const State& initial = State()) {
     const bool zero = detail::isEmpty(initial);
     if (!zero) detail::checkState("Stream::reset", "state", initial, m_cell->sizes(), m_batch);
-    for (State& s : m_state) s = m_cell->zeroState(m_batch);
-    if (!zero) m_state[0] = initial;
+    // Copied before anything changes: `initial` may be this Stream's own finalState().
+    State start = zero ? m_cell->zeroState(m_batch) : initial;
+    m_state[1] = m_cell->zeroState(m_batch);
+    m_state[0] = std::move(start);
     m_current = 0;
   }
 
