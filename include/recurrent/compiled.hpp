@@ -10,7 +10,9 @@
 // them again. Every other specialization (a cell of compile-time sizes, say) stays header-only.
 //
 // The library must be built with the program's compiler, its -march and its Eigen configuration:
-// the specializations are compiled there, not in the program.
+// the specializations are compiled there, not in the program. A program compiled for another SIMD
+// configuration fails to link, with an undefined reference to recurrent_compiled_abi_... naming
+// the configuration it expected (RECURRENT_COMPILED_ABI below).
 #pragma once
 
 #include <recurrent/cells/gru.hpp>
@@ -20,6 +22,7 @@
 #include <recurrent/layers/sequence.hpp>
 #include <recurrent/layers/stack.hpp>
 #include <recurrent/layers/stream.hpp>
+#include <recurrent/version.hpp>
 
 /// The specializations of one cell type: `RECURRENT_CELL_SPECIALIZATIONS(extern, Cell)` declares
 /// them, `RECURRENT_CELL_SPECIALIZATIONS(, Cell)` defines them (src/). The cell type is spelled out
@@ -54,7 +57,32 @@
 
 // NOLINTEND(bugprone-macro-parentheses)
 
+// The configuration the specializations are compiled for, as the name of a symbol: the library's
+// version, Eigen's largest alignment (16 with SSE, 32 with AVX, 64 with AVX-512) and whether it
+// vectorises with FMA. The library defines it (src/gemm.cpp); every translation unit that
+// declares the specializations extern refers to it, so a program and a library that disagree
+// fail to link instead of mixing two layouts (and two allocators) of the same objects.
+#ifdef EIGEN_VECTORIZE_FMA
+#define RECURRENT_ABI_FMA fma
+#else
+#define RECURRENT_ABI_FMA nofma
+#endif
+#define RECURRENT_ABI_NAME_(major, minor, align, fma) \
+  recurrent_compiled_abi_##major##_##minor##_align##align##_##fma
+#define RECURRENT_ABI_NAME(major, minor, align, fma) RECURRENT_ABI_NAME_(major, minor, align, fma)
+#define RECURRENT_COMPILED_ABI                                                                \
+  RECURRENT_ABI_NAME(RECURRENT_VERSION_MAJOR, RECURRENT_VERSION_MINOR, EIGEN_MAX_ALIGN_BYTES, \
+                     RECURRENT_ABI_FMA)
+/// The library's configuration symbol (defined in src/gemm.cpp).
+extern "C" const int RECURRENT_COMPILED_ABI;
+
 #ifdef RECURRENT_EXTERN_TEMPLATES
+#if defined(__GNUC__) || defined(__clang__)
+namespace recurrent::detail {
+/// Refers to the library's configuration symbol, kept by the compiler although nothing reads it.
+[[gnu::used]] static const int* const kCompiledAbi = &RECURRENT_COMPILED_ABI;
+}  // namespace recurrent::detail
+#endif
 #define RECURRENT_DECLARE_CELL(...) RECURRENT_CELL_SPECIALIZATIONS(extern, __VA_ARGS__);
 RECURRENT_GEMM_SPECIALIZATIONS(extern, float);
 RECURRENT_GEMM_SPECIALIZATIONS(extern, double);
