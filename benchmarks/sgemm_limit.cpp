@@ -165,7 +165,7 @@ class Products {
         rd::View<float> c = gates;
         h.data += t * m_B * h.ld;
         c.data += t * m_B * c.ld;
-        rd::gemm(rd::Product<float>(m_packedHh, h, c, m_B).rows(u0, u1).overwrite(), buffer);
+        rd::gemm(rd::Product<float>(m_packedHh, h, c, m_B).units(u0, u1).overwrite(), buffer);
         barrier(size);
       }
       if (!training) return;
@@ -176,17 +176,17 @@ class Products {
         rd::View<float> dh = rd::viewOf<float>(m_dh.data(), m_dh.outerStride());
         dAt.data += t * m_B * dAt.ld;
         dh.data += t * m_B * dh.ld;
-        rd::gemm(rd::Product<float>(m_packedHhT, dAt, dh, m_B).rows(u0, u1).overwrite(), buffer);
+        rd::gemm(rd::Product<float>(m_packedHhT, dAt, dh, m_B).units(u0, u1).overwrite(), buffer);
         barrier(size);
       }
       const rd::Blocks gated{m_G, m_H};
       const auto hT = rd::transposedViewOf<const float>(m_h.data(), m_h.outerStride());
       const auto dWhh = rd::viewOf<float>(m_dWhh.data(), m_dWhh.outerStride(), m_H);
-      rd::gemmUnpacked(rd::UnpackedProduct<float>(dA, gated, N, hT, dWhh, m_H).rows(u0, u1),
+      rd::gemmUnpacked(rd::UnpackedProduct<float>(dA, gated, N, hT, dWhh, m_H).units(u0, u1),
                        buffer);
       const auto xT = rd::transposedViewOf<const float>(m_x.data(), m_x.outerStride());
       const auto dWih = rd::viewOf<float>(m_dWih.data(), m_dWih.outerStride(), m_H);
-      rd::gemmUnpacked(rd::UnpackedProduct<float>(dA, gated, N, xT, dWih, m_I).rows(u0, u1),
+      rd::gemmUnpacked(rd::UnpackedProduct<float>(dA, gated, N, xT, dWih, m_I).units(u0, u1),
                        buffer);
       const auto dx = rd::viewOf<float>(m_dx.data(), m_dx.outerStride());
       rd::gemmColumns(rd::Product<float>(m_packedIhT, dA, dx, N).overwrite(), c0, c1, buffer);

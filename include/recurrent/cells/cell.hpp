@@ -11,7 +11,8 @@
 // What every cell has, from CellBase (a cell derives from it and so writes none of it):
 //
 //   Scalar, Matrix, Vector   float or double, and its dynamic Eigen matrix and vector
-//   Parameters               its tensors by PyTorch's names (a TensorSet, cells/parameters.hpp)
+//   Parameters               its tensors by PyTorch's names (a TensorSet, cells/parameters.hpp),
+//                            weight_ih, weight_hh, bias_ih and bias_hh among them
 //   State                    LSTMState (h, c) or HiddenState (h) (cells/state.hpp)
 //   kGates                   G: gate blocks of H rows in W_ih, W_hh and a step's gates buffer
 //   kHasCellState            whether State has c besides h
@@ -220,6 +221,30 @@ RECURRENT_DETECT(HasParameterAccess, decltype(std::declval<C&>().parameters().fo
                  decltype(std::declval<const C&>().checkParameters("")),
                  decltype(std::declval<const C&>().checkGradients(
                      std::declval<const typename C::Parameters&>(), "")));
+/// Stands in for a visitor of a TensorSet's tensor list.
+struct AnyShapedTensor {
+  template <typename Tensor>
+  void operator()(const char*, Tensor&, Eigen::Index, Eigen::Index) const {}
+};
+/// Stands in for a visitor of a state's matrices.
+struct AnyStateMatrix {
+  template <typename Matrix>
+  void operator()(const char*, Matrix&, Eigen::Index) const {}
+};
+
+RECURRENT_DETECT(HasTensorList,
+                 decltype(C::Parameters::visit(std::declval<typename C::Parameters&>(),
+                                               std::declval<const CellSizes&>(),
+                                               AnyShapedTensor())),
+                 decltype(std::declval<typename C::Parameters&>().weight_ih),
+                 decltype(std::declval<typename C::Parameters&>().weight_hh),
+                 decltype(std::declval<typename C::Parameters&>().bias_ih),
+                 decltype(std::declval<typename C::Parameters&>().bias_hh), typename C::Matrix,
+                 typename C::Vector);
+RECURRENT_DETECT(HasStateList,
+                 decltype(C::State::visit(std::declval<typename C::State&>(),
+                                          std::declval<const CellSizes&>(), AnyStateMatrix())),
+                 decltype(std::declval<typename C::State&>().h));
 RECURRENT_DETECT(HasTapeRows, decltype(std::declval<const C&>().extraRows()),
                  decltype(std::declval<const C&>().scratchRows()));
 RECURRENT_DETECT(HasFoldedBias,
@@ -272,6 +297,13 @@ struct CellContract {
                 "recurrent cell contract: missing parameters(), zeroGradients(), zeroState(batch), "
                 "initialize(rng), checkParameters(where) or checkGradients(grads, where) (derive "
                 "the cell from recurrent::CellBase)");
+  static_assert(detail::HasTensorList<Cell>::value,
+                "recurrent cell contract: Parameters must list its tensors (a static visit(self, "
+                "sizes, f), as a TensorSet does) and have PyTorch's weight_ih, weight_hh, "
+                "bias_ih and bias_hh; Matrix and Vector must name the cell's Eigen types");
+  static_assert(detail::HasStateList<Cell>::value,
+                "recurrent cell contract: State must list its matrices (a static visit(self, "
+                "sizes, f)) and have h: LSTMState or HiddenState");
   static_assert(detail::HasTapeRows<Cell>::value,
                 "recurrent cell contract: missing `Eigen::Index extraRows() const` or "
                 "`Eigen::Index scratchRows() const`, the rows of the cell's own tape and working "
@@ -301,6 +333,7 @@ struct CellContract {
       detail::HasScalar<Cell>::value && detail::HasParameters<Cell>::value &&
       detail::HasState<Cell>::value && detail::HasTraits<Cell>::value &&
       detail::HasSizes<Cell>::value && detail::HasParameterAccess<Cell>::value &&
+      detail::HasTensorList<Cell>::value && detail::HasStateList<Cell>::value &&
       detail::HasTapeRows<Cell>::value && detail::HasFoldedBias<Cell>::value &&
       detail::HasForwardStep<Cell>::value && detail::HasBackwardStep<Cell>::value &&
       detail::HasAccumulateGradients<Cell>::value &&

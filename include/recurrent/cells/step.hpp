@@ -64,7 +64,7 @@ class StepContext {
       const auto out = detail::viewOf<Scalar>(c.data(), c.outerStride(), m_gates.size);
       detail::gemm(detail::Product<Scalar>(w, in, out, h.cols())
                        .blocks(g0, g1)
-                       .rows(m_u0, m_u1)
+                       .units(m_u0, m_u1)
                        .overwrite(overwrite),
                    m_buffer);
     }
@@ -79,7 +79,7 @@ class StepContext {
     const auto in = detail::viewOf<const Scalar>(dA.data(), dA.outerStride(), m_gates.size);
     const auto out = detail::viewOf<Scalar>(c.data(), c.outerStride());
     detail::gemm(detail::Product<Scalar>(m_weights.hhT, in, out, dA.cols())
-                     .rows(projected ? 0 : m_u0, projected ? c.rows() : m_u1)
+                     .units(projected ? 0 : m_u0, projected ? c.rows() : m_u1)
                      .depthBlocks(g0, g1)
                      .overwrite(overwrite),
                  m_buffer);
@@ -96,7 +96,7 @@ class StepContext {
     const auto out = detail::viewOf<Scalar>(dW.data(), dW.outerStride(), m_gates.size);
     detail::gemmUnpacked(detail::UnpackedProduct<Scalar>(a, m_gates, dG.cols(), b, out, in.rows())
                              .blocks(g0, g1)
-                             .rows(m_u0, m_u1)
+                             .units(m_u0, m_u1)
                              .sumRowsInto(db.data()),
                          m_buffer);
   }

@@ -94,24 +94,24 @@ EIGEN_ALWAYS_INLINE void panel(int depth, const Scalar* w, const Scalar* v, cons
 /// ranges. constexpr, so that a fixed-size cell's layout is a compile-time constant.
 template <typename Cell>
 struct Layout {
-  using Product = typename FusedProductOf<Cell>::type;
+  using Fused = typename FusedProductOf<Cell>::type;  ///< the layout of F (fused_product.hpp)
   static constexpr int P = GemmTraits<typename Cell::Scalar>::P;
   static constexpr int kPanelRows = kPanelPackets * P;
   int I, H;
 
-  constexpr int rows() const { return Product::kBlocks * H; }
+  constexpr int rows() const { return Fused::kBlocks * H; }
   constexpr int paddedRows() const { return (rows() + P - 1) / P * P; }
   constexpr int panels() const { return (paddedRows() + kPanelRows - 1) / kPanelRows; }
   constexpr int begin(int p) const { return p * kPanelRows; }
   constexpr int panelRows(int p) const { return std::min(kPanelRows, paddedRows() - begin(p)); }
   constexpr int depthBegin(int p) const {
     int d = I + H;
-    for (int b = begin(p) / H; b <= lastBlock(p); ++b) d = std::min(d, Product::depthBegin(b, I));
+    for (int b = begin(p) / H; b <= lastBlock(p); ++b) d = std::min(d, Fused::depthBegin(b, I));
     return d;
   }
   constexpr int depthEnd(int p) const {
     int d = 0;
-    for (int b = begin(p) / H; b <= lastBlock(p); ++b) d = std::max(d, Product::depthEnd(b, I, H));
+    for (int b = begin(p) / H; b <= lastBlock(p); ++b) d = std::max(d, Fused::depthEnd(b, I, H));
     return d;
   }
   /// Where panel p starts in the packed weights (p = panels(): their total size).

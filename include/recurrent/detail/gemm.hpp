@@ -12,7 +12,7 @@
 // Each is described by one argument struct (Product, UnpackedProduct) whose setters name the
 // part to compute, so that a call reads what it multiplies:
 //
-//   gemm(Product<Scalar>(packedWhh, h, gates, n).blocks(g0, g1).rows(u0, u1).overwrite(), buf);
+//   gemm(Product<Scalar>(packedWhh, h, gates, n).blocks(g0, g1).units(u0, u1).overwrite(), buf);
 //
 // The kernel is the classic one of GotoBLAS and BLIS (kernel.hpp): for several columns the
 // micro-kernel keeps an MR × NR tile of C in registers; for one column, panels of A in groups of
@@ -40,7 +40,7 @@ struct Range {
 /// thread's units; the first a multiple of MR), and whether C is overwritten or added to.
 template <typename Derived>
 struct RowSelection {
-  Range selectedBlocks, selectedRows;
+  Range selectedBlocks, selectedUnits;
   bool overwriting = false;
 
   /// Row blocks [first, last) only (default: all).
@@ -48,9 +48,10 @@ struct RowSelection {
     selectedBlocks = Range{first, last};
     return static_cast<Derived&>(*this);
   }
-  /// Rows [first, last) of each selected block only (default: all).
-  Derived& rows(Index first, Index last) {
-    selectedRows = Range{first, last};
+  /// Rows [first, last) of each selected block only — a thread's units of every gate (default:
+  /// all).
+  Derived& units(Index first, Index last) {
+    selectedUnits = Range{first, last};
     return static_cast<Derived&>(*this);
   }
   /// C = A·B instead of C += A·B.
@@ -67,7 +68,7 @@ struct Product : RowSelection<Product<Scalar>> {
           Index columns_)
       : a(a_), b(b_), c(c_), columns(columns_), selectedDepth{0, a_.depthBlocks().count} {
     this->selectedBlocks = Range{0, a_.rowBlocks().count};
-    this->selectedRows = Range{0, a_.rowBlocks().size};
+    this->selectedUnits = Range{0, a_.rowBlocks().size};
   }
   /// Depth blocks [first, last) of A (and rows of B) only (default: all).
   Product& depthBlocks(Index first, Index last) {
@@ -96,7 +97,7 @@ struct UnpackedProduct : RowSelection<UnpackedProduct<Scalar>> {
                   const View<const Scalar>& b_, const View<Scalar>& c_, Index columns_)
       : a(a_), aRows(aRows_), depth(depth_), b(b_), c(c_), columns(columns_) {
     this->selectedBlocks = Range{0, aRows_.count};
-    this->selectedRows = Range{0, aRows_.size};
+    this->selectedUnits = Range{0, aRows_.size};
   }
   /// Adds each row's sum over the depth to `sums` (addressed like the rows of C): a bias
   /// gradient, read in the same pass.
@@ -137,7 +138,8 @@ inline void gemvGroup(int count, Index height, Index depth, const PanelJob<Scala
 /// Computes the Product. `buffer` must hold kc × p.columns.
 template <typename Scalar>
 void gemm(const Product<Scalar>& p, GemmBuffer<Scalar>& buffer) {
-  const Range blocks = p.selectedBlocks, units = p.selectedRows, depth = p.selectedDepth;
+  const Range blocks = p.selectedBlocks, units = p.selectedUnits;
+  const Range depthBlocks = p.selectedDepth;
   const Index n = p.columns;
   if (n == 0 || units.begin >= units.end) return;
   constexpr int NR = GemmTraits<Scalar>::NR;
@@ -155,7 +157,7 @@ void gemm(const Product<Scalar>& p, GemmBuffer<Scalar>& buffer) {
   bool first = true;
   forEachKChunk<Scalar>(
       a.depthBlocks(), a.rowBlocks().count * a.packedBlockRows(), [&](const KChunk& chunk) {
-        if (chunk.block < depth.begin || chunk.block >= depth.end) return;
+        if (chunk.block < depthBlocks.begin || chunk.block >= depthBlocks.end) return;
         // One column is already a packed tile of width one: use it in place.
         const Scalar* packedB = p.b.at(chunk.block, chunk.start, 0);
         if (n > 1 || p.b.transposed) {
@@ -242,13 +244,13 @@ void gemmUnpacked(const UnpackedProduct<Scalar>& p, GemmBuffer<Scalar>& buffer) 
   constexpr int MR = GemmTraits<Scalar>::MR;
   constexpr Index KC = GemmTraits<Scalar>::KC;
   const Index H = p.aRows.size, n = p.columns;
-  const Index unitsEnd = std::min(p.selectedRows.end, H);
+  const Index unitsEnd = std::min(p.selectedUnits.end, H);
   for (Index k0 = 0; k0 < p.depth; k0 += KC) {
     const KChunk chunk{0, k0, std::min(KC, p.depth - k0), 0};
     packB(p.b, chunk, n, buffer.b.data());
     const bool write = p.overwriting && k0 == 0;
     for (Index block = p.selectedBlocks.begin; block < p.selectedBlocks.end; ++block) {
-      for (Index u = p.selectedRows.begin; u < unitsEnd; u += MR) {
+      for (Index u = p.selectedUnits.begin; u < unitsEnd; u += MR) {
         const PanelRows panel{block, u, panelHeight<Scalar>(u, H), H};
         packPanel(p.a, panel, k0, chunk.depth, buffer.a.data(),
                   p.rowSums == nullptr ? nullptr : p.rowSums + block * p.c.blockStride + u);

@@ -40,13 +40,13 @@ using Index = Eigen::Index;
 
 /// Kernel geometry for a scalar type.
 ///
-/// KC bounds the depth a packed panel covers. A panel of A is MR × KC (32 KB in float, 64 KB in
-/// double) and is read once per tile of NR columns; B's tile is KC × NR (12 KB in float). Neither
-/// needs to stay in a 32 KB or a 48 KB L1 cache for the kernel to run at its peak: per depth step
-/// the kernel loads MP packets of A and NR scalars of B for MP · NR FMAs (24 with AVX-512), so
-/// even when A streams from L2 it needs 2 × 64 bytes per 24 FMAs — a fraction of the L2's 64
-/// bytes a cycle on one FMA unit or two. The geometry therefore holds on every x86 core with
-/// AVX-512 or AVX2, whatever its L1 size.
+/// KC bounds the depth a packed panel covers. A panel of A is MR × KC (32 KB with AVX-512, in
+/// float or double: MR is two packets) and is read once per tile of NR columns; B's tile is KC × NR
+/// (12 KB in float). Neither needs to stay in a 32 KB or a 48 KB L1 cache for the kernel to run at
+/// its peak: per depth step the kernel loads MP packets of A and NR scalars of B for MP · NR FMAs
+/// (24 with AVX-512), so even when A streams from L2 it needs 2 × 64 bytes per 24 FMAs — a fraction
+/// of the L2's 64 bytes a cycle on one FMA unit or two. The geometry therefore holds on every x86
+/// core with AVX-512 or AVX2, whatever its L1 size.
 template <typename Scalar>
 struct GemmTraits {
   using Packet = typename Eigen::internal::packet_traits<Scalar>::type;

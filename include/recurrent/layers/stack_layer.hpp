@@ -74,8 +74,10 @@ class StackLayer {
   }
 
   /// The merged output of the last forward, and dL/d(input) of the last backward.
-  const Matrix& output() const { return bidirectional() ? m_output : forward().output(); }
-  const Matrix& inputGradient() const { return bidirectional() ? m_dx : forward().inputGradient(); }
+  const Matrix& output() const { return bidirectional() ? m_output : forwardSequence().output(); }
+  const Matrix& inputGradient() const {
+    return bidirectional() ? m_dx : forwardSequence().inputGradient();
+  }
 
   /// The layer on `in`, from an initial state per direction (default-constructed: zero; the
   /// reverse one unused by a one-direction layer); with `together`, both directions at once.
@@ -91,7 +93,7 @@ class StackLayer {
 
  private:
   bool bidirectional() const { return m_sequences.size() == 2; }
-  const Sequence<Cell>& forward() const { return m_sequences[0]; }
+  const Sequence<Cell>& forwardSequence() const { return m_sequences[0]; }
   static void setSize(Matrix& m, Eigen::Index rows, Eigen::Index cols) {
     if (m.rows() != rows || m.cols() != cols) m.resize(rows, cols);
   }
@@ -100,7 +102,7 @@ class StackLayer {
   std::vector<Sequence<Cell>> m_sequences;  ///< forward, then reverse; they refer to the cells
   // A bidirectional layer's own buffers (a one-direction layer uses its Sequence's).
   Matrix m_xReversed;   ///< the layer's input, each sequence reversed in time
-  Matrix m_output;      ///< the merged output, D·H or H × T·B
+  Matrix m_output;      ///< the merged output, D·R or R × T·B
   Matrix m_dyReversed;  ///< the reverse direction's output gradient, reversed in time
   Matrix m_dx;          ///< dL/d(layer input): both directions' input gradients summed
 };
@@ -123,20 +125,20 @@ void StackLayer<Cell>::run(const Eigen::Ref<const Matrix>& in, const std::vector
     return;
   }
   Sequence<Cell>& r = m_sequences[1];
-  const Eigen::Index H = f.cell().outputSize(), columns = in.cols();
+  const Eigen::Index R = f.cell().outputSize(), columns = in.cols();  // R: rows of h
   const bool concat = m_merge == Merge::Concat;
   setSize(m_xReversed, in.rows(), columns);
-  setSize(m_output, concat ? 2 * H : H, columns);
+  setSize(m_output, concat ? 2 * R : R, columns);
   runBoth(
       together,
       [&] {
         runOne(f, in, initialForward);
-        m_output.topRows(H) = f.output();
+        m_output.topRows(R) = f.output();
       },
       [&] {
         reverseInTime<Scalar>(in, lengths, m_xReversed, false);
         runOne(r, m_xReversed, initialReverse);
-        if (concat) reverseInTime<Scalar>(r.output(), lengths, m_output.bottomRows(H), false);
+        if (concat) reverseInTime<Scalar>(r.output(), lengths, m_output.bottomRows(R), false);
       });
   if (!concat) reverseInTime<Scalar>(r.output(), lengths, m_output, true);
 }
@@ -159,14 +161,14 @@ void StackLayer<Cell>::backward(const Eigen::Ref<const Matrix>* dOutput,
     return;
   }
   Sequence<Cell>& r = m_sequences[1];
-  const Eigen::Index H = f.cell().outputSize();
+  const Eigen::Index R = f.cell().outputSize();  // rows of h
   const bool concat = m_merge == Merge::Concat;
-  if (dOutput != nullptr) setSize(m_dyReversed, H, dOutput->cols());
+  if (dOutput != nullptr) setSize(m_dyReversed, R, dOutput->cols());
   runBoth(
       together,
       [&] {
         if (dOutput != nullptr && concat) {
-          const Eigen::Ref<const Matrix> dyForward = dOutput->topRows(H);
+          const Eigen::Ref<const Matrix> dyForward = dOutput->topRows(R);
           backOne(f, &dyForward, dFinalForward, gradsForward);
         } else {
           backOne(f, dOutput, dFinalForward, gradsForward);
@@ -174,7 +176,7 @@ void StackLayer<Cell>::backward(const Eigen::Ref<const Matrix>* dOutput,
       },
       [&] {
         if (dOutput == nullptr) return backOne(r, nullptr, dFinalReverse, gradsReverse);
-        reverseInTime<Scalar>(concat ? dOutput->bottomRows(H) : dOutput->topRows(H), lengths,
+        reverseInTime<Scalar>(concat ? dOutput->bottomRows(R) : dOutput->topRows(R), lengths,
                               m_dyReversed, false);
         const Eigen::Ref<const Matrix> dyReverse(m_dyReversed);
         backOne(r, &dyReverse, dFinalReverse, gradsReverse);

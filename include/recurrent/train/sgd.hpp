@@ -2,7 +2,7 @@
 #pragma once
 
 #include <recurrent/detail/errors.hpp>
-#include <recurrent/detail/optimizer_state.hpp>
+#include <recurrent/train/optimizer_state.hpp>
 #include <recurrent/train/parameter_list.hpp>
 
 #include <Eigen/Core>

@@ -1,4 +1,4 @@
-// recurrent — optimizer_state.hpp: per-parameter buffers of an optimizer.
+// recurrent — train/optimizer_state.hpp: per-parameter buffers of an optimizer (SGD, Adam).
 #pragma once
 
 #include <recurrent/detail/errors.hpp>
