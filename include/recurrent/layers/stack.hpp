@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -282,6 +283,12 @@ class Stack {
     runBackward(nullptr, dFinal, grads);
   }
 
+  /// Calls `f(layer)` during every following backward as soon as the gradients of `layer` (both
+  /// directions) are complete, from the last layer to the first — so that they can be sent
+  /// elsewhere (DataParallel::connect) while the layers below are computed. nullptr removes it.
+  /// If `f` throws, backward stops there: the layers below have added nothing to the gradients.
+  void onLayerGradients(std::function<void(Eigen::Index)> f) { m_onLayerGradients = std::move(f); }
+
   /// dL/dx of the last backward, I × (T·B), zero in padding.
   const Matrix& inputGradient() const { return m_layers.front().inputGradient(); }
   /// dL/d(initial states) of the last backward, L·D states, index layer·D + direction.
@@ -384,7 +391,8 @@ class Stack {
   Index m_T = 0, m_B = 0;
   bool m_dropped = false;
   bool m_hasTape = false;
-  bool m_together = false;  ///< the directions run at the same time
+  bool m_together = false;                               ///< the directions run at the same time
+  std::function<void(Eigen::Index)> m_onLayerGradients;  ///< see onLayerGradients()
   std::vector<State> m_final, m_dInitial;
   State m_noState;  ///< empty: a zero initial state, no final-state gradient
 };

@@ -172,6 +172,7 @@ void Stack<Cell>::runBackward(const Eigen::Ref<const Matrix>* dOutput,
     for (Index d = 0; d < D; ++d) {
       m_dInitial[static_cast<std::size_t>(l * D + d)] = layer.direction(d).initialStateGradient();
     }
+    if (m_onLayerGradients) m_onLayerGradients(l);
   }
 }
 

@@ -1,0 +1,649 @@
+// recurrent — train/distributed.hpp: data-parallel training over MPI.
+//
+// Optional, like the weight files: needs an MPI implementation (mpi.h, and linking MPI's C
+// library; CMake: find_package(MPI), MPI::MPI_CXX), and is not in the umbrella header.
+//
+// Data parallelism: every process holds the whole model, runs forward and backward on its share
+// of the batch, and the gradients are averaged over the processes before every process takes
+// the same optimizer step — so the processes stay identical, step after step:
+//
+//     MPI_Init(&argc, &argv);
+//     recurrent::DataParallel<float> dp(params);      // params: the model's ParameterList
+//     dp.broadcastParameters();                        // every process starts from rank 0's model
+//     auto mine = recurrent::shareOfBatch(lengths, dp.rank(), dp.size());
+//     ...  forward and backward on the sequences `mine` (selectSequences) ...
+//     dp.averageGradients(localCount);                 // weighted by each process's share
+//     adam.step();                                     // the same step on every process
+//
+// The average is weighted so that it is the gradient of the whole batch: a loss that is a mean
+// over a process's n_r terms (mseLoss) has gradient g_r, the whole batch's mean over Σ n_r terms
+// has gradient Σ n_r g_r / Σ n_r. Each process passes its n_r; with equal weights (the default,
+// 1) it is the plain mean of the processes' gradients, as DDP and Horovod take it.
+//
+// The gradients travel in buckets of whole tensors, about bucketBytes each, in the reverse of the
+// list's order (the order in which backward completes them). A bucket is summed the way a ring
+// all-reduce moves it, 2 (N − 1) / N of its bytes in and out of each process, but in a fixed
+// order: each process sends every other process that process's slice of the bucket
+// (MPI_Ialltoallv), sums the N copies of its own slice in rank order, and the sums are gathered
+// back (MPI_Iallgatherv). An element's sum is therefore ((g_0 + g_1) + g_2) + ... whatever the
+// bucket sizes, and every process receives the same bits. The buckets can be sent while backward
+// is still running (begin, ready, finish; or connect() a Stack, which reports each layer as its
+// gradients are complete); every process starts them in the same order, bucket 0 first,
+// whatever order it reports them in.
+#pragma once
+
+#include <recurrent/detail/errors.hpp>
+#include <recurrent/layers/stack.hpp>
+#include <recurrent/train/parameter_list.hpp>
+
+#include <mpi.h>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace recurrent {
+
+/// Thrown when an MPI call returns an error; the message names the call and MPI's description.
+class MpiError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+
+inline void mpiCheck(int code, const char* call) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  throw MpiError(std::string("recurrent: ") + call +
+                 " failed: " + std::string(text, static_cast<std::size_t>(length)));
+}
+
+template <typename Scalar>
+MPI_Datatype mpiType() {
+  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                "DataParallel: float or double");
+  return std::is_same_v<Scalar, float> ? MPI_FLOAT : MPI_DOUBLE;
+}
+
+/// FNV-1a over bytes: the fingerprint of a parameter list's layout, compared across processes.
+inline std::uint64_t fingerprint(std::uint64_t h, const void* data, std::size_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t k = 0; k < bytes; ++k) h = (h ^ p[k]) * 0x100000001b3ULL;
+  return h;
+}
+
+inline bool mpiRunning() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized != 0 && finalized == 0;
+}
+
+}  // namespace detail
+
+/// The sequences (indices into `lengths`, ascending) that process `rank` of `size` takes of a
+/// batch, so that every process gets a near-equal share of the total length: the longest
+/// sequence first, each to the process with the least length so far (the lowest rank on a tie).
+/// No two processes' totals differ by more than the longest sequence. Every process computes
+/// the same split from the same lengths. A process gets none when B < size; it then takes part
+/// with weight 0 (DataParallel::averageGradients). Throws unless 0 <= rank < size and every
+/// length is at least 1.
+inline std::vector<int> shareOfBatch(const std::vector<int>& lengths, int rank, int size) {
+  if (size < 1 || rank < 0 || rank >= size) {
+    detail::fail("shareOfBatch: rank must be in 0..size-1 with size >= 1, got rank ", rank, " of ",
+                 size);
+  }
+  std::vector<int> order(lengths.size());
+  for (std::size_t b = 0; b < lengths.size(); ++b) {
+    if (lengths[b] < 1) {
+      detail::fail("shareOfBatch: every length must be at least 1, got ", lengths[b], " at ", b);
+    }
+    order[b] = static_cast<int>(b);
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return lengths[std::size_t(a)] > lengths[std::size_t(b)]; });
+  std::vector<long long> load(static_cast<std::size_t>(size), 0);
+  std::vector<int> mine;
+  for (int b : order) {
+    const auto least = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[static_cast<std::size_t>(least)] += lengths[static_cast<std::size_t>(b)];
+    if (least == rank) mine.push_back(b);
+  }
+  std::sort(mine.begin(), mine.end());
+  return mine;
+}
+
+/// The columns of the sequences `indices` of a batch in the Sequence layout (column t·B + b of
+/// `x`, B = batch), as a batch of indices.size() sequences in the same layout and order. Throws
+/// unless x has a multiple of B columns and every index is in 0..B-1.
+template <typename Derived>
+Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> selectSequences(
+    const Eigen::MatrixBase<Derived>& x, Eigen::Index batch, const std::vector<int>& indices) {
+  if (batch < 1 || x.cols() % batch != 0) {
+    detail::fail("selectSequences: x must have T x B columns for B = ", batch, ", got ", x.cols());
+  }
+  const Eigen::Index T = x.cols() / batch;
+  const auto b = static_cast<Eigen::Index>(indices.size());
+  for (int k : indices) {
+    if (k < 0 || k >= batch) {
+      detail::fail("selectSequences: every index must be in 0..", batch - 1, ", got ", k);
+    }
+  }
+  Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> out(x.rows(), T * b);
+  for (Eigen::Index t = 0; t < T; ++t) {
+    for (Eigen::Index j = 0; j < b; ++j) {
+      out.col(t * b + j) = x.col(t * batch + indices[static_cast<std::size_t>(j)]);
+    }
+  }
+  return out;
+}
+
+/// The elements of `v` at `indices`, in that order (the lengths of a share of a batch).
+inline std::vector<int> selectLengths(const std::vector<int>& v, const std::vector<int>& indices) {
+  std::vector<int> out;
+  out.reserve(indices.size());
+  for (int k : indices) {
+    if (k < 0 || static_cast<std::size_t>(k) >= v.size()) {
+      detail::fail("selectLengths: index ", k, " is not in 0..", v.size(), " - 1");
+    }
+    out.push_back(v[static_cast<std::size_t>(k)]);
+  }
+  return out;
+}
+
+/// DataParallel<Scalar>: broadcasts the parameters of a ParameterList and averages its gradients
+/// over the processes of an MPI communicator (see the top of this file).
+///
+/// The constructor is collective (every process of `comm` makes one, with lists of the same
+/// tensors, names and shapes, and the same bucketBytes); so are broadcastParameters(), begin()
+/// and finish(), which every process calls in the same order. It keeps a duplicate of `comm` of
+/// its own, whose errors are returned and thrown as MpiError instead of aborting.
+///
+/// Errors are of two kinds. What can differ between the processes — the lists, the weights —
+/// is checked collectively: every process throws, together, and nothing is changed. What is a
+/// call out of order or an argument the caller gets the same on every process (a root out of
+/// range, a tensor resized since construction) throws on the process that sees it, before it
+/// communicates; if the processes could then disagree, the program should end with MPI_Abort.
+template <typename Scalar_>
+class DataParallel {
+ public:
+  using Scalar = Scalar_;  ///< float or double, as the list's
+  /// The default bucket size: large enough that a bucket's time is its bytes, not its latency.
+  static constexpr std::size_t kDefaultBucketBytes = std::size_t(4) << 20;
+
+  /// Over the tensors of `params` (which must outlive this object), in buckets of about
+  /// `bucketBytes` (a tensor is never split; at least one tensor a bucket). Throws
+  /// std::invalid_argument when MPI is not initialised or `comm` is null (on the process that
+  /// calls it), and, on every process, when any process's list is empty or its bucketBytes 0, or
+  /// the processes' lists differ (tensor count, names, shapes, scalar type or bucket size;
+  /// checked once, here, with one small MPI_Allreduce).
+  explicit DataParallel(const ParameterList<Scalar>& params, MPI_Comm comm = MPI_COMM_WORLD,
+                        std::size_t bucketBytes = kDefaultBucketBytes)
+      : m_params(&params) {
+    if (!detail::mpiRunning()) {
+      detail::fail(
+          "DataParallel: MPI is not initialised (call MPI_Init first), or already "
+          "finalised");
+    }
+    if (comm == MPI_COMM_NULL) detail::fail("DataParallel: the communicator is MPI_COMM_NULL");
+    detail::mpiCheck(MPI_Comm_dup(comm, &m_comm), "MPI_Comm_dup");
+    try {
+      MPI_Comm_set_errhandler(m_comm, MPI_ERRORS_RETURN);
+      MPI_Comm_rank(m_comm, &m_rank);
+      MPI_Comm_size(m_comm, &m_size);
+      std::string refused;
+      if (params.size() == 0) {
+        refused = "the parameter list is empty";
+      } else if (bucketBytes == 0) {
+        refused = "bucketBytes must be at least 1, got 0";
+      } else {
+        refused = makeBuckets(bucketBytes);
+      }
+      checkSameLists(bucketBytes, refused);
+    } catch (...) {
+      MPI_Comm_free(&m_comm);
+      throw;
+    }
+  }
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+  /// Waits for an average still in flight (a collective cannot be cancelled; the other
+  /// processes must have started the same buckets) and frees the communicator.
+  ~DataParallel() {
+    if (!detail::mpiRunning()) return;
+    if (m_active) {
+      MPI_Waitall(static_cast<int>(m_started), m_scatters.data(), MPI_STATUSES_IGNORE);
+      MPI_Wait(&m_weightRequest, MPI_STATUS_IGNORE);
+    }
+    MPI_Comm_free(&m_comm);
+  }
+
+  /// This process's rank in the communicator.
+  int rank() const { return m_rank; }
+  /// The number of processes.
+  int size() const { return m_size; }
+  /// The number of buckets.
+  std::size_t numBuckets() const { return m_buckets.size(); }
+  /// The list's entries (indices into the ParameterList) in bucket k < numBuckets(), in the
+  /// order they are packed.
+  const std::vector<std::size_t>& bucketEntries(std::size_t k) const {
+    if (k >= m_buckets.size()) {
+      detail::fail("DataParallel::bucketEntries: k must be in 0..", m_buckets.size() - 1, ", got ",
+                   k);
+    }
+    return m_buckets[k].entries;
+  }
+  /// The buckets already sent in the average in flight (0 when none is).
+  std::size_t bucketsSent() const { return m_active ? m_started : 0; }
+
+  /// Sets every parameter to rank `root`'s values (MPI_Bcast, bucket by bucket). Throws unless
+  /// 0 <= root < size(), no average is in flight and no tensor changed its shape.
+  void broadcastParameters(int root = 0) {
+    if (root < 0 || root >= m_size) {
+      detail::fail("DataParallel::broadcastParameters: root must be in 0..", m_size - 1, ", got ",
+                   root);
+    }
+    checkIdle("DataParallel::broadcastParameters");
+    checkUnchanged("DataParallel::broadcastParameters");
+    for (const Bucket& bucket : m_buckets) {
+      Scalar* buffer = m_buffer.data() + bucket.offset;
+      if (m_rank == root) pack(bucket, buffer, false);
+      detail::mpiCheck(MPI_Bcast(buffer, bucket.count, detail::mpiType<Scalar>(), root, m_comm),
+                       "MPI_Bcast");
+      if (m_rank != root) unpack(bucket, buffer, false, 1.0);
+    }
+  }
+
+  /// Replaces every gradient by the weighted mean over the processes, Σ w_r g_r / Σ w_r, where
+  /// w_r is each process's `weight` (its count of loss terms, or 1 for the plain mean). Blocks
+  /// until done: begin(weight), then finish().
+  void averageGradients(double weight = 1) {
+    begin(weight);
+    finish();
+  }
+
+  /// Starts an average with this process's `weight` (its count of loss terms; finite and >= 0 on
+  /// every process, with a positive sum, or finish() throws on every process): call before
+  /// backward, report gradients with ready() as they are complete (each entry at most once; one
+  /// backward per average), and finish() after backward. Throws if an average is already in
+  /// flight or a tensor changed its shape.
+  void begin(double weight = 1) {
+    checkIdle("DataParallel::begin");
+    checkUnchanged("DataParallel::begin");
+    // A weight that is not finite and >= 0 travels as NaN, so that every process refuses it.
+    m_weight =
+        std::isfinite(weight) && weight >= 0 ? weight : std::numeric_limits<double>::quiet_NaN();
+    m_badWeight = std::isnan(m_weight) ? weight : 0;
+    std::fill(m_ready.begin(), m_ready.end(), char(0));
+    for (Bucket& bucket : m_buckets) bucket.pending = bucket.entries.size();
+    m_started = 0;
+    detail::mpiCheck(MPI_Iallgather(&m_weight, 1, MPI_DOUBLE, m_weights.data(), 1, MPI_DOUBLE,
+                                    m_comm, &m_weightRequest),
+                     "MPI_Iallgather");
+    m_active = true;
+  }
+
+  /// Reports that the gradients of entries [first, last) of the list are complete. Every bucket
+  /// whose gradients are then all complete, and all buckets before it, is sent. Throws unless
+  /// 0 <= first <= last <= the list's size, or if an entry was reported before in this average.
+  void ready(std::size_t first, std::size_t last) {
+    checkActive("DataParallel::ready");
+    if (first > last || last > m_ready.size()) {
+      detail::fail("DataParallel::ready: entries [first, last) must be within [0, ", m_ready.size(),
+                   "), got [", first, ", ", last, ")");
+    }
+    for (std::size_t k = first; k < last; ++k) report(k);
+    startReady();
+  }
+  /// Reports the gradients of every entry whose name starts with `prefix` as complete ("fc."
+  /// for a Linear added as "fc."). Throws if none does, or if one was reported before.
+  void ready(const std::string& prefix) {
+    checkActive("DataParallel::ready");
+    bool any = false;
+    for (std::size_t k = 0; k < m_ready.size(); ++k) {
+      if ((*m_params)[k].name.compare(0, prefix.size(), prefix) == 0) {
+        report(k);
+        any = true;
+      }
+    }
+    if (!any) detail::fail("DataParallel::ready: no entry of the list starts with '", prefix, "'");
+    startReady();
+  }
+
+  /// Completes the average begun by begin(): sends what is not yet sent, waits for every bucket
+  /// and writes the averaged gradients. Throws MpiError if MPI fails, and, on every process with
+  /// the gradients unchanged, std::invalid_argument if a process's weight was not finite and
+  /// >= 0 or the weights sum to zero.
+  void finish() {
+    checkActive("DataParallel::finish");
+    if (m_size == 1) {  // the average of one: the gradients as they are (g·w / w would round)
+      m_active = false;
+      detail::mpiCheck(MPI_Wait(&m_weightRequest, MPI_STATUS_IGNORE), "MPI_Iallgather (weights)");
+      checkWeights();
+      return;
+    }
+    for (std::size_t k = 0; k < m_ready.size(); ++k) {
+      if (m_ready[k] == 0) markReady(k);
+    }
+    startReady();
+    m_active = false;
+    // Each bucket's slices, gathered from every process by its alltoall, are summed here in rank
+    // order, and the sums gathered back; the collectives start in bucket order on every process.
+    int scattered = MPI_SUCCESS, gathered = MPI_SUCCESS;
+    std::vector<MPI_Request>& gathers = m_gathers;
+    for (std::size_t q = 0; q < m_buckets.size(); ++q) {
+      const int code = MPI_Wait(&m_scatters[q], MPI_STATUS_IGNORE);
+      if (code != MPI_SUCCESS && scattered == MPI_SUCCESS) scattered = code;
+      if (scattered != MPI_SUCCESS) continue;
+      sumSlices(m_buckets[q]);
+      const int started = MPI_Iallgatherv(MPI_IN_PLACE, 0, detail::mpiType<Scalar>(),
+                                          m_buffer.data() + m_buckets[q].offset,
+                                          m_buckets[q].counts.data(), m_buckets[q].displs.data(),
+                                          detail::mpiType<Scalar>(), m_comm, &gathers[q]);
+      if (started != MPI_SUCCESS) scattered = started;
+    }
+    if (scattered == MPI_SUCCESS) {
+      gathered = MPI_Waitall(static_cast<int>(gathers.size()), gathers.data(), MPI_STATUSES_IGNORE);
+    }
+    const int weighted = MPI_Wait(&m_weightRequest, MPI_STATUS_IGNORE);
+    m_started = 0;
+    detail::mpiCheck(scattered, "MPI_Ialltoallv (gradients)");
+    detail::mpiCheck(gathered, "MPI_Iallgatherv (gradients)");
+    detail::mpiCheck(weighted, "MPI_Iallgather (weights)");
+    const double total = checkWeights();
+    for (const Bucket& bucket : m_buckets) {
+      unpack(bucket, m_buffer.data() + bucket.offset, true, total);
+    }
+  }
+
+  /// Whether an average has begun and not finished.
+  bool inProgress() const { return m_active; }
+
+  /// Has `stack`'s backward report each of its layers, as soon as its gradients are complete,
+  /// so that they travel while the layers below are computed. Every tensor of the stack must be
+  /// in the list (found by identity, not by name; throws naming the first one that is not). The
+  /// stack keeps the hook, replacing any other, until disconnect(stack): this object must
+  /// outlive that.
+  template <typename Cell>
+  void connect(Stack<Cell>& stack) {
+    std::vector<std::vector<std::size_t>> layers(static_cast<std::size_t>(stack.numLayers()));
+    for (Eigen::Index l = 0; l < stack.numLayers(); ++l) {
+      for (Eigen::Index d = 0; d < stack.numDirections(); ++d) {
+        stack.cell(l, d).parameters().forEach([&](const char* name, auto& tensor) {
+          const TensorHandle<Scalar> handle(tensor);
+          for (std::size_t k = 0; k < m_params->size(); ++k) {
+            if ((*m_params)[k].value.sameObject(handle)) {
+              layers[static_cast<std::size_t>(l)].push_back(k);
+              return;
+            }
+          }
+          detail::fail("DataParallel::connect: the stack's ", name, " of layer ", l,
+                       d == 0 ? "" : " (reverse)", " is not in the parameter list");
+        });
+      }
+    }
+    stack.onLayerGradients([this, layers = std::move(layers)](Eigen::Index layer) {
+      if (!m_active) return;
+      for (std::size_t k : layers[static_cast<std::size_t>(layer)]) report(k);
+      startReady();
+    });
+  }
+  /// Removes the hook connect() installed.
+  template <typename Cell>
+  static void disconnect(Stack<Cell>& stack) {
+    stack.onLayerGradients(nullptr);
+  }
+
+ private:
+  struct Bucket {
+    std::vector<std::size_t> entries;  ///< list indices, packed in this order
+    Eigen::Index offset = 0;           ///< into m_buffer
+    int count = 0;                     ///< scalars
+    std::size_t pending = 0;           ///< entries not yet ready in this average
+    /// Process r's slice of the bucket: [displs[r], displs[r] + counts[r]).
+    std::vector<int> counts, displs;
+    /// This process's slice as sent by each process: slice r at r · counts[rank].
+    std::vector<int> mineCounts, mineDispls;
+    Eigen::Index gatherOffset = 0;  ///< into m_slices
+  };
+
+  /// Groups the entries into buckets; returns why it cannot (empty: it can).
+  std::string makeBuckets(std::size_t bucketBytes) {
+    const std::size_t n = m_params->size();
+    std::vector<std::size_t> entries;
+    std::size_t bytes = 0;
+    for (std::size_t k = n; k-- > 0;) {  // reverse: the order backward completes them
+      const auto& e = (*m_params)[k];
+      m_shapes.push_back({e.value.rows(), e.value.cols()});
+      const std::size_t b = static_cast<std::size_t>(e.value.size()) * sizeof(Scalar);
+      if (!entries.empty() && bytes + b > bucketBytes) {
+        if (!closeBucket(entries)) break;
+        bytes = 0;
+      }
+      entries.push_back(k);
+      bytes += b;
+    }
+    std::reverse(m_shapes.begin(), m_shapes.end());
+    if (m_shapes.size() != n || !closeBucket(entries)) {
+      return "a bucket would exceed MPI's count of " +
+             std::to_string(std::numeric_limits<int>::max()) + " scalars";
+    }
+    m_buffer.resize(m_numel);
+    m_slices.resize(m_sliceNumel);
+    m_scatters.assign(m_buckets.size(), MPI_REQUEST_NULL);
+    m_gathers.assign(m_buckets.size(), MPI_REQUEST_NULL);
+    m_weights.assign(static_cast<std::size_t>(m_size), 0.0);
+    m_ready.assign(n, char(0));
+    m_entryBucket.assign(n, 0);
+    for (std::size_t q = 0; q < m_buckets.size(); ++q) {
+      for (std::size_t k : m_buckets[q].entries) m_entryBucket[k] = q;
+    }
+    return {};
+  }
+  bool closeBucket(std::vector<std::size_t>& entries) {
+    Eigen::Index count = 0;
+    for (std::size_t k : entries) count += (*m_params)[k].value.size();
+    if (count > std::numeric_limits<int>::max()) return false;
+    Bucket bucket;
+    bucket.entries = std::move(entries);
+    entries.clear();
+    bucket.offset = m_numel;
+    bucket.count = static_cast<int>(count);
+    // Near-equal slices, one a process: process r sums elements [c·r/N, c·(r+1)/N).
+    const auto N = static_cast<std::size_t>(m_size);
+    bucket.counts.resize(N);
+    bucket.displs.resize(N);
+    for (std::size_t r = 0; r < N; ++r) {
+      const auto begin = static_cast<Eigen::Index>(count * Eigen::Index(r) / m_size);
+      const auto end = static_cast<Eigen::Index>(count * Eigen::Index(r + 1) / m_size);
+      bucket.displs[r] = static_cast<int>(begin);
+      bucket.counts[r] = static_cast<int>(end - begin);
+    }
+    const int mine = bucket.counts[static_cast<std::size_t>(m_rank)];
+    if (Eigen::Index(mine) * m_size > std::numeric_limits<int>::max()) return false;
+    bucket.mineCounts.assign(N, mine);
+    bucket.mineDispls.resize(N);
+    for (std::size_t r = 0; r < N; ++r) bucket.mineDispls[r] = static_cast<int>(r) * mine;
+    bucket.gatherOffset = m_sliceNumel;
+    m_sliceNumel += Eigen::Index(mine) * m_size;
+    m_numel += count;
+    m_buckets.push_back(std::move(bucket));
+    return true;
+  }
+
+  /// One fingerprint of the list's layout and whether this process refuses (`refused` non-empty);
+  /// equal on every process and none refusing, or every process throws.
+  void checkSameLists(std::size_t bucketBytes, const std::string& refused) {
+    std::uint64_t h = 0xcbf29ce484222325ULL;
+    const std::uint64_t header[] = {sizeof(Scalar), m_params->size(), bucketBytes};
+    h = detail::fingerprint(h, header, sizeof header);
+    for (const auto& e : *m_params) {
+      h = detail::fingerprint(h, e.name.data(), e.name.size() + 1);
+      const std::int64_t shape[] = {e.value.rank(), e.value.rows(), e.value.cols()};
+      h = detail::fingerprint(h, shape, sizeof shape);
+    }
+    // max(h) == h and max(~h) == ~h on every process exactly when all the h are equal.
+    std::uint64_t local[] = {h, ~h, refused.empty() ? 0u : 1u}, all[3] = {0, 0, 0};
+    detail::mpiCheck(MPI_Allreduce(local, all, 3, MPI_UINT64_T, MPI_MAX, m_comm), "MPI_Allreduce");
+    if (!refused.empty()) detail::fail("DataParallel: ", refused);
+    if (all[2] != 0) detail::fail("DataParallel: another process refused its parameter list");
+    if (all[0] != h || all[1] != ~h) {
+      detail::fail(
+          "DataParallel: the processes' parameter lists differ (their tensors' count, "
+          "names and shapes, the scalar type and bucketBytes must be the same on every "
+          "process); this is rank ",
+          m_rank, " of ", m_size, " with ", m_params->size(), " tensors, ", m_params->numel(),
+          " scalars");
+    }
+  }
+
+  void checkIdle(const char* where) const {
+    if (m_active) detail::fail(where, ": an average is in flight (begin() without finish())");
+  }
+  void checkActive(const char* where) const {
+    if (!m_active) detail::fail(where, ": no average is in flight (call begin() first)");
+  }
+  /// Throws unless every tensor and its gradient have the shapes the buckets were made for.
+  void checkUnchanged(const char* where) const {
+    if (m_params->size() != m_shapes.size()) {
+      detail::fail(where, ": the list must hold the ", m_shapes.size(),
+                   " tensors the buckets were made for, got ", m_params->size());
+    }
+    for (std::size_t k = 0; k < m_shapes.size(); ++k) {
+      const auto& e = (*m_params)[k];
+      const auto& [rows, cols] = m_shapes[k];
+      for (const auto* t : {&e.value, &e.gradient}) {
+        if (t->rows() != rows || t->cols() != cols) {
+          detail::fail(where, ": ", e.name, t == &e.value ? "" : "'s gradient", " must be ", rows,
+                       " x ", cols, " as when the buckets were made, got ", t->rows(), " x ",
+                       t->cols());
+        }
+      }
+    }
+  }
+
+  /// The sum of the gathered weights, in rank order; throws unless each is finite and >= 0 and
+  /// the sum positive (the same verdict on every process: they all hold the same weights).
+  double checkWeights() const {
+    double total = 0;
+    for (int r = 0; r < m_size; ++r) {
+      const double w = m_weights[static_cast<std::size_t>(r)];
+      if (std::isnan(w)) {
+        detail::fail("DataParallel::finish: every weight must be finite and >= 0, got ",
+                     r == m_rank ? std::to_string(m_badWeight) : std::string("another"),
+                     " on rank ", r);
+      }
+      total += w;
+    }
+    if (!(total > 0)) {
+      detail::fail("DataParallel::finish: the processes' weights sum to ", total,
+                   "; at least one must be positive");
+    }
+    return total;
+  }
+
+  /// An entry reported by the caller: once per average.
+  void report(std::size_t k) {
+    if (m_ready[k] != 0) {
+      detail::fail("DataParallel::ready: ", (*m_params)[k].name,
+                   " was reported twice in one average (one backward per begin() and finish())");
+    }
+    markReady(k);
+  }
+  void markReady(std::size_t k) {
+    m_ready[k] = 1;
+    --m_buckets[m_entryBucket[k]].pending;
+  }
+  /// Sends, in bucket order, every bucket whose entries are all ready: each process's slice of
+  /// it to that process (MPI_Ialltoallv); then lets MPI progress the ones in flight.
+  void startReady() {
+    if (m_size == 1) return;  // nothing to send: finish() keeps the gradients as they are
+    while (m_started < m_buckets.size() && m_buckets[m_started].pending == 0) {
+      const Bucket& bucket = m_buckets[m_started];
+      Scalar* buffer = m_buffer.data() + bucket.offset;
+      pack(bucket, buffer, true);
+      detail::mpiCheck(
+          MPI_Ialltoallv(buffer, bucket.counts.data(), bucket.displs.data(),
+                         detail::mpiType<Scalar>(), m_slices.data() + bucket.gatherOffset,
+                         bucket.mineCounts.data(), bucket.mineDispls.data(),
+                         detail::mpiType<Scalar>(), m_comm, &m_scatters[m_started]),
+          "MPI_Ialltoallv");
+      ++m_started;
+    }
+    if (m_started > 0) {
+      int done = 0;
+      MPI_Testall(static_cast<int>(m_started), m_scatters.data(), &done, MPI_STATUSES_IGNORE);
+    }
+  }
+  /// This process's slice of `bucket`: the sum of every process's values, in rank order (the
+  /// same order whatever the buckets, on every process), into its place in m_buffer.
+  void sumSlices(const Bucket& bucket) {
+    const int mine = bucket.counts[static_cast<std::size_t>(m_rank)];
+    const Scalar* in = m_slices.data() + bucket.gatherOffset;
+    Scalar* out = m_buffer.data() + bucket.offset + bucket.displs[static_cast<std::size_t>(m_rank)];
+    for (int i = 0; i < mine; ++i) out[i] = in[i];
+    for (int r = 1; r < m_size; ++r) {
+      const Scalar* part = in + Eigen::Index(r) * mine;
+      for (int i = 0; i < mine; ++i) out[i] += part[i];
+    }
+  }
+
+  /// Copies the bucket's parameters (or its gradients times this process's weight) to `buffer`.
+  /// A product or quotient by 1 is exact, so the parameters pass unchanged.
+  void pack(const Bucket& bucket, Scalar* buffer, bool gradients) const {
+    const auto weight = static_cast<Scalar>(gradients ? m_weight : 1.0);
+    for (std::size_t k : bucket.entries) {
+      const auto& e = (*m_params)[k];
+      const auto& t = gradients ? e.gradient : e.value;
+      auto out = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>(buffer, t.size());
+      if (weight == 0) {
+        out.setZero();  // no share of the batch: nothing, not even a NaN, reaches the others
+      } else {
+        out = t.array() * weight;
+      }
+      buffer += t.size();
+    }
+  }
+  /// Writes `buffer` divided by `divisor` back to the bucket's gradients (or parameters).
+  void unpack(const Bucket& bucket, const Scalar* buffer, bool gradients, double divisor) const {
+    const auto d = static_cast<Scalar>(divisor);
+    for (std::size_t k : bucket.entries) {
+      const auto& e = (*m_params)[k];
+      const auto& t = gradients ? e.gradient : e.value;
+      t.array() = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>(buffer, t.size()) / d;
+      buffer += t.size();
+    }
+  }
+
+  const ParameterList<Scalar>* m_params;
+  MPI_Comm m_comm = MPI_COMM_NULL;
+  int m_rank = 0, m_size = 1;
+  std::vector<Bucket> m_buckets;
+  std::vector<std::pair<Eigen::Index, Eigen::Index>> m_shapes;  ///< each entry's, at construction
+  std::vector<std::size_t> m_entryBucket;                       ///< the bucket of each entry
+  std::vector<char> m_ready;            ///< whether each entry is ready in this average
+  std::vector<MPI_Request> m_scatters;  ///< each bucket's alltoall
+  std::vector<MPI_Request> m_gathers;   ///< each bucket's allgather
+  std::size_t m_started = 0;            ///< buckets sent in this average (0..m_started-1)
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_buffer;  ///< every bucket, packed
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_slices;  ///< this process's slices, from each
+  Eigen::Index m_numel = 0, m_sliceNumel = 0;
+  double m_weight = 1, m_badWeight = 0;
+  std::vector<double> m_weights;  ///< every process's weight, gathered
+  MPI_Request m_weightRequest = MPI_REQUEST_NULL;
+  bool m_active = false;
+};
+
+}  // namespace recurrent
