@@ -3,6 +3,8 @@
 // test error with the persistence baseline (predicting the last value seen).
 //
 //   sequence_predictor [--cell lstm|gru] [--csv FILE --column NAME] [--metrics FILE] ...
+//   mpirun -np 2 sequence_predictor --distributed ...   (built with MPI: the streams split over
+//                                                        the processes, data-parallel)
 //
 // The default series is Mackey–Glass with τ = 17 (series.hpp). `--help` lists every flag.
 #include "plot.hpp"
@@ -13,6 +15,14 @@
 
 #include <nlohmann/json.hpp>
 
+#ifdef RECURRENT_EXAMPLE_MPI
+#include <recurrent/train/distributed.hpp>
+
+#include <mpi.h>
+
+#include <memory>
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -20,6 +30,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <numeric>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -40,6 +51,7 @@ struct Options {
   std::string csv, column;
   std::string out = "sequence_predictor_out";
   std::string metrics;
+  bool distributed = false;
 };
 
 const char* kUsage = R"(usage: sequence_predictor [options]
@@ -63,6 +75,9 @@ safetensors, loads it back and reports its test RMSE next to the persistence bas
                       (sequence_predictor_out)
   --metrics FILE      write the final figures as JSON
   --quick             a short run (3 epochs) to check that everything works
+  --distributed       under mpirun: the streams are split over the processes, the gradients
+                      averaged over them (data parallelism); rank 0 prints and writes the
+                      files (needs a build with MPI)
 )";
 
 Options parse(int argc, char** argv) {
@@ -130,6 +145,11 @@ Options parse(int argc, char** argv) {
       o.metrics = value(i);
     } else if (a == "--quick") {
       o.epochs = 3;
+    } else if (a == "--distributed") {
+#ifndef RECURRENT_EXAMPLE_MPI
+      throw std::invalid_argument("--distributed needs a build with MPI (libopenmpi-dev)");
+#endif
+      o.distributed = true;
     } else {
       throw std::invalid_argument("unknown option '" + a + "' (see --help)");
     }
@@ -141,6 +161,19 @@ Options parse(int argc, char** argv) {
 }
 
 using Matrix = Eigen::MatrixXf;
+
+/// The processes this run trains on: one, or MPI's (--distributed).
+struct World {
+  int rank = 0, size = 1;
+  bool root() const { return rank == 0; }
+  /// The sum of `v` over the processes.
+  double sum(double v) const {
+#ifdef RECURRENT_EXAMPLE_MPI
+    if (size > 1) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+#endif
+    return v;
+  }
+};
 
 /// One step ahead over the whole series: prediction[t] is the model's value for z[t + 1] after
 /// reading z[0..t]. Inference only (no tape), one sequence.
@@ -163,7 +196,7 @@ double rmse(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 template <typename Cell>
-int run(const Options& o) {
+int run(const Options& o, const World& world) {
   const auto start = std::chrono::steady_clock::now();
   const auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -211,13 +244,31 @@ int run(const Options& o) {
   recurrent::ParameterList<float> params;
   params.add(cell.parameters(), cellGrads, "rnn.").add(fc.parameters(), fcGrads, "fc.");
   recurrent::Adam<float> adam(params, recurrent::AdamOptions(o.lr));
+  // The streams this process trains: all of them, or its share under --distributed, where every
+  // process starts from rank 0's model and the gradients are averaged over the processes,
+  // weighted by their steps, into the whole batch's.
+  std::vector<int> mine(static_cast<std::size_t>(o.batch));
+  std::iota(mine.begin(), mine.end(), 0);
+#ifdef RECURRENT_EXAMPLE_MPI
+  std::unique_ptr<recurrent::DataParallel<float>> dp;
+  if (o.distributed) {
+    if (o.batch < world.size) {
+      throw std::invalid_argument("--distributed: --batch (" + std::to_string(o.batch) +
+                                  ") must be at least the number of processes (" +
+                                  std::to_string(world.size) + ")");
+    }
+    dp = std::make_unique<recurrent::DataParallel<float>>(params);
+    dp->broadcastParameters();
+    mine = recurrent::shareOfBatch(std::vector<int>(mine.size(), o.bptt), world.rank, world.size);
+  }
+#endif
   std::cout << o.cell << ", hidden " << o.hidden << ": " << params.numel() << " parameters; "
-            << o.epochs << " epochs of " << o.batch << " streams x chunks of " << o.bptt
-            << " steps\n";
+            << o.epochs << " epochs of " << o.batch << " streams x chunks of " << o.bptt << " steps"
+            << (world.size > 1 ? " on " + std::to_string(world.size) + " processes" : "") << "\n";
 
   // ---- training: truncated BPTT over B parallel streams, the state carried chunk to chunk ----
   recurrent::Sequence<Cell> seq(cell);
-  const int B = o.batch, T = o.bptt;
+  const int B = static_cast<int>(mine.size()), T = o.bptt;  // this process's streams
   const std::vector<int> lengths(static_cast<std::size_t>(B), T);
   Matrix x(1, T * B), target(1, T * B), y, dy, dh;
   auto bestCell = cell.parameters();
@@ -231,14 +282,14 @@ int run(const Options& o) {
     // Stream b covers the inputs [offset + b·L, offset + (b+1)·L); the offset moves the chunk
     // boundaries from epoch to epoch.
     const int offset = static_cast<int>(rng() % static_cast<unsigned>(T));
-    const int L = (trainEnd - 1 - offset) / B;
+    const int L = (trainEnd - 1 - offset) / o.batch;
     const int chunks = L / T;
     typename Cell::State state = cell.zeroState(B);
     double trainLoss = 0;
     for (int c = 0; c < chunks; ++c) {
       for (int t = 0; t < T; ++t) {
         for (int b = 0; b < B; ++b) {
-          const int k = offset + b * L + c * T + t;
+          const int k = offset + mine[static_cast<std::size_t>(b)] * L + c * T + t;
           x(0, t * B + b) = z[static_cast<std::size_t>(k)];
           target(0, t * B + b) = z[static_cast<std::size_t>(k) + 1];
         }
@@ -249,11 +300,15 @@ int run(const Options& o) {
       trainLoss += recurrent::mseLoss(y, target, lengths, dy);
       fc.backward(seq.output(), dy, fcGrads, dh);
       seq.backward(dh, cellGrads);  // stops at the chunk's start: truncated BPTT
+#ifdef RECURRENT_EXAMPLE_MPI
+      if (dp) dp->averageGradients(T * B);
+#endif
       recurrent::clipGradNorm(params, o.clip);
       adam.step();
       state = seq.finalState();
     }
-    trainLoss /= std::max(chunks, 1);
+    trainLoss = world.sum(trainLoss * B) / o.batch / std::max(chunks, 1);
+    if (!world.root()) continue;  // the other processes only train
 
     // Validation: the whole series through the model, error on the validation part.
     const std::vector<double> p = predictAll(cell, fc, z);
@@ -274,6 +329,8 @@ int run(const Options& o) {
                 seconds(), best ? "  *" : "");
     std::fflush(stdout);
   }
+
+  if (!world.root()) return 0;
 
   // ---- keep the best model, save it, and load it back into a new one ----------------------
   cell.parameters() = bestCell;
@@ -349,10 +406,28 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
-    return o.cell == "lstm" ? run<recurrent::LSTMCell<float>>(o)
-                            : run<recurrent::GRUCell<float>>(o);
+    World world;
+#ifdef RECURRENT_EXAMPLE_MPI
+    if (o.distributed) {
+      MPI_Init(&argc, &argv);
+      MPI_Comm_rank(MPI_COMM_WORLD, &world.rank);
+      MPI_Comm_size(MPI_COMM_WORLD, &world.size);
+      if (!world.root() && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
+    }
+#endif
+    const int status = o.cell == "lstm" ? run<recurrent::LSTMCell<float>>(o, world)
+                                        : run<recurrent::GRUCell<float>>(o, world);
+#ifdef RECURRENT_EXAMPLE_MPI
+    if (o.distributed) MPI_Finalize();
+#endif
+    return status;
   } catch (const std::exception& e) {
     std::cerr << "sequence_predictor: " << e.what() << "\n";
+#ifdef RECURRENT_EXAMPLE_MPI
+    int running = 0;
+    MPI_Initialized(&running);
+    if (running != 0) MPI_Abort(MPI_COMM_WORLD, 1);  // the other processes would wait forever
+#endif
     return 1;
   }
 }
