@@ -33,7 +33,9 @@
 #pragma once
 
 #include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/mpi.hpp>
 #include <recurrent/layers/stack.hpp>
+#include <recurrent/train/batch_share.hpp>
 #include <recurrent/train/parameter_list.hpp>
 
 #include <mpi.h>
@@ -60,7 +62,6 @@ class MpiError : public std::runtime_error {
 };
 
 namespace detail {
-
 inline void mpiCheck(int code, const char* call) {
   if (code == MPI_SUCCESS) return;
   char text[MPI_MAX_ERROR_STRING];
@@ -69,99 +70,7 @@ inline void mpiCheck(int code, const char* call) {
   throw MpiError(std::string("recurrent: ") + call +
                  " failed: " + std::string(text, static_cast<std::size_t>(length)));
 }
-
-template <typename Scalar>
-MPI_Datatype mpiType() {
-  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
-                "DataParallel: float or double");
-  return std::is_same_v<Scalar, float> ? MPI_FLOAT : MPI_DOUBLE;
-}
-
-/// FNV-1a over bytes: the fingerprint of a parameter list's layout, compared across processes.
-inline std::uint64_t fingerprint(std::uint64_t h, const void* data, std::size_t bytes) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (std::size_t k = 0; k < bytes; ++k) h = (h ^ p[k]) * 0x100000001b3ULL;
-  return h;
-}
-
-inline bool mpiRunning() {
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  return initialized != 0 && finalized == 0;
-}
-
 }  // namespace detail
-
-/// The sequences (indices into `lengths`, ascending) that process `rank` of `size` takes of a
-/// batch, so that every process gets a near-equal share of the total length: the longest
-/// sequence first, each to the process with the least length so far (the lowest rank on a tie).
-/// No two processes' totals differ by more than the longest sequence. Every process computes
-/// the same split from the same lengths. A process gets none when B < size; it then takes part
-/// with weight 0 (DataParallel::averageGradients). Throws unless 0 <= rank < size and every
-/// length is at least 1.
-inline std::vector<int> shareOfBatch(const std::vector<int>& lengths, int rank, int size) {
-  if (size < 1 || rank < 0 || rank >= size) {
-    detail::fail("shareOfBatch: rank must be in 0..size-1 with size >= 1, got rank ", rank, " of ",
-                 size);
-  }
-  std::vector<int> order(lengths.size());
-  for (std::size_t b = 0; b < lengths.size(); ++b) {
-    if (lengths[b] < 1) {
-      detail::fail("shareOfBatch: every length must be at least 1, got ", lengths[b], " at ", b);
-    }
-    order[b] = static_cast<int>(b);
-  }
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return lengths[std::size_t(a)] > lengths[std::size_t(b)]; });
-  std::vector<long long> load(static_cast<std::size_t>(size), 0);
-  std::vector<int> mine;
-  for (int b : order) {
-    const auto least = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-    load[static_cast<std::size_t>(least)] += lengths[static_cast<std::size_t>(b)];
-    if (least == rank) mine.push_back(b);
-  }
-  std::sort(mine.begin(), mine.end());
-  return mine;
-}
-
-/// The columns of the sequences `indices` of a batch in the Sequence layout (column t·B + b of
-/// `x`, B = batch), as a batch of indices.size() sequences in the same layout and order. Throws
-/// unless x has a multiple of B columns and every index is in 0..B-1.
-template <typename Derived>
-Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> selectSequences(
-    const Eigen::MatrixBase<Derived>& x, Eigen::Index batch, const std::vector<int>& indices) {
-  if (batch < 1 || x.cols() % batch != 0) {
-    detail::fail("selectSequences: x must have T x B columns for B = ", batch, ", got ", x.cols());
-  }
-  const Eigen::Index T = x.cols() / batch;
-  const auto b = static_cast<Eigen::Index>(indices.size());
-  for (int k : indices) {
-    if (k < 0 || k >= batch) {
-      detail::fail("selectSequences: every index must be in 0..", batch - 1, ", got ", k);
-    }
-  }
-  Eigen::Matrix<typename Derived::Scalar, Eigen::Dynamic, Eigen::Dynamic> out(x.rows(), T * b);
-  for (Eigen::Index t = 0; t < T; ++t) {
-    for (Eigen::Index j = 0; j < b; ++j) {
-      out.col(t * b + j) = x.col(t * batch + indices[static_cast<std::size_t>(j)]);
-    }
-  }
-  return out;
-}
-
-/// The elements of `v` at `indices`, in that order (the lengths of a share of a batch).
-inline std::vector<int> selectLengths(const std::vector<int>& v, const std::vector<int>& indices) {
-  std::vector<int> out;
-  out.reserve(indices.size());
-  for (int k : indices) {
-    if (k < 0 || static_cast<std::size_t>(k) >= v.size()) {
-      detail::fail("selectLengths: index ", k, " is not in 0..", v.size(), " - 1");
-    }
-    out.push_back(v[static_cast<std::size_t>(k)]);
-  }
-  return out;
-}
 
 /// DataParallel<Scalar>: broadcasts the parameters of a ParameterList and averages its gradients
 /// over the processes of an MPI communicator (see the top of this file).
@@ -407,39 +316,19 @@ class DataParallel {
   }
 
  private:
-  struct Bucket {
-    std::vector<std::size_t> entries;  ///< list indices, packed in this order
-    Eigen::Index offset = 0;           ///< into m_buffer
-    int count = 0;                     ///< scalars
-    std::size_t pending = 0;           ///< entries not yet ready in this average
-    /// Process r's slice of the bucket: [displs[r], displs[r] + counts[r]).
-    std::vector<int> counts, displs;
-    /// This process's slice as sent by each process: slice r at r · counts[rank].
-    std::vector<int> mineCounts, mineDispls;
-    Eigen::Index gatherOffset = 0;  ///< into m_slices
-  };
+  using Bucket = detail::Bucket;
 
   /// Groups the entries into buckets; returns why it cannot (empty: it can).
   std::string makeBuckets(std::size_t bucketBytes) {
     const std::size_t n = m_params->size();
-    std::vector<std::size_t> entries;
-    std::size_t bytes = 0;
-    for (std::size_t k = n; k-- > 0;) {  // reverse: the order backward completes them
-      const auto& e = (*m_params)[k];
+    std::vector<Eigen::Index> sizes;
+    for (const auto& e : *m_params) {
       m_shapes.push_back({e.value.rows(), e.value.cols()});
-      const std::size_t b = static_cast<std::size_t>(e.value.size()) * sizeof(Scalar);
-      if (!entries.empty() && bytes + b > bucketBytes) {
-        if (!closeBucket(entries)) break;
-        bytes = 0;
-      }
-      entries.push_back(k);
-      bytes += b;
+      sizes.push_back(e.value.size());
     }
-    std::reverse(m_shapes.begin(), m_shapes.end());
-    if (m_shapes.size() != n || !closeBucket(entries)) {
-      return "a bucket would exceed MPI's count of " +
-             std::to_string(std::numeric_limits<int>::max()) + " scalars";
-    }
+    std::string refused = detail::makeBuckets(sizes, bucketBytes / sizeof(Scalar), m_rank, m_size,
+                                              m_buckets, m_numel, m_sliceNumel);
+    if (!refused.empty()) return refused;
     m_buffer.resize(m_numel);
     m_slices.resize(m_sliceNumel);
     m_scatters.assign(m_buckets.size(), MPI_REQUEST_NULL);
@@ -451,36 +340,6 @@ class DataParallel {
       for (std::size_t k : m_buckets[q].entries) m_entryBucket[k] = q;
     }
     return {};
-  }
-  bool closeBucket(std::vector<std::size_t>& entries) {
-    Eigen::Index count = 0;
-    for (std::size_t k : entries) count += (*m_params)[k].value.size();
-    if (count > std::numeric_limits<int>::max()) return false;
-    Bucket bucket;
-    bucket.entries = std::move(entries);
-    entries.clear();
-    bucket.offset = m_numel;
-    bucket.count = static_cast<int>(count);
-    // Near-equal slices, one a process: process r sums elements [c·r/N, c·(r+1)/N).
-    const auto N = static_cast<std::size_t>(m_size);
-    bucket.counts.resize(N);
-    bucket.displs.resize(N);
-    for (std::size_t r = 0; r < N; ++r) {
-      const auto begin = static_cast<Eigen::Index>(count * Eigen::Index(r) / m_size);
-      const auto end = static_cast<Eigen::Index>(count * Eigen::Index(r + 1) / m_size);
-      bucket.displs[r] = static_cast<int>(begin);
-      bucket.counts[r] = static_cast<int>(end - begin);
-    }
-    const int mine = bucket.counts[static_cast<std::size_t>(m_rank)];
-    if (Eigen::Index(mine) * m_size > std::numeric_limits<int>::max()) return false;
-    bucket.mineCounts.assign(N, mine);
-    bucket.mineDispls.resize(N);
-    for (std::size_t r = 0; r < N; ++r) bucket.mineDispls[r] = static_cast<int>(r) * mine;
-    bucket.gatherOffset = m_sliceNumel;
-    m_sliceNumel += Eigen::Index(mine) * m_size;
-    m_numel += count;
-    m_buckets.push_back(std::move(bucket));
-    return true;
   }
 
   /// One fingerprint of the list's layout and whether this process refuses (`refused` non-empty);
@@ -534,25 +393,8 @@ class DataParallel {
     }
   }
 
-  /// The sum of the gathered weights, in rank order; throws unless each is finite and >= 0 and
-  /// the sum positive (the same verdict on every process: they all hold the same weights).
-  double checkWeights() const {
-    double total = 0;
-    for (int r = 0; r < m_size; ++r) {
-      const double w = m_weights[static_cast<std::size_t>(r)];
-      if (std::isnan(w)) {
-        detail::fail("DataParallel::finish: every weight must be finite and >= 0, got ",
-                     r == m_rank ? std::to_string(m_badWeight) : std::string("another"),
-                     " on rank ", r);
-      }
-      total += w;
-    }
-    if (!(total > 0)) {
-      detail::fail("DataParallel::finish: the processes' weights sum to ", total,
-                   "; at least one must be positive");
-    }
-    return total;
-  }
+  /// The sum of the gathered weights (detail::sumWeights): the same verdict on every process.
+  double checkWeights() const { return detail::sumWeights(m_weights, m_rank, m_badWeight); }
 
   /// An entry reported by the caller: once per average.
   void report(std::size_t k) {
