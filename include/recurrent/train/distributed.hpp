@@ -129,7 +129,9 @@ class DataParallel {
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
   /// Waits for an average still in flight (a collective cannot be cancelled; the other
-  /// processes must have started the same buckets) and frees the communicator.
+  /// processes must have started the same buckets) and frees the communicator, which is
+  /// collective too: every process destroys its DataParallel, before MPI_Finalize (after it,
+  /// nothing is freed).
   ~DataParallel() {
     if (!detail::mpiRunning()) return;
     if (m_active) {
