@@ -253,7 +253,6 @@ class DataParallel {
     // Each bucket's slices, gathered from every process by its alltoall, are summed here in rank
     // order, and the sums gathered back; the collectives start in bucket order on every process.
     int scattered = MPI_SUCCESS, gathered = MPI_SUCCESS;
-    std::vector<MPI_Request>& gathers = m_gathers;
     for (std::size_t q = 0; q < m_buckets.size(); ++q) {
       const int code = MPI_Wait(&m_scatters[q], MPI_STATUS_IGNORE);
       if (code != MPI_SUCCESS && scattered == MPI_SUCCESS) scattered = code;
@@ -262,11 +261,12 @@ class DataParallel {
       const int started = MPI_Iallgatherv(MPI_IN_PLACE, 0, detail::mpiType<Scalar>(),
                                           m_buffer.data() + m_buckets[q].offset,
                                           m_buckets[q].counts.data(), m_buckets[q].displs.data(),
-                                          detail::mpiType<Scalar>(), m_comm, &gathers[q]);
+                                          detail::mpiType<Scalar>(), m_comm, &m_gathers[q]);
       if (started != MPI_SUCCESS) scattered = started;
     }
     if (scattered == MPI_SUCCESS) {
-      gathered = MPI_Waitall(static_cast<int>(gathers.size()), gathers.data(), MPI_STATUSES_IGNORE);
+      gathered =
+          MPI_Waitall(static_cast<int>(m_gathers.size()), m_gathers.data(), MPI_STATUSES_IGNORE);
     }
     const int weighted = MPI_Wait(&m_weightRequest, MPI_STATUS_IGNORE);
     m_started = 0;
@@ -328,11 +328,12 @@ class DataParallel {
       m_shapes.push_back({e.value.rows(), e.value.cols()});
       sizes.push_back(e.value.size());
     }
+    Eigen::Index numel = 0, sliceNumel = 0;
     std::string refused = detail::makeBuckets(sizes, bucketBytes / sizeof(Scalar), m_rank, m_size,
-                                              m_buckets, m_numel, m_sliceNumel);
+                                              m_buckets, numel, sliceNumel);
     if (!refused.empty()) return refused;
-    m_buffer.resize(m_numel);
-    m_slices.resize(m_sliceNumel);
+    m_buffer.resize(numel);
+    m_slices.resize(sliceNumel);
     m_scatters.assign(m_buckets.size(), MPI_REQUEST_NULL);
     m_gathers.assign(m_buckets.size(), MPI_REQUEST_NULL);
     m_weights.assign(static_cast<std::size_t>(m_size), 0.0);
@@ -483,7 +484,6 @@ class DataParallel {
   std::size_t m_started = 0;            ///< buckets sent in this average (0..m_started-1)
   Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_buffer;  ///< every bucket, packed
   Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_slices;  ///< this process's slices, from each
-  Eigen::Index m_numel = 0, m_sliceNumel = 0;
   double m_weight = 1, m_badWeight = 0;
   std::vector<double> m_weights;  ///< every process's weight, gathered
   MPI_Request m_weightRequest = MPI_REQUEST_NULL;
