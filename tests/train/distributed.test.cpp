@@ -53,6 +53,12 @@ struct Batch {
     target = Mat<S>::NullaryExpr(R, T * B, [&] { return static_cast<S>(u(rng)); });
   }
   Index batch() const { return static_cast<Index>(lengths.size()); }
+  /// Every sequence: the whole batch as one process's share.
+  std::vector<int> all() const {
+    std::vector<int> indices(lengths.size());
+    std::iota(indices.begin(), indices.end(), 0);
+    return indices;
+  }
 };
 
 template <typename Layer>
@@ -113,21 +119,28 @@ struct Model : Recurrent<Layer> {
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
-  /// Forward and backward over the sequences `share` of `batch`; returns the loss's count of
-  /// terms (its weight in the average).
-  double gradients(const Batch<S>& batch, const std::vector<int>& share) {
+  /// Forward and backward over the sequences `share` of `batch`, from zero gradients; returns
+  /// the loss's count of terms (its weight in the average). `started(weight)` runs before
+  /// backward and `linearDone()` once the Linear's gradients are complete.
+  template <typename Started = void (*)(double), typename LinearDone = void (*)()>
+  double gradients(
+      const Batch<S>& batch, const std::vector<int>& share, Started started = [](double) {},
+      LinearDone linearDone = [] {}) {
     params.zeroGradients();
     if (share.empty()) return 0;
     const Mat<S> x = recurrent::selectSequences(batch.x, batch.batch(), share);
     const Mat<S> target = recurrent::selectSequences(batch.target, batch.batch(), share);
     const std::vector<int> lengths = recurrent::selectLengths(batch.lengths, share);
+    const double weight = std::accumulate(lengths.begin(), lengths.end(), 0.0);
     layer.forward(x, lengths);
     Mat<S> y, dy, dh;
     fc.forward(layer.output(), y);
     recurrent::mseLoss(y, target, lengths, dy);
+    started(weight);
     fc.backward(layer.output(), dy, fcGrads, dh);
+    linearDone();
     layer.backward(dh, layerGrads);
-    return std::accumulate(lengths.begin(), lengths.end(), 0.0);
+    return weight;
   }
 };
 
@@ -240,11 +253,9 @@ TEMPLATE_TEST_CASE("the averaged gradient of a split batch is the whole batch's"
   using Layer = TestType;
   using S = typename Layer::Scalar;
   const Batch<S> batch;
-  std::vector<int> all(batch.lengths.size());
-  std::iota(all.begin(), all.end(), 0);
 
   auto reference = Make<Layer>::model(11);
-  reference.gradients(batch, all);
+  reference.gradients(batch, batch.all());
   const std::vector<S> whole = flatten(reference.params, true);
 
   auto model = Make<Layer>::model(11);
@@ -267,19 +278,12 @@ TEMPLATE_TEST_CASE("the averaged gradient of a split batch is the whole batch's"
     // Started layer by layer during backward: the same bits.
     recurrent::DataParallel<S> dp(model.params, MPI_COMM_WORLD, 512);
     dp.connect(model.layer);
-    model.params.zeroGradients();
-    const std::vector<int> lengths = recurrent::selectLengths(batch.lengths, mine);
-    const Mat<S> x = recurrent::selectSequences(batch.x, batch.batch(), mine);
-    const Mat<S> target = recurrent::selectSequences(batch.target, batch.batch(), mine);
-    model.layer.forward(x, lengths);
-    Mat<S> y, dy, dh;
-    model.fc.forward(model.layer.output(), y);
-    recurrent::mseLoss(y, target, lengths, dy);
-    dp.begin(std::accumulate(lengths.begin(), lengths.end(), 0.0));
-    model.fc.backward(model.layer.output(), dy, model.fcGrads, dh);
-    dp.ready("fc.");
-    CHECK(dp.bucketsSent() == 0);  // bucket 0 also holds tensors of the last layer
-    model.layer.backward(dh, model.layerGrads);
+    model.gradients(
+        batch, mine, [&](double weight) { dp.begin(weight); },
+        [&] {
+          dp.ready("fc.");
+          CHECK(dp.bucketsSent() == 0);  // bucket 0 also holds tensors of the last layer
+        });
     CHECK(dp.bucketsSent() == dp.numBuckets());  // the layers reported themselves, all sent
     dp.finish();
     recurrent::DataParallel<S>::disconnect(model.layer);
@@ -292,13 +296,11 @@ TEMPLATE_TEST_CASE("five Adam steps on split batches: every process equal, and e
   using Layer = TestType;
   using S = typename Layer::Scalar;
   const Batch<S> batch;
-  std::vector<int> all(batch.lengths.size());
-  std::iota(all.begin(), all.end(), 0);
 
   auto reference = Make<Layer>::model(5);
   recurrent::Adam<S> referenceAdam(reference.params, recurrent::AdamOptions(0.01));
   for (int step = 0; step < 5; ++step) {
-    reference.gradients(batch, all);
+    reference.gradients(batch, batch.all());
     referenceAdam.step();
   }
 
