@@ -2,7 +2,8 @@
 // the best model by validation loss, save it as safetensors, load it back, and compare its
 // test error with the persistence baseline (predicting the last value seen).
 //
-//   sequence_predictor [--cell lstm|gru] [--csv FILE --column NAME] [--metrics FILE] ...
+//   sequence_predictor [--cell lstm|gru] [--csv FILE --column NAME [--inputs A,B,...]]
+//                      [--horizon N] [--fill linear|previous|drop] [--metrics FILE] ...
 //   mpirun -np 2 sequence_predictor --distributed ...   (built with MPI: the streams split over
 //                                                        the processes, data-parallel)
 //
@@ -45,10 +46,14 @@ struct Options {
   double lr = 0.01;
   int batch = 8;  // parallel streams of the training series
   int bptt = 32;  // steps per truncated-BPTT chunk
+  bool batchSet = false, bpttSet = false;  // given on the command line: never adapted
   double clip = 1.0;
   int samples = 6000;
   unsigned seed = 1;
   std::string csv, column;
+  std::vector<std::string> inputs;  // the model's input columns; empty: the predicted column
+  int horizon = 1;                  // predict the value this many steps ahead
+  example::Fill fill = example::Fill::None;
   std::string out = "sequence_predictor_out";
   std::string metrics;
   bool distributed = false;
@@ -56,20 +61,28 @@ struct Options {
 
 const char* kUsage = R"(usage: sequence_predictor [options]
 
-Trains an LSTM or GRU to predict the next value of a time series (Adam, truncated BPTT on
+Trains an LSTM or GRU to predict a time series N steps ahead (Adam, truncated BPTT on
 mini-batches, gradient clipping), keeps the model with the best validation loss, saves it as
-safetensors, loads it back and reports its test RMSE next to the persistence baseline.
+safetensors, loads it back and reports its test RMSE next to the persistence baseline (the
+last value seen, N steps before).
 
   --cell lstm|gru     the recurrent cell (lstm)
   --hidden N          hidden size (32)
   --epochs N          passes over the training part of the series (300)
   --lr X              Adam's learning rate, cosine-annealed to 1% of it (0.01)
-  --batch N           parallel streams the training series is cut into (8)
+  --batch N           parallel streams the training series is cut into (8; on a short
+                      series, where 8 x 32 steps do not fit twice into the training part,
+                      --batch and --bptt are halved in turn until they do, and said so)
   --bptt N            steps per truncated-BPTT chunk (32)
   --clip X            clip the global gradient norm to X (1.0)
   --samples N         length of the generated Mackey-Glass series (6000)
   --csv FILE          train on a column of a CSV file (a header line of names) instead
-  --column NAME       ... the column's name in the header
+  --column NAME       ... the column to predict, by its name in the header
+  --inputs A,B,...    ... the columns the model reads (default: the predicted column alone)
+  --fill MODE         ... how to treat gaps (empty, NA, N/A, NaN, null): linear
+                      (interpolate), previous (repeat the last value) or drop (leave the
+                      record out); without it a gap is an error
+  --horizon N         predict the value N steps ahead (1)
   --seed N            seed of the initialisation and of the chunk offsets (1)
   --out DIR           where model.safetensors, predictions.csv and predictions.svg go
                       (sequence_predictor_out)
@@ -127,8 +140,10 @@ Options parse(int argc, char** argv) {
       o.lr = number(i);
     } else if (a == "--batch") {
       o.batch = positive(i);
+      o.batchSet = true;
     } else if (a == "--bptt") {
       o.bptt = positive(i);
+      o.bpttSet = true;
     } else if (a == "--clip") {
       o.clip = number(i);
     } else if (a == "--samples") {
@@ -139,6 +154,24 @@ Options parse(int argc, char** argv) {
       o.csv = value(i);
     } else if (a == "--column") {
       o.column = value(i);
+    } else if (a == "--inputs") {
+      const std::string list = value(i);
+      o.inputs.clear();
+      std::string::size_type start = 0;
+      while (true) {
+        const auto comma = list.find(',', start);
+        o.inputs.push_back(list.substr(start, comma == std::string::npos ? comma : comma - start));
+        if (o.inputs.back().empty()) {
+          throw std::invalid_argument("--inputs needs column names separated by commas, got '" +
+                                      list + "'");
+        }
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    } else if (a == "--fill") {
+      o.fill = example::parseFill(value(i));
+    } else if (a == "--horizon") {
+      o.horizon = positive(i);
     } else if (a == "--out") {
       o.out = value(i);
     } else if (a == "--metrics") {
@@ -157,6 +190,10 @@ Options parse(int argc, char** argv) {
   if (o.csv.empty() != o.column.empty()) {
     throw std::invalid_argument("--csv and --column go together");
   }
+  if (o.csv.empty() && (!o.inputs.empty() || o.fill != example::Fill::None)) {
+    throw std::invalid_argument("--inputs and --fill read a CSV file: give --csv and --column");
+  }
+  if (o.inputs.empty()) o.inputs = {o.column.empty() ? "x" : o.column};
   return o;
 }
 
@@ -175,13 +212,13 @@ struct World {
   }
 };
 
-/// One step ahead over the whole series: prediction[t] is the model's value for z[t + 1] after
-/// reading z[0..t]. Inference only (no tape), one sequence.
+/// The model over the whole series: prediction[t] is its value for the predicted column at
+/// t + horizon after reading the inputs (one row each) at 0..t. Inference only (no tape), one
+/// sequence.
 template <typename Cell>
 std::vector<double> predictAll(const Cell& cell, const recurrent::Linear<float>& fc,
-                               const std::vector<float>& z) {
-  const auto T = static_cast<Eigen::Index>(z.size()) - 1;
-  const Matrix x = Eigen::Map<const Matrix>(z.data(), 1, T);
+                               const Matrix& x) {
+  const auto T = x.cols();
   recurrent::Sequence<Cell> seq(cell);
   seq.infer(x, {static_cast<int>(T)});
   Matrix y;
@@ -202,38 +239,74 @@ int run(const Options& o, const World& world) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
 
-  // ---- the data: normalised by the training part, split in time order 70 / 15 / 15 ----------
-  const std::vector<double> series =
-      o.csv.empty() ? example::mackeyGlass(o.samples) : example::readCsvColumn(o.csv, o.column);
+  // ---- the data: split in time order 70 / 15 / 15, each column normalised by its training part
+  // The predicted column first, then the inputs (read once each; the predicted one may be
+  // among them).
+  std::vector<std::string> columns{o.column.empty() ? "x" : o.column};
+  for (const std::string& name : o.inputs) {
+    if (std::find(columns.begin(), columns.end(), name) == columns.end()) columns.push_back(name);
+  }
+  const std::vector<std::vector<double>> table =
+      o.csv.empty() ? std::vector<std::vector<double>>{example::mackeyGlass(o.samples)}
+                    : example::readCsvColumns(o.csv, columns, o.fill);
+  const std::vector<double>& series = table[0];
+  const std::string fileName =
+      o.csv.empty() ? "" : std::filesystem::path(o.csv).filename().string();
   const std::string source =
-      o.csv.empty() ? "Mackey-Glass (tau = 17)" : o.csv + ", column '" + o.column + "'";
+      o.csv.empty() ? "Mackey-Glass (tau = 17)" : fileName + ", column '" + o.column + "'";
   const auto N = static_cast<int>(series.size());
   const int trainEnd = static_cast<int>(0.70 * N);
   const int valEnd = static_cast<int>(0.85 * N);
-  if (trainEnd - 1 < o.batch * o.bptt || N - valEnd < 2) {
-    throw std::invalid_argument(source + ": " + std::to_string(N) +
-                                " values are too few: the training part (70%) must hold at least "
-                                "--batch x --bptt = " +
-                                std::to_string(o.batch * o.bptt) + " steps");
+  const int h = o.horizon;
+  // Training pairs: the inputs at k, the target at k + h, both inside the training part.
+  const int trainPairs = trainEnd - h;
+  const example::Chunks chunking = example::fitChunks(trainPairs, {o.batch, o.bptt}, o.batchSet,
+                                                      o.bpttSet, world.size);
+  if (trainPairs < chunking.streams * chunking.steps || valEnd - trainEnd < 1 || N - valEnd < 2) {
+    throw std::invalid_argument(
+        source + ": " + std::to_string(N) + " values are too few: the training part (70%, " +
+        std::to_string(trainEnd) + " values) must hold --batch x --bptt = " +
+        std::to_string(chunking.streams * chunking.steps) + " steps and the horizon (" +
+        std::to_string(h) + "); give smaller --batch and --bptt");
   }
-  double mean = 0, var = 0;
-  for (int t = 0; t < trainEnd; ++t) mean += series[static_cast<std::size_t>(t)];
-  mean /= trainEnd;
-  for (int t = 0; t < trainEnd; ++t) {
-    var +=
-        (series[static_cast<std::size_t>(t)] - mean) * (series[static_cast<std::size_t>(t)] - mean);
+  const auto normalised = [&](const std::vector<double>& v, double& mean, double& scale) {
+    mean = 0;
+    double var = 0;
+    for (int t = 0; t < trainEnd; ++t) mean += v[static_cast<std::size_t>(t)];
+    mean /= trainEnd;
+    for (int t = 0; t < trainEnd; ++t) {
+      var += (v[static_cast<std::size_t>(t)] - mean) * (v[static_cast<std::size_t>(t)] - mean);
+    }
+    scale = var > 0 ? std::sqrt(var / trainEnd) : 1.0;
+    std::vector<float> z(v.size());
+    for (std::size_t t = 0; t < v.size(); ++t) z[t] = static_cast<float>((v[t] - mean) / scale);
+    return z;
+  };
+  double mean = 0, scale = 1;
+  const std::vector<float> z = normalised(series, mean, scale);
+  const auto I = static_cast<int>(o.inputs.size());
+  Matrix inputs(I, N);  // the model's inputs, normalised, one row per input column
+  for (int i = 0; i < I; ++i) {
+    const auto c = static_cast<std::size_t>(
+        std::find(columns.begin(), columns.end(), o.inputs[static_cast<std::size_t>(i)]) -
+        columns.begin());
+    double m = 0, sd = 1;
+    const std::vector<float> zi = normalised(table[c], m, sd);
+    inputs.row(i) = Eigen::Map<const Eigen::RowVectorXf>(zi.data(), N);
   }
-  const double scale = var > 0 ? std::sqrt(var / trainEnd) : 1.0;
-  std::vector<float> z(series.size());
-  for (std::size_t t = 0; t < series.size(); ++t) {
-    z[t] = static_cast<float>((series[t] - mean) / scale);
+  std::cout << (o.csv.empty() ? source : o.csv + ", column '" + o.column + "'") << ": " << N
+            << " values; train " << trainEnd << ", validation " << valEnd - trainEnd << ", test "
+            << N - valEnd << "\n";
+  if (chunking.streams != o.batch || chunking.steps != o.bptt) {
+    std::cout << "a short series: " << chunking.streams << " streams x chunks of "
+              << chunking.steps << " steps (--batch " << chunking.streams << " --bptt "
+              << chunking.steps << ") instead of " << o.batch << " x " << o.bptt
+              << ", so that the training part holds each stream at least twice\n";
   }
-  std::cout << source << ": " << N << " values; train " << trainEnd << ", validation "
-            << valEnd - trainEnd << ", test " << N - valEnd << "\n";
 
   // ---- the model: cell → Linear, PyTorch's initialisation (LSTM forget-gate bias 1) -------------
   std::mt19937 rng(o.seed);
-  Cell cell(1, o.hidden);
+  Cell cell(I, o.hidden);
   recurrent::Linear<float> fc(o.hidden, 1);
   recurrent::InitOptions init;
   if constexpr (Cell::kHasCellState) init.forgetGateBias(1.0);
@@ -247,30 +320,33 @@ int run(const Options& o, const World& world) {
   // The streams this process trains: all of them, or its share under --distributed, where every
   // process starts from rank 0's model and the gradients are averaged over the processes,
   // weighted by their steps, into the whole batch's.
-  std::vector<int> mine(static_cast<std::size_t>(o.batch));
+  std::vector<int> mine(static_cast<std::size_t>(chunking.streams));
   std::iota(mine.begin(), mine.end(), 0);
 #ifdef RECURRENT_EXAMPLE_MPI
   std::unique_ptr<recurrent::DataParallel<float>> dp;
   if (o.distributed) {
-    if (o.batch < world.size) {
-      throw std::invalid_argument("--distributed: --batch (" + std::to_string(o.batch) +
+    if (chunking.streams < world.size) {
+      throw std::invalid_argument("--distributed: --batch (" + std::to_string(chunking.streams) +
                                   ") must be at least the number of processes (" +
                                   std::to_string(world.size) + ")");
     }
     dp = std::make_unique<recurrent::DataParallel<float>>(params);
     dp->broadcastParameters();
-    mine = recurrent::shareOfBatch(std::vector<int>(mine.size(), o.bptt), world.rank, world.size);
+    mine = recurrent::shareOfBatch(std::vector<int>(mine.size(), chunking.steps), world.rank,
+                                   world.size);
   }
 #endif
-  std::cout << o.cell << ", hidden " << o.hidden << ": " << params.numel() << " parameters; "
-            << o.epochs << " epochs of " << o.batch << " streams x chunks of " << o.bptt << " steps"
+  std::cout << o.cell << ", hidden " << o.hidden << ", " << I << (I == 1 ? " input" : " inputs")
+            << ", " << h << (h == 1 ? " step" : " steps") << " ahead: " << params.numel()
+            << " parameters; " << o.epochs << " epochs of " << chunking.streams
+            << " streams x chunks of " << chunking.steps << " steps"
             << (world.size > 1 ? " on " + std::to_string(world.size) + " processes" : "") << "\n";
 
   // ---- training: truncated BPTT over B parallel streams, the state carried chunk to chunk ----
   recurrent::Sequence<Cell> seq(cell);
-  const int B = static_cast<int>(mine.size()), T = o.bptt;  // this process's streams
+  const int B = static_cast<int>(mine.size()), T = chunking.steps;  // this process's streams
   const std::vector<int> lengths(static_cast<std::size_t>(B), T);
-  Matrix x(1, T * B), target(1, T * B), y, dy, dh;
+  Matrix x(I, T * B), target(1, T * B), y, dy, dh;
   auto bestCell = cell.parameters();
   auto bestFc = fc.parameters();
   double bestVal = 1e300;
@@ -279,10 +355,12 @@ int run(const Options& o, const World& world) {
     // Cosine annealing of the learning rate, from lr to lr / 100.
     const double progress = o.epochs > 1 ? (epoch - 1.0) / (o.epochs - 1.0) : 0.0;
     adam.options().lr(o.lr * (0.01 + 0.99 * 0.5 * (1 + std::cos(3.141592653589793 * progress))));
-    // Stream b covers the inputs [offset + b·L, offset + (b+1)·L); the offset moves the chunk
-    // boundaries from epoch to epoch.
-    const int offset = static_cast<int>(rng() % static_cast<unsigned>(T));
-    const int L = (trainEnd - 1 - offset) / o.batch;
+    // Stream b covers the inputs [offset + b·L, offset + (b+1)·L) and their targets h steps
+    // later; the offset moves the chunk boundaries from epoch to epoch.
+    // (The check above leaves room for at least one chunk per stream at any offset taken here.)
+    const int slack = std::min(T - 1, trainPairs - chunking.streams * T);
+    const int offset = static_cast<int>(rng() % static_cast<unsigned>(slack + 1));
+    const int L = (trainPairs - offset) / chunking.streams;
     const int chunks = L / T;
     typename Cell::State state = cell.zeroState(B);
     double trainLoss = 0;
@@ -290,8 +368,8 @@ int run(const Options& o, const World& world) {
       for (int t = 0; t < T; ++t) {
         for (int b = 0; b < B; ++b) {
           const int k = offset + mine[static_cast<std::size_t>(b)] * L + c * T + t;
-          x(0, t * B + b) = z[static_cast<std::size_t>(k)];
-          target(0, t * B + b) = z[static_cast<std::size_t>(k) + 1];
+          x.col(t * B + b) = inputs.col(k);
+          target(0, t * B + b) = z[static_cast<std::size_t>(k + h)];
         }
       }
       params.zeroGradients();
@@ -307,14 +385,14 @@ int run(const Options& o, const World& world) {
       adam.step();
       state = seq.finalState();
     }
-    trainLoss = world.sum(trainLoss * B) / o.batch / std::max(chunks, 1);
+    trainLoss = world.sum(trainLoss * B) / chunking.streams / std::max(chunks, 1);
     if (!world.root()) continue;  // the other processes only train
 
     // Validation: the whole series through the model, error on the validation part.
-    const std::vector<double> p = predictAll(cell, fc, z);
+    const std::vector<double> p = predictAll(cell, fc, inputs);
     double val = 0;
     for (int t = trainEnd; t < valEnd; ++t) {
-      const double e = p[static_cast<std::size_t>(t - 1)] - z[static_cast<std::size_t>(t)];
+      const double e = p[static_cast<std::size_t>(t - h)] - z[static_cast<std::size_t>(t)];
       val += e * e;
     }
     val /= valEnd - trainEnd;
@@ -339,9 +417,12 @@ int run(const Options& o, const World& world) {
   const std::string modelPath = o.out + "/model.safetensors";
   recurrent::StateDict<float> dict;
   dict.add("rnn.", cell).add("fc.", fc);
-  recurrent::saveSafetensors(modelPath, dict, recurrent::Dtype::F32,
-                             {{"format", "pt"}, {"cell", o.cell}});
-  Cell loadedCell(1, o.hidden);
+  std::string inputList;
+  for (const std::string& name : o.inputs) inputList += (inputList.empty() ? "" : ",") + name;
+  recurrent::saveSafetensors(
+      modelPath, dict, recurrent::Dtype::F32,
+      {{"format", "pt"}, {"cell", o.cell}, {"inputs", inputList}, {"horizon", std::to_string(h)}});
+  Cell loadedCell(I, o.hidden);
   recurrent::Linear<float> loadedFc(o.hidden, 1);
   recurrent::StateDict<float> loadedDict;
   loadedDict.add("rnn.", loadedCell).add("fc.", loadedFc);
@@ -350,12 +431,12 @@ int run(const Options& o, const World& world) {
             << modelPath << " and loaded back\n";
 
   // ---- test: the loaded model against persistence, in the series' own units -----------------
-  const std::vector<double> p = predictAll(loadedCell, loadedFc, z);
+  const std::vector<double> p = predictAll(loadedCell, loadedFc, inputs);
   std::vector<double> truth, prediction, persistence;
   for (int t = valEnd; t < N; ++t) {
     truth.push_back(series[static_cast<std::size_t>(t)]);
-    prediction.push_back(p[static_cast<std::size_t>(t - 1)] * scale + mean);
-    persistence.push_back(series[static_cast<std::size_t>(t - 1)]);
+    prediction.push_back(p[static_cast<std::size_t>(t - h)] * scale + mean);
+    persistence.push_back(series[static_cast<std::size_t>(t - h)]);
   }
   const double testRmse = rmse(prediction, truth);
   const double persistenceRmse = rmse(persistence, truth);
@@ -380,7 +461,9 @@ int run(const Options& o, const World& world) {
   std::snprintf(title, sizeof title, "%s, test part: %s RMSE %.4f, persistence %.4f",
                 source.c_str(), o.cell == "lstm" ? "LSTM" : "GRU", testRmse, persistenceRmse);
   example::writeSvgPlot(
-      svgPath, title, "step of the test part (one step ahead)",
+      svgPath, title,
+      h == 1 ? std::string("step of the test part (one step ahead)")
+             : "step of the test part (" + std::to_string(h) + " steps ahead)",
       {{"truth", "#9e9e9e", 5.0, &truthShown}, {"prediction", "#d62728", 1.5, &predictionShown}});
   std::cout << "wrote " << csvPath << " and " << svgPath << "\n";
 
@@ -388,6 +471,10 @@ int run(const Options& o, const World& world) {
     const nlohmann::ordered_json metrics = {{"cell", o.cell},
                                             {"hidden", o.hidden},
                                             {"data", source},
+                                            {"inputs", o.inputs},
+                                            {"horizon", h},
+                                            {"batch", chunking.streams},
+                                            {"bptt", chunking.steps},
                                             {"epochs", o.epochs},
                                             {"best_epoch", bestEpoch},
                                             {"validation_loss", bestVal},

@@ -1,10 +1,13 @@
 // The data of the sequence predictor: the Mackey–Glass series, or a column of a CSV file.
 #pragma once
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -72,10 +75,70 @@ inline std::vector<std::string> splitFields(const std::string& line) {
 
 }  // namespace detail
 
-/// The values of column `column` of the CSV file `path` (a header line of names, then one
-/// record a line; blank lines are skipped). Throws std::runtime_error with the file, the line
-/// number and the problem for anything else.
-inline std::vector<double> readCsvColumn(const std::string& path, const std::string& column) {
+/// How readCsvColumns treats a gap — an empty field, or NA, N/A, NaN or null in any case.
+enum class Fill {
+  None,      ///< a gap is an error that names the line, the column and this option
+  Linear,    ///< interpolated between the values on either side (the nearest at either end)
+  Previous,  ///< the last value before it (the first one after it, for a gap at the start)
+  Drop,      ///< the record is left out (every column read loses it)
+};
+
+/// `linear`, `previous` or `drop` as a Fill; anything else is an error naming --fill.
+inline Fill parseFill(const std::string& name) {
+  if (name == "linear") return Fill::Linear;
+  if (name == "previous") return Fill::Previous;
+  if (name == "drop") return Fill::Drop;
+  throw std::invalid_argument("--fill must be linear, previous or drop, got '" + name + "'");
+}
+
+namespace detail {
+
+inline bool isGap(const std::string& field) {
+  std::string lower;
+  for (const char c : field) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower.empty() || lower == "na" || lower == "n/a" || lower == "nan" || lower == "null";
+}
+
+/// Fills the NaNs of `v` (the gaps) by `fill` (Linear or Previous).
+inline void fillGaps(std::vector<double>& v, Fill fill, const std::string& what) {
+  std::size_t firstValue = v.size();
+  for (std::size_t k = 0; k < v.size(); ++k) {
+    if (!std::isnan(v[k])) {
+      firstValue = k;
+      break;
+    }
+  }
+  if (firstValue == v.size()) throw std::runtime_error(what + " has no values, only gaps");
+  for (std::size_t k = 0; k < firstValue; ++k) v[k] = v[firstValue];
+  std::size_t last = firstValue;  // the last value before the gap being filled
+  for (std::size_t k = firstValue + 1; k < v.size(); ++k) {
+    if (!std::isnan(v[k])) {
+      last = k;
+      continue;
+    }
+    std::size_t next = k;
+    while (next < v.size() && std::isnan(v[next])) ++next;
+    for (std::size_t j = k; j < next; ++j) {
+      if (fill == Fill::Previous || next == v.size()) {
+        v[j] = v[last];
+      } else {
+        const double w = static_cast<double>(j - last) / static_cast<double>(next - last);
+        v[j] = (1 - w) * v[last] + w * v[next];
+      }
+    }
+    k = next - 1;
+  }
+}
+
+}  // namespace detail
+
+/// The values of the columns `columns` of the CSV file `path` (a header line of names, then one
+/// record a line; blank lines are skipped), one vector per column in the order asked, all of
+/// one length. Gaps are treated as `fill` says. Throws std::runtime_error with the file, the
+/// line number and the problem for anything else.
+inline std::vector<std::vector<double>> readCsvColumns(const std::string& path,
+                                                       const std::vector<std::string>& columns,
+                                                       Fill fill = Fill::None) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error(path + ": cannot open the file");
   std::string line;
@@ -86,17 +149,18 @@ inline std::vector<double> readCsvColumn(const std::string& path, const std::str
     if (!detail::trim(line).empty()) names = detail::splitFields(line);
   }
   if (names.empty()) throw std::runtime_error(path + ": the file is empty (no header line)");
-  std::size_t index = names.size();
-  for (std::size_t k = 0; k < names.size(); ++k) {
-    if (names[k] == column) index = k;
+  std::vector<std::size_t> index;
+  for (const std::string& column : columns) {
+    const auto found = std::find(names.begin(), names.end(), column);
+    if (found == names.end()) {
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + ("'" + n + "'");
+      throw std::runtime_error(path + ":" + std::to_string(lineNumber) + ": no column '" +
+                               column + "' in the header (it has " + list + ")");
+    }
+    index.push_back(static_cast<std::size_t>(found - names.begin()));
   }
-  if (index == names.size()) {
-    std::string list;
-    for (const auto& n : names) list += (list.empty() ? "" : ", ") + ("'" + n + "'");
-    throw std::runtime_error(path + ":" + std::to_string(lineNumber) + ": no column '" + column +
-                             "' in the header (it has " + list + ")");
-  }
-  std::vector<double> values;
+  std::vector<std::vector<double>> values(columns.size());
   while (std::getline(in, line)) {
     ++lineNumber;
     if (detail::trim(line).empty()) continue;
@@ -106,18 +170,65 @@ inline std::vector<double> readCsvColumn(const std::string& path, const std::str
       throw std::runtime_error(where + "expected " + std::to_string(names.size()) +
                                " fields as in the header, got " + std::to_string(fields.size()));
     }
-    const std::string& field = fields[index];
-    char* end = nullptr;
-    errno = 0;
-    const double v = std::strtod(field.c_str(), &end);
-    if (field.empty() || end != field.c_str() + field.size() || errno == ERANGE ||
-        !std::isfinite(v)) {
-      throw std::runtime_error(where + "column '" + column + "' holds '" + field +
-                               "', not a finite number");
+    std::vector<double> record;
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      const std::string& field = fields[index[c]];
+      if (detail::isGap(field)) {
+        if (fill == Fill::None) {
+          throw std::runtime_error(where + "column '" + columns[c] + "' has a gap ('" + field +
+                                   "'); fill gaps with --fill linear|previous|drop");
+        }
+        record.push_back(std::numeric_limits<double>::quiet_NaN());
+        continue;
+      }
+      char* end = nullptr;
+      errno = 0;
+      const double v = std::strtod(field.c_str(), &end);
+      if (end != field.c_str() + field.size() || errno == ERANGE || !std::isfinite(v)) {
+        throw std::runtime_error(where + "column '" + columns[c] + "' holds '" + field +
+                                 "', not a finite number");
+      }
+      record.push_back(v);
     }
-    values.push_back(v);
+    const bool gap = std::any_of(record.begin(), record.end(), [](double v) { return std::isnan(v); });
+    if (gap && fill == Fill::Drop) continue;
+    for (std::size_t c = 0; c < columns.size(); ++c) values[c].push_back(record[c]);
+  }
+  if (fill == Fill::Linear || fill == Fill::Previous) {
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      detail::fillGaps(values[c], fill, path + ": column '" + columns[c] + "'");
+    }
   }
   return values;
+}
+
+/// The training chunks: `streams` parallel streams of `steps` steps each.
+struct Chunks {
+  int streams;
+  int steps;
+};
+
+/// The chunk layout for a training part of `available` steps. Where `asked` does not fit at
+/// least twice into it and the caller did not set it, streams and steps are halved in turn
+/// (steps first, to no fewer than 4; streams to no fewer than `minStreams`) until it does; a
+/// layout the caller set, or one that cannot shrink further, is returned as it is and checked
+/// by the caller.
+inline Chunks fitChunks(int available, Chunks asked, bool streamsSet, bool stepsSet,
+                        int minStreams = 1) {
+  Chunks c = asked;
+  bool stepsTurn = true;
+  while (2 * c.streams * c.steps > available) {
+    const bool canSteps = !stepsSet && c.steps / 2 >= 4;
+    const bool canStreams = !streamsSet && c.streams / 2 >= minStreams;
+    if (!canSteps && !canStreams) break;
+    if ((stepsTurn && canSteps) || !canStreams) {
+      c.steps /= 2;
+    } else {
+      c.streams /= 2;
+    }
+    stepsTurn = !stepsTurn;
+  }
+  return c;
 }
 
 }  // namespace example
