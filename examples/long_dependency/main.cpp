@@ -12,6 +12,8 @@
 // the training steps it took to reach MSE < 0.01.
 //
 //   long_dependency [--lengths 50,100,200] [--metrics FILE] [--quick] ...
+#include "../common/flags.hpp"
+
 #include <recurrent/recurrent.hpp>
 
 #include <nlohmann/json.hpp>
@@ -62,23 +64,8 @@ seeds at each sequence length; prints a table of test MSE and steps to reach MSE
 
 Options parse(int argc, char** argv) {
   Options o;
-  const auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw std::invalid_argument(std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
-  const auto whole = [&](const std::string& flag, const std::string& v) {
-    std::size_t used = 0;
-    long n = 0;
-    try {
-      n = std::stol(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != v.size() || n < 1 || n > 100000000) {
-      throw std::invalid_argument(flag + " needs a whole number >= 1, got '" + v + "'");
-    }
-    return static_cast<int>(n);
-  };
+  const auto value = [&](int& i) { return example::flagValue(argc, argv, i); };
+  const auto whole = [&](int& i) { return example::flagWhole(argc, argv, i); };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -88,34 +75,24 @@ Options parse(int argc, char** argv) {
       o.lengths.clear();
       std::stringstream list(value(i));
       for (std::string item; std::getline(list, item, ',');) {
-        const int T = whole(a, item);
-        if (T < 2) throw std::invalid_argument("--lengths needs lengths of at least 2");
+        const int T = example::parseWhole(a, item, 2);
         o.lengths.push_back(T);
       }
       if (o.lengths.empty()) throw std::invalid_argument("--lengths needs at least one length");
     } else if (a == "--hidden") {
-      o.hidden = whole(a, value(i));
+      o.hidden = whole(i);
     } else if (a == "--batch") {
-      o.batch = whole(a, value(i));
+      o.batch = whole(i);
     } else if (a == "--lr") {
-      const std::string v = value(i);
-      std::size_t used = 0;
-      try {
-        o.lr = std::stod(v, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != v.size() || !(o.lr > 0)) {
-        throw std::invalid_argument("--lr needs a positive number, got '" + v + "'");
-      }
+      o.lr = example::flagNumber(argc, argv, i, 1e-9, 10);
     } else if (a == "--max-steps") {
-      o.maxSteps = whole(a, value(i));
+      o.maxSteps = whole(i);
     } else if (a == "--eval-every") {
-      o.evalEvery = whole(a, value(i));
+      o.evalEvery = whole(i);
     } else if (a == "--test-size") {
-      o.testSize = whole(a, value(i));
+      o.testSize = whole(i);
     } else if (a == "--seed") {
-      o.seed = static_cast<unsigned>(whole(a, value(i)));
+      o.seed = static_cast<unsigned>(whole(i));
     } else if (a == "--metrics") {
       o.metrics = value(i);
     } else if (a == "--quick") {

@@ -44,8 +44,8 @@ struct Options {
   int hidden = 32;
   int epochs = 300;
   double lr = 0.01;
-  int batch = 8;  // parallel streams of the training series
-  int bptt = 32;  // steps per truncated-BPTT chunk
+  int batch = 8;                           // parallel streams of the training series
+  int bptt = 32;                           // steps per truncated-BPTT chunk
   bool batchSet = false, bpttSet = false;  // given on the command line: never adapted
   double clip = 1.0;
   int samples = 6000;
@@ -260,8 +260,8 @@ int run(const Options& o, const World& world) {
   const int h = o.horizon;
   // Training pairs: the inputs at k, the target at k + h, both inside the training part.
   const int trainPairs = trainEnd - h;
-  const example::Chunks chunking = example::fitChunks(trainPairs, {o.batch, o.bptt}, o.batchSet,
-                                                      o.bpttSet, world.size);
+  const example::Chunks chunking =
+      example::fitChunks(trainPairs, {o.batch, o.bptt}, o.batchSet, o.bpttSet, world.size);
   if (trainPairs < chunking.streams * chunking.steps || valEnd - trainEnd < 1 || N - valEnd < 2) {
     throw std::invalid_argument(
         source + ": " + std::to_string(N) + " values are too few: the training part (70%, " +
@@ -298,9 +298,9 @@ int run(const Options& o, const World& world) {
             << " values; train " << trainEnd << ", validation " << valEnd - trainEnd << ", test "
             << N - valEnd << "\n";
   if (chunking.streams != o.batch || chunking.steps != o.bptt) {
-    std::cout << "a short series: " << chunking.streams << " streams x chunks of "
-              << chunking.steps << " steps (--batch " << chunking.streams << " --bptt "
-              << chunking.steps << ") instead of " << o.batch << " x " << o.bptt
+    std::cout << "a short series: " << chunking.streams << " streams x chunks of " << chunking.steps
+              << " steps (--batch " << chunking.streams << " --bptt " << chunking.steps
+              << ") instead of " << o.batch << " x " << o.bptt
               << ", so that the training part holds each stream at least twice\n";
   }
 

@@ -101,7 +101,8 @@ inline void writeSvgPlot(const std::string& path, const std::string& title,
       << "\" viewBox=\"0 0 " << width << " " << height
       << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      << "<text x=\"" << left << "\" y=\"22\" font-size=\"15\">"
+      << "<text x=\"" << left
+      << "\" y=\"22\" font-size=\"15\">"
       // About 8 pixels a character at 15 px: the title stays on its line, above the legend.
       << fitTitle(title, static_cast<std::size_t>((width - left - right) / 8)) << "</text>\n";
   // Axes, and horizontal grid lines with their values.

@@ -95,7 +95,8 @@ namespace detail {
 
 inline bool isGap(const std::string& field) {
   std::string lower;
-  for (const char c : field) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char c : field)
+    lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return lower.empty() || lower == "na" || lower == "n/a" || lower == "nan" || lower == "null";
 }
 
@@ -155,8 +156,8 @@ inline std::vector<std::vector<double>> readCsvColumns(const std::string& path,
     if (found == names.end()) {
       std::string list;
       for (const auto& n : names) list += (list.empty() ? "" : ", ") + ("'" + n + "'");
-      throw std::runtime_error(path + ":" + std::to_string(lineNumber) + ": no column '" +
-                               column + "' in the header (it has " + list + ")");
+      throw std::runtime_error(path + ":" + std::to_string(lineNumber) + ": no column '" + column +
+                               "' in the header (it has " + list + ")");
     }
     index.push_back(static_cast<std::size_t>(found - names.begin()));
   }
@@ -190,7 +191,8 @@ inline std::vector<std::vector<double>> readCsvColumns(const std::string& path,
       }
       record.push_back(v);
     }
-    const bool gap = std::any_of(record.begin(), record.end(), [](double v) { return std::isnan(v); });
+    const bool gap =
+        std::any_of(record.begin(), record.end(), [](double v) { return std::isnan(v); });
     if (gap && fill == Fill::Drop) continue;
     for (std::size_t c = 0; c < columns.size(); ++c) values[c].push_back(record[c]);
   }
