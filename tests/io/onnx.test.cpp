@@ -192,13 +192,34 @@ TEST_CASE("ONNX: what cannot be represented is refused, naming node, attribute a
     onnx::AttributeProto* a = addAttribute(node, "activation_alpha");
     a->set_type(onnx::AttributeProto::FLOATS);
     a->add_floats(0.5f);
-    requireRefused<LSTM>(m, "node 'lstm0' (LSTM): attribute activation_alpha is not supported");
+    requireRefused<LSTM>(
+        m, "node 'lstm0' (LSTM): attribute activation_alpha = [0.500000] is not supported");
   }
   SECTION("direction reverse") {
     onnx::AttributeProto* a = addAttribute(node, "direction");
     a->set_type(onnx::AttributeProto::STRING);
     a->set_s("reverse");
     requireRefused<LSTM>(m, "node 'lstm0' (LSTM): attribute direction = reverse is not supported");
+  }
+  SECTION("layout other than 0 and 1") {
+    onnx::AttributeProto* a = addAttribute(node, "layout");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(2);
+    requireRefused<LSTM>(m, "node 'lstm0' (LSTM): attribute layout = 2 must be 0 or 1");
+  }
+  SECTION("an attribute the operator does not define") {
+    addAttribute(node, "linear_before_reset")->set_type(onnx::AttributeProto::INT);
+    requireRefused<LSTM>(m, "node 'lstm0' (LSTM): attribute linear_before_reset is not supported");
+  }
+  SECTION("an RNN activation other than Tanh and Relu") {
+    onnx::ModelProto rnn = readModel("onnx_rnn.onnx");
+    onnx::NodeProto* r = firstNode(rnn, "RNN");
+    r->set_name("rnn0");
+    for (onnx::AttributeProto& a : *r->mutable_attribute()) {
+      if (a.name() == "activations") a.set_strings(0, "Sigmoid");  // the export's [Tanh]
+    }
+    requireRefused<recurrent::RNNCell<float>>(
+        rnn, "node 'rnn0' (RNN): attribute activations = [Sigmoid] is not supported");
   }
   SECTION("an unknown operator between recurrent nodes") {
     onnx::ModelProto stack = readModel("onnx_stack_lstm_bi.onnx");

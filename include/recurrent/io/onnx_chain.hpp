@@ -261,6 +261,14 @@ inline OnnxChain readOnnxChain(const OnnxGraph& g) {
     if (isRecurrentOp(g.node(n))) recurrent.push_back(n);
   }
   if (recurrent.empty()) g.fail("the graph has no LSTM, GRU or RNN node");
+  // Every node's attributes first: what cannot be represented is reported as such, before any
+  // question of how the nodes are joined.
+  for (const int n : recurrent) {
+    OnnxInfo scratch;
+    std::int64_t layout = 0;
+    std::int64_t hidden = 0;
+    readRecurrentAttributes(g, n, true, scratch, layout, hidden);
+  }
   // The first layer is the one no other recurrent node leads to.
   std::vector<bool> led(static_cast<std::size_t>(g.graph().node_size()), false);
   std::vector<OnnxWalk> walks(led.size());

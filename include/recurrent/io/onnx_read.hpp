@@ -112,7 +112,9 @@ inline std::int64_t readRecurrentAttributes(const OnnxGraph& g, int n, bool firs
              " is not supported (cell clipping is not represented)");
     }
     if (name == "activation_alpha" || name == "activation_beta") {
-      g.fail("node ", g.describe(n), ": attribute ", name,
+      std::vector<std::string> values;
+      for (const float v : a.floats()) values.push_back(std::to_string(v));
+      g.fail("node ", g.describe(n), ": attribute ", name, " = ", joined(values),
              " is not supported (only the default activations are represented)");
     }
     if (name != "activations" && name != "direction" && name != "hidden_size" && name != "layout" &&
