@@ -362,7 +362,8 @@ bool runInOnnxRuntime(const std::string& path, const Mat<float>& x, Mat<float>& 
 template <typename Cell>
 void roundTrip(recurrent::Stack<Cell>& stack, const recurrent::Linear<float>* linear,
                const std::string& name, std::mt19937& rng, bool runtime) {
-  const std::string path = std::string(RECURRENT_TEST_SCRATCH_DIR) + "/saved_" + name + ".onnx";
+  const std::string path = std::string(RECURRENT_TEST_SCRATCH_DIR) + "/saved_" +
+                           (runtime ? "ort_" : "") + name + ".onnx";
   recurrent::saveOnnx(path, stack, linear);
   onnx::ModelProto model;
   REQUIRE(model.ParseFromString(readText(path)));

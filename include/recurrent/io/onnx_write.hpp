@@ -240,7 +240,8 @@ onnx::ModelProto onnxModel(const Stack<Cell>& stack,
       detail::addInitializer(graph, "P" + s, {D, 3 * H}, P);
       inputs.insert(inputs.end(), {"", "", "P" + s});
     }
-    onnx::NodeProto* node = detail::addNode(graph, op, op + "_" + s, inputs, {"Y" + s});
+    onnx::NodeProto* node =
+        detail::addNode(graph, op, std::string(op).append("_").append(s), inputs, {"Y" + s});
     onnx::AttributeProto* a = node->add_attribute();
     a->set_name("hidden_size");
     a->set_type(onnx::AttributeProto::INT);
