@@ -85,6 +85,19 @@ class StepContext {
                  m_buffer);
   }
 
+  /// dW[g0:g1] += dG[g0:g1] · inᵀ over all columns, for this thread's units: a weight gradient
+  /// without a bias (the layer-normalised cells, whose biases come after the normalisation).
+  void addProductTransposed(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& dG,
+                            const Eigen::Ref<const Matrix>& in, Eigen::Ref<Matrix> dW) const {
+    const auto a = detail::viewOf<const Scalar>(dG.data(), dG.outerStride(), m_gates.size);
+    const auto b = detail::transposedViewOf<const Scalar>(in.data(), in.outerStride());
+    const auto out = detail::viewOf<Scalar>(dW.data(), dW.outerStride(), m_gates.size);
+    detail::gemmUnpacked(detail::UnpackedProduct<Scalar>(a, m_gates, dG.cols(), b, out, in.rows())
+                             .blocks(g0, g1)
+                             .units(m_u0, m_u1),
+                         m_buffer);
+  }
+
   /// dW[g0:g1] += dG[g0:g1] · inᵀ and db[g0:g1] += Σ_columns dG[g0:g1] over all columns, for
   /// this thread's units: a weight gradient and its bias as one product over every step. dG,
   /// dW and db are addressed like gates buffers.
@@ -168,6 +181,9 @@ struct BackwardStep {
   Eigen::Ref<Matrix> dhPrev;       ///< R × n     out: dL/dh_{t-1}
   Eigen::Ref<Matrix> dcPrev;       ///< H × n     out: dL/dc_{t-1} (LSTM only)
   Eigen::Ref<Matrix> scratch;      ///< S × n     working memory
+  /// D × n   out: the cell's backward tape (D = gradientRows(), 0 for most cells), kept for
+  /// accumulateGradients()
+  Eigen::Ref<Matrix> gradientTape;
 };
 
 /// What a cell's accumulateGradients() reads after the backward time loop: every step's values
@@ -186,6 +202,8 @@ struct StepsGradients {
   /// R × N dL/dh_t of each step (all of it: from the output and from step t+1), for a cell
   /// whose h is projected (outputSize() != hiddenSize()); else 0 × 0.
   Eigen::Ref<const Matrix> dh;
+  /// D × N every step's gradientTape (D = gradientRows(); 0 rows for most cells).
+  Eigen::Ref<const Matrix> gradientTape;
 };
 
 namespace detail {

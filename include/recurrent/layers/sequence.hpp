@@ -53,7 +53,8 @@ enum class ThreadLimit { AtMost, Exactly };
 /// default), which split the hidden units of every step between them; a shape too small to share
 /// runs on one. Results are the same to the last bit for any number of threads. An LSTM with a
 /// projection always runs on one thread: its per-step product W_hr·m is a second recurrent
-/// product, which the threads' split of the hidden units does not cover.
+/// product, which the threads' split of the hidden units does not cover. So does a cell with
+/// Cell::kSingleThreadStep (the layer-normalised cells: their statistics are over every unit).
 ///
 /// The Sequence refers to its cell, which must outlive it; the cell is only read, so one cell can
 /// be shared by many Sequences on many threads. Each Sequence is used by one thread at a time.
@@ -221,6 +222,7 @@ class Sequence {
   /// automatically, one where a step's recurrent product is too small to be worth a barrier.
   int threadsFor(Index B, bool backward) const {
     if (projects()) return 1;  // the projection W_hr·m is a second recurrent product per step
+    if (Cell::kSingleThreadStep) return 1;  // the step reads every unit (layer normalisation)
     const Index H = m_cell->hiddenSize();
     const Index panels = (H + detail::GemmTraits<Scalar>::MR - 1) / detail::GemmTraits<Scalar>::MR;
     const double stepFlops = 2.0 * double(Cell::kGates) * double(H) * double(H) * double(B);
@@ -322,6 +324,7 @@ class Sequence {
 
   // Backward workspaces and results.
   Matrix m_dGx, m_dGh, m_dh[2], m_dc[2], m_hPrev, m_cPrev, m_dhSteps, m_dxPacked, m_dx;
+  Matrix m_gradientTape;
   State m_dInitial;
 };
 

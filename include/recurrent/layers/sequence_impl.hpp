@@ -235,6 +235,7 @@ void Sequence<Cell>::runBackward(const Eigen::Ref<const Matrix>* dOutput, const 
   reserve(m_hPrev, R, N);
   if constexpr (Cell::kCellStatesInGradients) reserve(m_cPrev, H, N);
   if (projects()) reserve(m_dhSteps, R, N);
+  reserve(m_gradientTape, cell.gradientRows(), N);
   reserve(m_scratch, cell.scratchRows(), B);
   setSize(m_dx, cell.inputSize(), plan.steps() * B);
   if (!plan.full()) {
@@ -274,7 +275,8 @@ void Sequence<Cell>::runBackward(const Eigen::Ref<const Matrix>* dOutput, const 
         dGh.leftCols(N),
         Cell::kHasCellState ? m_cp.leftCols(N) : m_none.leftCols(0),
         Cell::kCellStatesInGradients ? m_cPrev.leftCols(N) : m_none.leftCols(0),
-        projects() ? m_dhSteps.leftCols(N) : m_none.leftCols(0)};
+        projects() ? m_dhSteps.leftCols(N) : m_none.leftCols(0),
+        m_gradientTape.leftCols(N)};
     cell.accumulateGradients(context(team, rows), steps, grads);
     // dX = W_ihᵀ · dGx, split by columns.
     const auto dA = detail::viewOf<const Scalar>(m_dGx.data(), m_dGx.outerStride(), H);
@@ -346,7 +348,8 @@ void Sequence<Cell>::backwardSteps(const detail::Team& team,
                            dGh.middleCols(off, n),
                            m_dh[1 - cur].leftCols(n),
                            dcBuffer(1 - cur, n),
-                           m_scratch.leftCols(n)};
+                           m_scratch.leftCols(n),
+                           m_gradientTape.middleCols(off, n)};
     m_cell->backwardStep(ctx, s);
     cur = 1 - cur;
   }
