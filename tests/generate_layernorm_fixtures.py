@@ -22,6 +22,10 @@ puts a gradient on every output and on the final state; autograd gives every gra
 parameters are drawn wider than the default initialisation (γ ≠ 1, β ≠ 0) so that each one
 matters.
 
+The regularised_*.txt fixtures run LSTM, GRU, RNN (tanh) and both layer-normalised cells with
+every regularisation of Sequence at once (input and recurrent dropout, zoneout of h and c, weight
+drop), with the masks drawn here and written beside the results.
+
 Format (as tests/generate_fixtures.py): one tensor per two lines, "name d0 d1 ..." then its
 values in row-major order with 17 significant digits.
 """
@@ -144,10 +148,135 @@ def make(kind, lengths, seed):
     return tensors
 
 
+# ---- recurrent regularisation with fixed masks ---------------------------------------------------
+#
+# Every option at once, masks drawn here and exported (the C++ test sets them):
+#   x_t ← m_x ⊙ x_t                    (input dropout, m_x: B × I, 0 or 1/(1 − p))
+#   the gates read m_h ⊙ h_{t−1}        (recurrent dropout, m_h: B × H)
+#   W_hh ← M ⊙ W_hh                     (weight drop, M: G·H × H)
+#   h_t = d ⊙ h_{t−1} + (1 − d) ⊙ h̃_t   (zoneout, d: T × B × H per step; c with its own d_c)
+
+def ln(v, weight, bias):
+    return torch.nn.functional.layer_norm(v, (v.shape[1],), weight, bias, 1e-5)
+
+
+def step(kind, p, x, hg, h, c, whh):
+    """One step of `kind` on input x; the gates read hg through whh; GRU's z ⊙ h reads h."""
+    if kind in ("lstm", "layernorm_lstm"):
+        if kind == "lstm":
+            a = x @ p["weight_ih"].t() + p["bias_ih"] + hg @ whh.t() + p["bias_hh"]
+        else:
+            a = ln(x @ p["weight_ih"].t(), p["layernorm_i.weight"], p["layernorm_i.bias"]) + \
+                ln(hg @ whh.t(), p["layernorm_h.weight"], p["layernorm_h.bias"])
+        i, f, g, o = a.chunk(4, 1)
+        cn = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        if kind == "layernorm_lstm":
+            cn = ln(cn, p["layernorm_c.weight"], p["layernorm_c.bias"])
+        return torch.sigmoid(o) * torch.tanh(cn), cn
+    if kind in ("gru", "layernorm_gru"):
+        if kind == "gru":
+            ax = x @ p["weight_ih"].t() + p["bias_ih"]
+            ah = hg @ whh.t() + p["bias_hh"]
+        else:
+            ax = ln(x @ p["weight_ih"].t(), p["layernorm_i.weight"], p["layernorm_i.bias"])
+            ah = ln(hg @ whh.t(), p["layernorm_h.weight"], p["layernorm_h.bias"])
+        xr, xz, xn = ax.chunk(3, 1)
+        hr, hz, hn = ah.chunk(3, 1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return (1 - z) * n + z * h, None
+    return torch.tanh(x @ p["weight_ih"].t() + p["bias_ih"] + hg @ whh.t() + p["bias_hh"]), None
+
+
+RATES = {"input": 0.3, "recurrent": 0.4, "zoneout_h": 0.3, "zoneout_c": 0.2, "weight": 0.3}
+
+
+def make_regularised(kind, lengths, seed):
+    torch.manual_seed(seed)
+    B = len(lengths)
+    has_c = kind in ("lstm", "layernorm_lstm")
+    G = {"lstm": 4, "layernorm_lstm": 4, "gru": 3, "layernorm_gru": 3, "rnn_tanh": 1}[kind]
+    names = ["weight_ih", "weight_hh"]
+    if kind.startswith("layernorm"):
+        names += ["layernorm_i.weight", "layernorm_i.bias", "layernorm_h.weight", "layernorm_h.bias"]
+        if has_c:
+            names += ["layernorm_c.weight", "layernorm_c.bias"]
+    else:
+        names += ["bias_ih", "bias_hh"]
+    shapes = {"weight_ih": (G * H, I), "weight_hh": (G * H, H), "layernorm_c.weight": (H,),
+              "layernorm_c.bias": (H,)}
+    p = {}
+    for name in names:
+        t = torch.empty(shapes.get(name, (G * H,)), dtype=torch.float64)
+        if name.endswith(".weight"):
+            t.uniform_(0.5, 1.5)
+        elif "layernorm" in name:
+            t.uniform_(-0.5, 0.5)
+        else:
+            t.uniform_(-0.8, 0.8)
+        p[name] = t.requires_grad_()
+
+    def dropout_mask(shape, rate):
+        return (torch.rand(shape, dtype=torch.float64) >= rate).to(torch.float64) / (1 - rate)
+
+    mx = dropout_mask((B, I), RATES["input"])
+    mh = dropout_mask((B, H), RATES["recurrent"])
+    mw = dropout_mask((G * H, H), RATES["weight"])
+    dh = (torch.rand(T, B, H, dtype=torch.float64) < RATES["zoneout_h"]).to(torch.float64)
+    dc = (torch.rand(T, B, H, dtype=torch.float64) < RATES["zoneout_c"]).to(torch.float64)
+
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    h0 = (0.5 * torch.randn(B, H, dtype=torch.float64)).requires_grad_()
+    c0 = (0.5 * torch.randn(B, H, dtype=torch.float64)).requires_grad_()
+    wy = torch.randn(T, B, H, dtype=torch.float64)
+    wh = torch.randn(B, H, dtype=torch.float64)
+    wc = torch.randn(B, H, dtype=torch.float64)
+
+    whh = p["weight_hh"] * mw
+    h, c = h0, c0
+    ys = []
+    for t in range(T):
+        active = (torch.tensor(lengths) > t).to(torch.float64).unsqueeze(1)
+        hn, cn = step(kind, p, x[t] * mx, h * mh, h, c, whh)
+        hn = dh[t] * h + (1 - dh[t]) * hn
+        if has_c:
+            cn = dc[t] * c + (1 - dc[t]) * cn
+            c = active * cn + (1 - active) * c
+        h = active * hn + (1 - active) * h
+        ys.append(active * hn)
+    y = torch.stack(ys)
+    loss = (y * wy).sum() + (h * wh).sum()
+    if has_c:
+        loss = loss + (c * wc).sum()
+    loss.backward()
+
+    tensors = [("lengths", torch.tensor(lengths, dtype=torch.float64))]
+    tensors += [(name, p[name]) for name in names]
+    tensors += [("mask_input", mx), ("mask_recurrent", mh), ("mask_weight", mw),
+                ("mask_zoneout_h", dh)]
+    if has_c:
+        tensors.append(("mask_zoneout_c", dc))
+    tensors += [("x", x), ("h0", h0)]
+    if has_c:
+        tensors.append(("c0", c0))
+    tensors += [("y", y), ("h_n", h), ("wy", wy), ("wh", wh)]
+    if has_c:
+        tensors += [("c_n", c), ("wc", wc)]
+    tensors += [("grad_" + name, p[name].grad) for name in names]
+    tensors += [("grad_x", x.grad), ("grad_h0", h0.grad)]
+    if has_c:
+        tensors.append(("grad_c0", c0.grad))
+    return tensors
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     for seed, kind in enumerate(["layernorm_lstm", "layernorm_gru"]):
         write(os.path.join(OUT, f"{kind}_packed.txt"), make(kind, [4, 6, 1, 3], 300 + seed))
+    for seed, kind in enumerate(["lstm", "gru", "rnn_tanh", "layernorm_lstm", "layernorm_gru"]):
+        write(os.path.join(OUT, f"regularised_{kind}.txt"),
+              make_regularised(kind, [4, 6, 1, 3], 400 + seed))
     print("wrote fixtures to", OUT, file=sys.stderr)
 
 

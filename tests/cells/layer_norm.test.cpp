@@ -7,6 +7,8 @@
 
 #include <recurrent/recurrent.hpp>
 
+#include <algorithm>
+#include <iostream>
 #include <map>
 #include <string>
 
@@ -85,11 +87,16 @@ void compareWithTorch(const std::string& fixtureName) {
   recurrent::Sequence<Cell> inference(cell);
   inference.infer(x, lengths, h0);
   errors.emplace_back("infer output", errorAgainst(inference.output(), f.columns("y")));
+  double worst = 0;
   for (const auto& [name, err] : errors) {
     INFO(fixtureName << " (" << (std::is_same<S, float>::value ? "float" : "double") << ") " << name
                      << ": " << err);
     CHECK(err <= torchTolerance<S>());
+    worst = std::max(worst, err);
   }
+  std::cout << "torch " << fixtureName << " "
+            << (std::is_same<S, float>::value ? "float" : "double") << ": worst difference "
+            << worst << "\n";
 }
 
 /// Every parameter, x and the initial state against central differences, double, unequal
@@ -201,9 +208,7 @@ TEMPLATE_TEST_CASE("layer-normalised cells in a Stack, a Stream, a StateDict and
   auto grads = stack.zeroGradients();
   stack.backward(wy, grads);
   const Mat<double> dx = stack.inputGradient();
-  const auto lossOf = [&] {
-    return (wy.array() * stack.infer(x, lengths).array()).sum();
-  };
+  const auto lossOf = [&] { return (wy.array() * stack.infer(x, lengths).array()).sum(); };
   // Through both layers and directions: dL/dx and the first layer's reverse γ_h.
   CHECK(relativeError(dx, numericGradient(x, lossOf)) <= 1e-6);
   const MatrixXd numeric =
@@ -250,4 +255,27 @@ TEMPLATE_TEST_CASE("layer-normalised cells in a Stack, a Stream, a StateDict and
   sgd.step();
   CHECK(stack.cell(1, 1).parameters().layernorm_i_bias(0) ==
         Approx(before - 0.5 * grads(1, 1).layernorm_i_bias(0)).epsilon(1e-14));
+}
+
+TEST_CASE("layer-normalised cells with sizes fixed at compile time run as the run-time ones",
+          "[layernorm][fixed]") {
+  std::mt19937 rng(61);
+  recurrent::LayerNormLSTMCell<double> dynamicLstm(3, 4);
+  recurrent::LayerNormLSTMCell<double, 3, 4> fixedLstm;
+  recurrent::LayerNormGRUCell<double> dynamicGru(3, 4);
+  recurrent::LayerNormGRUCell<double, 3, 4> fixedGru;
+  randomize(dynamicLstm, rng);
+  randomize(dynamicGru, rng);
+  fixedLstm.parameters() = dynamicLstm.parameters();
+  fixedGru.parameters() = dynamicGru.parameters();
+  const Mat<double> x = uniform<double>(3, 4 * 2, rng);
+  const std::vector<int> lengths = {4, 3};
+  recurrent::Sequence<recurrent::LayerNormLSTMCell<double>> a(dynamicLstm);
+  recurrent::Sequence<recurrent::LayerNormLSTMCell<double, 3, 4>> b(fixedLstm);
+  CHECK(relativeError(a.infer(x, lengths), b.infer(x, lengths)) <= 1e-14);
+  recurrent::Sequence<recurrent::LayerNormGRUCell<double>> c(dynamicGru);
+  recurrent::Sequence<recurrent::LayerNormGRUCell<double, 3, 4>> d(fixedGru);
+  CHECK(relativeError(c.infer(x, lengths), d.infer(x, lengths)) <= 1e-14);
+  CHECK_THROWS_AS(recurrent::LayerNormLSTMCell<double>(0, 4), std::invalid_argument);
+  CHECK_THROWS_AS((recurrent::LayerNormGRUCell<double, 3, 4>(2, 4)), std::invalid_argument);
 }

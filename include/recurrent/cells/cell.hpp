@@ -302,7 +302,8 @@ struct CellContract {
   static_assert(detail::HasTraits<Cell>::value,
                 "recurrent cell contract: missing a trait: kGates, kHasCellState, kInputSize, "
                 "kHiddenSize, kSeparateRecurrentGradient, kCellStatesInGradients, "
-                "kFullGateProducts, kSingleThreadStep or FusedProduct (derive the cell from recurrent::CellBase)");
+                "kFullGateProducts, kSingleThreadStep or FusedProduct (derive the cell from "
+                "recurrent::CellBase)");
   static_assert(detail::HasSizes<Cell>::value,
                 "recurrent cell contract: missing sizes(), inputSize(), hiddenSize() or "
                 "outputSize() const (derive the cell from recurrent::CellBase)");

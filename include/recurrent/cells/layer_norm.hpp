@@ -78,8 +78,8 @@ struct LayerNormParameters : TensorSet<LayerNormParameters<Scalar_, Gates, CellN
   using Scalar = Scalar_;                                                ///< float or double
   using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;  ///< dynamic matrix
   using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;               ///< dynamic vector
-  static constexpr Eigen::Index kGates = Gates;  ///< G: 4 (LSTM) or 3 (GRU)
-  static constexpr bool kCellNorm = CellNorm;    ///< whether LN_c's tensors are present
+  static constexpr Eigen::Index kGates = Gates;                          ///< G: 4 (LSTM) or 3 (GRU)
+  static constexpr bool kCellNorm = CellNorm;  ///< whether LN_c's tensors are present
 
   Matrix weight_ih;           ///< G·H × I
   Matrix weight_hh;           ///< G·H × H

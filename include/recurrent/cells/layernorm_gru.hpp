@@ -142,9 +142,8 @@ class LayerNormGRUCell : public CellBase<LayerNormGRUParameters<Scalar_>, Hidden
       dAn = dh * (Scalar(1) - z) * tanhGradFromOutput(nn);
       ArrayMap(dax + H, H) = dh * (hPrev - nn) * sigmoidGradFromOutput(z);
       // a_hn = γ_hn ⊙ v̂_hn + β_hn, recomputed from the tape
-      ArrayMap(dax, H) =
-          dAn * (gh.tail(H) * ConstArrayMap(e + GH + 2 * H, H) + bh.tail(H)) *
-          sigmoidGradFromOutput(r);
+      ArrayMap(dax, H) = dAn * (gh.tail(H) * ConstArrayMap(e + GH + 2 * H, H) + bh.tail(H)) *
+                         sigmoidGradFromOutput(r);
       ArrayMap(dah, 2 * H) = ConstArrayMap(dax, 2 * H);
       ArrayMap(dah + 2 * H, H) = dAn * r;
       detail::layerNormBackward(p.layernorm_i_weight.data(), dax, e, e[2 * GH], GH,
@@ -154,9 +153,8 @@ class LayerNormGRUCell : public CellBase<LayerNormGRUParameters<Scalar_>, Hidden
     }
     ctx.multiplyTransposed(0, kGates, s.dGh, s.dhPrev, true);
     for (Eigen::Index j = 0; j < s.gates.cols(); ++j) {
-      ArrayMap(detail::column(s.dhPrev, j), H) +=
-          ConstArrayMap(detail::column(s.dh, j), H) *
-          ConstArrayMap(detail::column(s.gates, j) + H, H);
+      ArrayMap(detail::column(s.dhPrev, j), H) += ConstArrayMap(detail::column(s.dh, j), H) *
+                                                  ConstArrayMap(detail::column(s.gates, j) + H, H);
     }
   }
 

@@ -57,8 +57,8 @@ namespace recurrent {
 /// fixes them at compile time (a default constructor; the tensors stay dynamic, as LSTMCell's).
 /// No projection. The cell keeps no per-sequence state: it is const while a driver runs it.
 template <typename Scalar_, int InputSize = Eigen::Dynamic, int HiddenSize = Eigen::Dynamic>
-class LayerNormLSTMCell : public CellBase<LayerNormLSTMParameters<Scalar_>, LSTMState<Scalar_>,
-                                          InputSize, HiddenSize> {
+class LayerNormLSTMCell
+    : public CellBase<LayerNormLSTMParameters<Scalar_>, LSTMState<Scalar_>, InputSize, HiddenSize> {
   using Base =
       CellBase<LayerNormLSTMParameters<Scalar_>, LSTMState<Scalar_>, InputSize, HiddenSize>;
 
@@ -123,8 +123,8 @@ class LayerNormLSTMCell : public CellBase<LayerNormLSTMParameters<Scalar_>, LSTM
       Scalar* e = detail::column(s.extra, j);
       Scalar* a = detail::column(s.gates, j);
       Scalar* stats = e + 9 * H;
-      stats[0] = detail::layerNormForward(e, GH, e);           // v̂_x in place
-      stats[1] = detail::layerNormForward(a, GH, e + GH);      // v̂_h
+      stats[0] = detail::layerNormForward(e, GH, e);       // v̂_x in place
+      stats[1] = detail::layerNormForward(a, GH, e + GH);  // v̂_h
       ArrayMap A(a, GH);
       A = gi * ConstArrayMap(e, GH) + bi + gh * ConstArrayMap(e + GH, GH) + bh;
       A.head(H) = sigmoid(A.head(H));

@@ -47,6 +47,15 @@ class StepContext {
   /// Waits for every thread of the team.
   void barrier() const { m_team.barrier(); }
 
+  /// Variational dropout of h as the gates read it (Sequence's Regularization::recurrentDropout):
+  /// from now on multiply() reads m ⊙ h instead of h and multiplyTransposed() multiplies the rows
+  /// it writes by m. `mask` (R × at least n, one column per sequence in the step's order) and
+  /// `buffer` (R × at least n, this thread's own) must outlive the context.
+  void dropRecurrent(const Matrix* mask, Matrix* buffer) {
+    m_hMask = mask;
+    m_hMasked = buffer;
+  }
+
   /// C (+)= W_hh[g0:g1] · h for gate blocks [g0, g1) and this thread's units. C is addressed
   /// like a gates buffer: block g starts at row g·H of `c`.
   ///
@@ -55,7 +64,12 @@ class StepContext {
   void multiply(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& h,
                 Eigen::Ref<Matrix> c, bool overwrite) const {
     const detail::PackedMatrix<Scalar>& w = m_weights.hh;
-    const auto in = detail::viewOf<const Scalar>(h.data(), h.outerStride());
+    if (m_hMask != nullptr) {  // every row of m ⊙ h: the product reads all of them
+      m_hMasked->leftCols(h.cols()) = h.cwiseProduct(m_hMask->leftCols(h.cols()));
+    }
+    const Scalar* hData = m_hMask != nullptr ? m_hMasked->data() : h.data();
+    const Eigen::Index hStride = m_hMask != nullptr ? m_hMasked->outerStride() : h.outerStride();
+    const auto in = detail::viewOf<const Scalar>(hData, hStride);
     if (w.rowBlocks().count == 1 && m_gates.count > 1) {  // dense: every gate as one block
       eigen_assert(g0 == 0 && g1 == m_gates.count && m_u0 == 0 && m_u1 == m_gates.size);
       const auto out = detail::viewOf<Scalar>(c.data(), c.outerStride());
@@ -83,6 +97,11 @@ class StepContext {
                      .depthBlocks(g0, g1)
                      .overwrite(overwrite),
                  m_buffer);
+    if (m_hMask != nullptr) {  // d(m ⊙ h)/dh = m, on the rows this product wrote
+      eigen_assert(overwrite);
+      const Eigen::Index r0 = projected ? 0 : m_u0, r1 = projected ? c.rows() : m_u1;
+      c.middleRows(r0, r1 - r0).array() *= m_hMask->block(r0, 0, r1 - r0, c.cols()).array();
+    }
   }
 
   /// dW[g0:g1] += dG[g0:g1] · inᵀ over all columns, for this thread's units: a weight gradient
@@ -148,6 +167,8 @@ class StepContext {
   detail::Blocks m_gates;
   Eigen::Index m_u0, m_u1;
   detail::GemmBuffer<Scalar>& m_buffer;
+  const Matrix* m_hMask = nullptr;  // recurrent dropout: m (sorted columns), or none
+  Matrix* m_hMasked = nullptr;      // m ⊙ h of the step, this thread's buffer
 };
 
 /// What forwardStep() reads and writes. Views may be 0 × n where a cell does not use them.
