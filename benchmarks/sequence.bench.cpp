@@ -2,6 +2,9 @@
 //
 //   lstm|gru / infer|train / T / B / I / H / threads     S1..S5, wall time per batch
 //   lstm|gru / infer|train / spread ...                  V: S3 with lengths spread over 1..100
+//   lnlstm / train / S3                                  LayerNormLSTMCell, S3 shape
+//   lstm_vardrop|lstm_zoneout / train / S3               LSTM with variational dropout (x and
+//                                                        h, 0.25 each) or zoneout (h, c 0.1)
 //   lstm|gru / step / I / H                              one step of one sequence (Stream)
 //   lstm|gru / step_fixed / I / H                        the same, sizes fixed at compile time
 //
@@ -22,6 +25,7 @@ namespace {
 
 using Lstm = recurrent::LSTMCell<float>;
 using Gru = recurrent::GRUCell<float>;
+using LnLstm = recurrent::LayerNormLSTMCell<float>;
 
 double gemmFlops(double T, double B, double G, double I, double H) {
   return 2.0 * T * B * G * H * (I + H);
@@ -35,7 +39,8 @@ std::vector<int> spread(int T, int B) {
 }
 
 template <typename Cell>
-void sequence(benchmark::State& state, bool training, bool spreadLengths) {
+void run(benchmark::State& state, bool training, bool spreadLengths,
+         const recurrent::Regularization& regularization) {
   const int T = static_cast<int>(state.range(0)), B = static_cast<int>(state.range(1));
   const int I = static_cast<int>(state.range(2)), H = static_cast<int>(state.range(3));
   const int threads = static_cast<int>(state.range(4));
@@ -44,6 +49,7 @@ void sequence(benchmark::State& state, bool training, bool spreadLengths) {
   cell.initialize(rng);
   recurrent::Sequence<Cell> seq(cell);
   seq.setThreads(threads);
+  seq.setRegularization(regularization);
   const Eigen::MatrixXf x = Eigen::MatrixXf::Random(I, T * B);
   const Eigen::MatrixXf dy = Eigen::MatrixXf::Ones(H, T * B);  // a gradient of ones on every output
   const std::vector<int> lengths =
@@ -72,6 +78,17 @@ void sequence(benchmark::State& state, bool training, bool spreadLengths) {
   const double flops = gemmFlops(steps, 1, double(Cell::kGates), I, H) * (training ? 3 : 1);
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+template <typename Cell>
+void sequence(benchmark::State& state, bool training, bool spreadLengths) {
+  run<Cell>(state, training, spreadLengths, recurrent::Regularization());
+}
+
+/// Training of full-length sequences with `regularization`.
+template <typename Cell>
+void regularised(benchmark::State& state, recurrent::Regularization regularization) {
+  run<Cell>(state, true, false, regularization);
 }
 
 /// One step of one sequence of `cell` per iteration.
@@ -137,6 +154,11 @@ void spreadShapes(benchmark::internal::Benchmark* b) {
   b->Args({100, 64, 256, 256, 1})->Args({100, 64, 256, 256, 2});
   b->ArgNames({"T", "B", "I", "H", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
 }
+// S3 alone, 1 and 2 threads: the layer-normalised cell and the regularisation options.
+void s3Shape(benchmark::internal::Benchmark* b) {
+  b->Args({100, 64, 256, 256, 1})->Args({100, 64, 256, 256, 2});
+  b->ArgNames({"T", "B", "I", "H", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
 void stepShapes(benchmark::internal::Benchmark* b) {
   for (int h : {8, 16, 32, 64, 128}) b->Args({h, h});
   for (int h : {8, 16, 32, 64, 128}) b->Args({1, h});
@@ -161,6 +183,14 @@ int main(int argc, char** argv) {
                                  training, true)
         ->Apply(spreadShapes);
   }
+  benchmark::RegisterBenchmark("lnlstm/train", sequence<LnLstm>, true, false)->Apply(s3Shape);
+  benchmark::RegisterBenchmark(
+      "lstm_vardrop/train", regularised<Lstm>,
+      recurrent::Regularization().inputDropout(0.25).recurrentDropout(0.25))
+      ->Apply(s3Shape);
+  benchmark::RegisterBenchmark("lstm_zoneout/train", regularised<Lstm>,
+                               recurrent::Regularization().zoneout(0.1, 0.1))
+      ->Apply(s3Shape);
   benchmark::RegisterBenchmark("lstm/step", step<Lstm>)->Apply(stepShapes);
   benchmark::RegisterBenchmark("gru/step", step<Gru>)->Apply(stepShapes);
   registerFixed<8, 8>();

@@ -9,6 +9,10 @@ Prints one JSON line per measurement:
 and first a line {"config": {...}} with the torch version, the BLAS library the process has
 mapped, the thread counts and the OpenBLAS/OpenMP environment it ran with.
 
+Cells: lstm, gru (nn.LSTM, nn.GRU) and lnlstm, PyTorch's reference layer-normalised LSTM
+(the LayerNormLSTMCell of its RNN benchmarks) in TorchScript, looped over time by a scripted
+layer as those benchmarks do (full lengths, no single step).
+
 Modes:
   infer   forward under torch.no_grad() (or torch.inference_mode(), --grad-mode), entered
           once around the timed calls
@@ -39,6 +43,7 @@ import os
 import statistics
 import sys
 import time
+from typing import List
 
 try:
     import torch
@@ -121,8 +126,59 @@ def blas_kind(paths):
     return "unknown"
 
 
+class LayerNormLSTMCell(torch.jit.ScriptModule):
+    """PyTorch's reference layer-normalised LSTM cell (the LayerNormLSTMCell of its RNN
+    benchmarks, custom_lstms.py), TorchScript: LN over W_ih x and over W_hh h (4H each), no
+    bias_ih / bias_hh, LN over the new cell state."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        bound = 1.0 / hidden_size ** 0.5
+        self.weight_ih = torch.nn.Parameter(torch.empty(4 * hidden_size, input_size)
+                                            .uniform_(-bound, bound))
+        self.weight_hh = torch.nn.Parameter(torch.empty(4 * hidden_size, hidden_size)
+                                            .uniform_(-bound, bound))
+        self.layernorm_i = torch.nn.LayerNorm(4 * hidden_size)
+        self.layernorm_h = torch.nn.LayerNorm(4 * hidden_size)
+        self.layernorm_c = torch.nn.LayerNorm(hidden_size)
+
+    @torch.jit.script_method
+    def forward(self, x, hx, cx):
+        igates = self.layernorm_i(torch.mm(x, self.weight_ih.t()))
+        hgates = self.layernorm_h(torch.mm(hx, self.weight_hh.t()))
+        ingate, forgetgate, cellgate, outgate = (igates + hgates).chunk(4, 1)
+        cy = self.layernorm_c(torch.sigmoid(forgetgate) * cx
+                              + torch.sigmoid(ingate) * torch.tanh(cellgate))
+        hy = torch.sigmoid(outgate) * torch.tanh(cy)
+        return hy, cy
+
+
+class LayerNormLSTM(torch.jit.ScriptModule):
+    """The reference cell over a (T, B, I) batch of full-length sequences from a zero state, as
+    the benchmarks' scripted LSTMLayer runs it; returns (output, state) like nn.LSTM."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.cell = LayerNormLSTMCell(input_size, hidden_size)
+
+    @torch.jit.script_method
+    def forward(self, x):
+        h = torch.zeros(x.size(1), self.hidden_size)
+        c = torch.zeros(x.size(1), self.hidden_size)
+        outputs = torch.jit.annotate(List[torch.Tensor], [])
+        for t in range(x.size(0)):
+            h, c = self.cell(x[t], h, c)
+            outputs += [h]
+        return torch.stack(outputs), (h, c)
+
+
 def make_module(cell, I, H, step_cell):
     torch.manual_seed(1)
+    if cell == "lnlstm":
+        if step_cell:
+            raise ValueError("lnlstm: no single-step benchmark")
+        return LayerNormLSTM(I, H)
     if step_cell:
         return torch.nn.LSTMCell(I, H) if cell == "lstm" else torch.nn.GRUCell(I, H)
     return torch.nn.LSTM(I, H) if cell == "lstm" else torch.nn.GRU(I, H)
@@ -152,6 +208,8 @@ def sequence_call(cell, mode, T, B, I, H, lengths_kind):
         out, _ = module(inp)
         return out
 
+    if cell == "lnlstm" and lengths_kind == "spread":
+        raise ValueError("lnlstm: full lengths only")
     if mode == "infer":  # timed inside grad_context(), see main()
         return lambda: run(x)
 

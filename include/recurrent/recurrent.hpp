@@ -17,6 +17,9 @@
 #include <recurrent/cells/activations.hpp>
 #include <recurrent/cells/cell.hpp>
 #include <recurrent/cells/gru.hpp>
+#include <recurrent/cells/layer_norm.hpp>
+#include <recurrent/cells/layernorm_gru.hpp>
+#include <recurrent/cells/layernorm_lstm.hpp>
 #include <recurrent/cells/lstm.hpp>
 #include <recurrent/cells/parameters.hpp>
 #include <recurrent/cells/rnn.hpp>

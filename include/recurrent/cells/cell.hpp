@@ -12,7 +12,7 @@
 //
 //   Scalar, Matrix, Vector   float or double, and its dynamic Eigen matrix and vector
 //   Parameters               its tensors by PyTorch's names (a TensorSet, cells/parameters.hpp),
-//                            weight_ih, weight_hh, bias_ih and bias_hh among them
+//                            weight_ih and weight_hh among them
 //   State                    LSTMState (h, c) or HiddenState (h) (cells/state.hpp)
 //   kGates                   G: gate blocks of H rows in W_ih, W_hh and a step's gates buffer
 //   kHasCellState            whether State has c besides h
@@ -26,6 +26,8 @@
 // What a cell writes, its gate math (cells/step.hpp has the views and the context):
 //
 //   extraRows(), scratchRows()   rows per column of its own tape and of its working memory
+//   gradientRows()           rows per column of its backward tape (CellBase: 0), which
+//                            backwardStep() writes and accumulateGradients() reads
 //   foldedBias(bias)             the biases the driver adds to W_ih·x before the step
 //   forwardStep(ctx, s) const    gates += W_hh·h, then the gate math: h', c', activations, tape
 //   backwardStep(ctx, s) const   the pre-activation gradients dG, then dh_{t−1} (and dc_{t−1})
@@ -39,6 +41,8 @@
 //   kCellStatesInGradients       false. True (peephole LSTM): accumulateGradients reads c_{t−1}
 //   kFullGateProducts            true: every recurrent product of a step covers all gates, so one
 //                                thread may pack W_hh densely. False (GRU reset-before)
+//   kSingleThreadStep            false. True (layer-normalised cells): a step reads every unit's
+//                                values between its products, so the drivers run it on one thread
 //   FusedProduct                 void: no fused step. A layout of detail/fused_product.hpp: a
 //                                Stream of one sequence runs the whole step as one product over
 //                                [x; h] (detail/fused_step.hpp), then the cell's
@@ -98,6 +102,10 @@ class CellBase {
   /// true: every recurrent product of a step covers all gates, so one thread may pack W_hh
   /// densely. False for a cell with a product of its own over some gates (GRU reset-before).
   static constexpr bool kFullGateProducts = true;
+  /// false: a step computes only this thread's units [u0, u1). A cell that sets it true (the
+  /// layer-normalised cells, whose statistics are over every unit) runs on one thread: the
+  /// drivers then give its step u0 = 0, u1 = H.
+  static constexpr bool kSingleThreadStep = false;
   /// void: no fused step. A cell that has one names its layout (detail/fused_product.hpp) and
   /// provides fusedGates(a, hPrev, cPrev, h, c) const; a Stream of one sequence then runs it.
   using FusedProduct = void;
@@ -119,6 +127,11 @@ class CellBase {
 
   /// Zero tensors shaped like the parameters, to accumulate gradients into.
   Parameters zeroGradients() const { return Parameters(m_sizes); }
+
+  /// Rows per column of the backward step's own tape (BackwardStep::gradientTape, read again by
+  /// accumulateGradients() as StepsGradients::gradientTape): 0, none. A cell that needs one
+  /// redeclares it.
+  Eigen::Index gradientRows() const { return 0; }
 
   /// A zero state for a batch of `batch` sequences.
   State zeroState(Eigen::Index batch) const { return detail::zeroState<State>(m_sizes, batch); }
@@ -203,7 +216,8 @@ RECURRENT_DETECT(HasState, typename C::State);
 RECURRENT_DETECT(HasTraits, decltype(C::kGates), decltype(C::kHasCellState),
                  decltype(C::kInputSize), decltype(C::kHiddenSize),
                  decltype(C::kSeparateRecurrentGradient), decltype(C::kCellStatesInGradients),
-                 decltype(C::kFullGateProducts), typename C::FusedProduct);
+                 decltype(C::kFullGateProducts), decltype(C::kSingleThreadStep),
+                 typename C::FusedProduct);
 RECURRENT_DETECT(HasSizes, decltype(std::declval<const C&>().inputSize()),
                  decltype(std::declval<const C&>().hiddenSize()),
                  decltype(std::declval<const C&>().outputSize()),
@@ -237,16 +251,15 @@ RECURRENT_DETECT(HasTensorList,
                                                std::declval<const CellSizes&>(),
                                                AnyShapedTensor())),
                  decltype(std::declval<typename C::Parameters&>().weight_ih),
-                 decltype(std::declval<typename C::Parameters&>().weight_hh),
-                 decltype(std::declval<typename C::Parameters&>().bias_ih),
-                 decltype(std::declval<typename C::Parameters&>().bias_hh), typename C::Matrix,
+                 decltype(std::declval<typename C::Parameters&>().weight_hh), typename C::Matrix,
                  typename C::Vector);
 RECURRENT_DETECT(HasStateList,
                  decltype(C::State::visit(std::declval<typename C::State&>(),
                                           std::declval<const CellSizes&>(), AnyStateMatrix())),
                  decltype(std::declval<typename C::State&>().h));
 RECURRENT_DETECT(HasTapeRows, decltype(std::declval<const C&>().extraRows()),
-                 decltype(std::declval<const C&>().scratchRows()));
+                 decltype(std::declval<const C&>().scratchRows()),
+                 decltype(std::declval<const C&>().gradientRows()));
 RECURRENT_DETECT(HasFoldedBias,
                  decltype(std::declval<const C&>().foldedBias(std::declval<M_<C>&>())));
 RECURRENT_DETECT(HasForwardStep, decltype(std::declval<const C&>().forwardStep(
@@ -289,7 +302,8 @@ struct CellContract {
   static_assert(detail::HasTraits<Cell>::value,
                 "recurrent cell contract: missing a trait: kGates, kHasCellState, kInputSize, "
                 "kHiddenSize, kSeparateRecurrentGradient, kCellStatesInGradients, "
-                "kFullGateProducts or FusedProduct (derive the cell from recurrent::CellBase)");
+                "kFullGateProducts, kSingleThreadStep or FusedProduct (derive the cell from "
+                "recurrent::CellBase)");
   static_assert(detail::HasSizes<Cell>::value,
                 "recurrent cell contract: missing sizes(), inputSize(), hiddenSize() or "
                 "outputSize() const (derive the cell from recurrent::CellBase)");
@@ -299,15 +313,15 @@ struct CellContract {
                 "the cell from recurrent::CellBase)");
   static_assert(detail::HasTensorList<Cell>::value,
                 "recurrent cell contract: Parameters must list its tensors (a static visit(self, "
-                "sizes, f), as a TensorSet does) and have PyTorch's weight_ih, weight_hh, "
-                "bias_ih and bias_hh; Matrix and Vector must name the cell's Eigen types");
+                "sizes, f), as a TensorSet does) and have PyTorch's weight_ih and weight_hh; "
+                "Matrix and Vector must name the cell's Eigen types");
   static_assert(detail::HasStateList<Cell>::value,
                 "recurrent cell contract: State must list its matrices (a static visit(self, "
                 "sizes, f)) and have h: LSTMState or HiddenState");
   static_assert(detail::HasTapeRows<Cell>::value,
-                "recurrent cell contract: missing `Eigen::Index extraRows() const` or "
-                "`Eigen::Index scratchRows() const`, the rows of the cell's own tape and working "
-                "memory per column");
+                "recurrent cell contract: missing `Eigen::Index extraRows() const`, "
+                "`Eigen::Index scratchRows() const` or `Eigen::Index gradientRows() const`, the "
+                "rows of the cell's own tapes and working memory per column");
   static_assert(
       detail::HasFoldedBias<Cell>::value,
       "recurrent cell contract: missing `void foldedBias(Vector& bias) const`, the biases "

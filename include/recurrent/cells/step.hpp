@@ -47,6 +47,15 @@ class StepContext {
   /// Waits for every thread of the team.
   void barrier() const { m_team.barrier(); }
 
+  /// Variational dropout of h as the gates read it (Sequence's Regularization::recurrentDropout):
+  /// from now on multiply() reads m ⊙ h instead of h and multiplyTransposed() multiplies the rows
+  /// it writes by m. `mask` (R × at least n, one column per sequence in the step's order) and
+  /// `buffer` (R × at least n, this thread's own) must outlive the context.
+  void dropRecurrent(const Matrix* mask, Matrix* buffer) {
+    m_hMask = mask;
+    m_hMasked = buffer;
+  }
+
   /// C (+)= W_hh[g0:g1] · h for gate blocks [g0, g1) and this thread's units. C is addressed
   /// like a gates buffer: block g starts at row g·H of `c`.
   ///
@@ -55,7 +64,12 @@ class StepContext {
   void multiply(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& h,
                 Eigen::Ref<Matrix> c, bool overwrite) const {
     const detail::PackedMatrix<Scalar>& w = m_weights.hh;
-    const auto in = detail::viewOf<const Scalar>(h.data(), h.outerStride());
+    if (m_hMask != nullptr) {  // every row of m ⊙ h: the product reads all of them
+      m_hMasked->leftCols(h.cols()) = h.cwiseProduct(m_hMask->leftCols(h.cols()));
+    }
+    const Scalar* hData = m_hMask != nullptr ? m_hMasked->data() : h.data();
+    const Eigen::Index hStride = m_hMask != nullptr ? m_hMasked->outerStride() : h.outerStride();
+    const auto in = detail::viewOf<const Scalar>(hData, hStride);
     if (w.rowBlocks().count == 1 && m_gates.count > 1) {  // dense: every gate as one block
       eigen_assert(g0 == 0 && g1 == m_gates.count && m_u0 == 0 && m_u1 == m_gates.size);
       const auto out = detail::viewOf<Scalar>(c.data(), c.outerStride());
@@ -83,6 +97,24 @@ class StepContext {
                      .depthBlocks(g0, g1)
                      .overwrite(overwrite),
                  m_buffer);
+    if (m_hMask != nullptr) {  // d(m ⊙ h)/dh = m, on the rows this product wrote
+      eigen_assert(overwrite);
+      const Eigen::Index r0 = projected ? 0 : m_u0, r1 = projected ? c.rows() : m_u1;
+      c.middleRows(r0, r1 - r0).array() *= m_hMask->block(r0, 0, r1 - r0, c.cols()).array();
+    }
+  }
+
+  /// dW[g0:g1] += dG[g0:g1] · inᵀ over all columns, for this thread's units: a weight gradient
+  /// without a bias (the layer-normalised cells, whose biases come after the normalisation).
+  void addProductTransposed(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& dG,
+                            const Eigen::Ref<const Matrix>& in, Eigen::Ref<Matrix> dW) const {
+    const auto a = detail::viewOf<const Scalar>(dG.data(), dG.outerStride(), m_gates.size);
+    const auto b = detail::transposedViewOf<const Scalar>(in.data(), in.outerStride());
+    const auto out = detail::viewOf<Scalar>(dW.data(), dW.outerStride(), m_gates.size);
+    detail::gemmUnpacked(detail::UnpackedProduct<Scalar>(a, m_gates, dG.cols(), b, out, in.rows())
+                             .blocks(g0, g1)
+                             .units(m_u0, m_u1),
+                         m_buffer);
   }
 
   /// dW[g0:g1] += dG[g0:g1] · inᵀ and db[g0:g1] += Σ_columns dG[g0:g1] over all columns, for
@@ -135,6 +167,8 @@ class StepContext {
   detail::Blocks m_gates;
   Eigen::Index m_u0, m_u1;
   detail::GemmBuffer<Scalar>& m_buffer;
+  const Matrix* m_hMask = nullptr;  // recurrent dropout: m (sorted columns), or none
+  Matrix* m_hMasked = nullptr;      // m ⊙ h of the step, this thread's buffer
 };
 
 /// What forwardStep() reads and writes. Views may be 0 × n where a cell does not use them.
@@ -168,6 +202,9 @@ struct BackwardStep {
   Eigen::Ref<Matrix> dhPrev;       ///< R × n     out: dL/dh_{t-1}
   Eigen::Ref<Matrix> dcPrev;       ///< H × n     out: dL/dc_{t-1} (LSTM only)
   Eigen::Ref<Matrix> scratch;      ///< S × n     working memory
+  /// D × n   out: the cell's backward tape (D = gradientRows(), 0 for most cells), kept for
+  /// accumulateGradients()
+  Eigen::Ref<Matrix> gradientTape;
 };
 
 /// What a cell's accumulateGradients() reads after the backward time loop: every step's values
@@ -186,6 +223,8 @@ struct StepsGradients {
   /// R × N dL/dh_t of each step (all of it: from the output and from step t+1), for a cell
   /// whose h is projected (outputSize() != hiddenSize()); else 0 × 0.
   Eigen::Ref<const Matrix> dh;
+  /// D × N every step's gradientTape (D = gradientRows(); 0 rows for most cells).
+  Eigen::Ref<const Matrix> gradientTape;
 };
 
 namespace detail {

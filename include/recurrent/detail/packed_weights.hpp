@@ -32,15 +32,16 @@ struct PackedWeights {
   /// thread's units are whole panels in every gate; with `dense` (one thread, and a cell whose
   /// every recurrent product covers all gates) all gates are one block, and no panel is padded at
   /// a gate's end.
-  template <typename Cell>
-  void packForward(const Cell& cell, bool dense) {
+  /// `hhOverride` replaces the cell's W_hh where given (weight drop: M ⊙ W_hh, the same shape).
+  template <typename Cell, typename Matrix = typename Cell::Matrix>
+  void packForward(const Cell& cell, bool dense, const Matrix* hhOverride = nullptr) {
     const auto& p = cell.parameters();
+    const Matrix& whh = hhOverride != nullptr ? *hhOverride : p.weight_hh;
     const Index G = Cell::kGates, H = cell.hiddenSize();
     const Blocks gated = dense ? Blocks{1, G * H} : Blocks{G, H};
     ih.pack(viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H), gated,
             Blocks{1, cell.inputSize()});
-    hh.pack(viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H), gated,
-            Blocks{1, p.weight_hh.cols()});
+    hh.pack(viewOf<const Scalar>(whh.data(), whh.outerStride(), H), gated, Blocks{1, whh.cols()});
     if constexpr (HasProjection<typename Cell::Parameters>::value) {
       const auto& w = p.weight_hr;
       if (cell.outputSize() != cell.hiddenSize()) {
@@ -52,14 +53,16 @@ struct PackedWeights {
 
   /// Packs W_ihᵀ and W_hhᵀ (and W_hrᵀ) for backward. Their depth is cut at the gates whatever the
   /// threads: the depth's chunks set the order of each sum.
-  template <typename Cell>
-  void packBackward(const Cell& cell) {
+  /// `hhOverride` replaces the cell's W_hh where given, as in packForward().
+  template <typename Cell, typename Matrix = typename Cell::Matrix>
+  void packBackward(const Cell& cell, const Matrix* hhOverride = nullptr) {
     const auto& p = cell.parameters();
+    const Matrix& whh = hhOverride != nullptr ? *hhOverride : p.weight_hh;
     const Blocks gated{Cell::kGates, cell.hiddenSize()};
     ihT.pack(transposedViewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride()),
              Blocks{1, cell.inputSize()}, gated);
-    hhT.pack(transposedViewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride()),
-             Blocks{1, p.weight_hh.cols()}, gated);
+    hhT.pack(transposedViewOf<const Scalar>(whh.data(), whh.outerStride()), Blocks{1, whh.cols()},
+             gated);
     if constexpr (HasProjection<typename Cell::Parameters>::value) {
       const auto& w = p.weight_hr;
       if (cell.outputSize() != cell.hiddenSize()) {

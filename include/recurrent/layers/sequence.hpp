@@ -8,6 +8,7 @@
 #include <recurrent/detail/packed_weights.hpp>
 #include <recurrent/detail/schedule.hpp>
 #include <recurrent/detail/team.hpp>
+#include <recurrent/layers/regularization.hpp>
 
 #include <Eigen/Core>
 
@@ -53,7 +54,8 @@ enum class ThreadLimit { AtMost, Exactly };
 /// default), which split the hidden units of every step between them; a shape too small to share
 /// runs on one. Results are the same to the last bit for any number of threads. An LSTM with a
 /// projection always runs on one thread: its per-step product W_hr·m is a second recurrent
-/// product, which the threads' split of the hidden units does not cover.
+/// product, which the threads' split of the hidden units does not cover. So does a cell with
+/// Cell::kSingleThreadStep (the layer-normalised cells: their statistics are over every unit).
 ///
 /// The Sequence refers to its cell, which must outlive it; the cell is only read, so one cell can
 /// be shared by many Sequences on many threads. Each Sequence is used by one thread at a time.
@@ -114,6 +116,34 @@ class Sequence {
   /// The `threads` given to setThreads() (0, the default: OpenMP's default number).
   int threads() const { return m_threads; }
 
+  /// Regularisation of the following training calls (layers/regularization.hpp): variational
+  /// dropout of x and of h_{t−1}, zoneout of h and c, weight drop of W_hh. infer() uses no mask
+  /// and zoneout's expectation. Throws std::invalid_argument for recurrent dropout or weight drop
+  /// on a cell whose recurrent products do not all read h_{t−1} (GRU reset-before).
+  void setRegularization(const Regularization& options) {
+    if (!Cell::kFullGateProducts && (options.recurrentDropout() > 0 || options.weightDrop() > 0)) {
+      detail::fail(
+          "Sequence::setRegularization: recurrent dropout and weight drop need a cell "
+          "whose every recurrent product reads h_{t-1} (not GRU reset-before)");
+    }
+    m_reg.options = options;
+  }
+  /// The regularisation set by setRegularization() (default: none).
+  const Regularization& regularization() const { return m_reg.options; }
+  /// Restarts the masks' generator (std::mt19937_64): the same seed gives the same masks.
+  void seed(std::uint64_t seed) { m_reg.generator.seed(seed); }
+  /// The masks of the last training forward() (drawn, or given by setMasks()); a mask that was
+  /// off is 0 × 0.
+  const RecurrentMasks<Scalar>& masks() const { return m_reg.masks; }
+  /// The following forward() calls use `masks` instead of drawing them, until clearMasks(). Each
+  /// non-empty mask must have the shape of RecurrentMasks (checked by forward()).
+  void setMasks(RecurrentMasks<Scalar> masks) {
+    m_reg.masks = std::move(masks);
+    m_reg.given = true;
+  }
+  /// Back to drawing the masks from the options and the generator.
+  void clearMasks() { m_reg.given = false; }
+
   /// T, the steps of the last forward or infer call.
   Eigen::Index steps() const { return m_schedule.steps(); }
   /// B, the sequences of the last forward or infer call.
@@ -169,7 +199,7 @@ class Sequence {
   // ---- argument checks (before anything changes) ------------------------------------------
 
   void checkForward(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
-                    const State& initial, const char* where) const {
+                    const State& initial, bool training, const char* where) const {
     const Cell& cell = *m_cell;
     cell.checkParameters(where);
     detail::checkBatch(where, x.rows(), x.cols(), cell.inputSize(), "the cell's input_size",
@@ -177,6 +207,24 @@ class Sequence {
     if (!detail::isEmpty(initial)) {
       detail::checkState(where, "initial state", initial, cell.sizes(),
                          static_cast<Index>(lengths.size()));
+    }
+    if (training && m_reg.given) {
+      const Index B = static_cast<Index>(lengths.size()), TB = x.cols();
+      const RecurrentMasks<Scalar>& m = m_reg.masks;
+      const auto check = [&](const char* what, const Matrix& mask, Index rows, Index cols) {
+        if (mask.size() != 0) detail::checkShape(where, what, mask.rows(), mask.cols(), rows, cols);
+      };
+      check("input mask", m.input, cell.inputSize(), B);
+      check("recurrent mask", m.recurrent, cell.outputSize(), B);
+      check("zoneout mask of h", m.zoneoutH, cell.outputSize(), TB);
+      check("zoneout mask of c", m.zoneoutC, Cell::kHasCellState ? cell.hiddenSize() : 0, TB);
+      check("weight mask", m.weight, cell.parameters().weight_hh.rows(),
+            cell.parameters().weight_hh.cols());
+      if (!Cell::kFullGateProducts && (m.recurrent.size() != 0 || m.weight.size() != 0)) {
+        detail::fail(where,
+                     ": recurrent dropout and weight drop need a cell whose every "
+                     "recurrent product reads h_{t-1} (not GRU reset-before)");
+      }
     }
   }
 
@@ -221,6 +269,7 @@ class Sequence {
   /// automatically, one where a step's recurrent product is too small to be worth a barrier.
   int threadsFor(Index B, bool backward) const {
     if (projects()) return 1;  // the projection W_hr·m is a second recurrent product per step
+    if (Cell::kSingleThreadStep) return 1;  // the step reads every unit (layer normalisation)
     const Index H = m_cell->hiddenSize();
     const Index panels = (H + detail::GemmTraits<Scalar>::MR - 1) / detail::GemmTraits<Scalar>::MR;
     const double stepFlops = 2.0 * double(Cell::kGates) * double(H) * double(H) * double(B);
@@ -254,10 +303,49 @@ class Sequence {
     return rows;
   }
 
-  /// The context of this thread's steps.
-  StepContext<Scalar> context(const detail::Team& team, const Rows& rows) {
-    return StepContext<Scalar>(team, m_weights, detail::Blocks{Cell::kGates, m_cell->hiddenSize()},
-                               rows.u0, rows.u1, m_buffers[static_cast<std::size_t>(team.rank)]);
+  /// The context of this thread's steps; with `masked`, it applies the recurrent dropout mask.
+  StepContext<Scalar> context(const detail::Team& team, const Rows& rows, bool masked = false) {
+    const auto k = static_cast<std::size_t>(team.rank);
+    StepContext<Scalar> ctx(team, m_weights, detail::Blocks{Cell::kGates, m_cell->hiddenSize()},
+                            rows.u0, rows.u1, m_buffers[k]);
+    if (masked && m_reg.active && m_reg.dropsRecurrent()) {
+      ctx.dropRecurrent(&m_reg.recurrentSorted, &m_maskedH[k]);
+    }
+    return ctx;
+  }
+
+  /// Calls f(col, j) for the packed columns [c0, c1): col is step t's j-th sorted sequence.
+  template <typename F>
+  void forPackedColumns(Index c0, Index c1, F&& f) const {
+    const detail::Schedule& plan = m_schedule;
+    for (Index t = 0; t < plan.steps(); ++t) {
+      const Index off = plan.offset(t);
+      for (Index col = std::max(c0, off); col < std::min(c1, off + plan.active(t)); ++col) {
+        f(col, col - off);
+      }
+    }
+  }
+
+  /// Zoneout's backward on this thread's rows [r0, r1): `zoned` = d ⊙ g, g ← (1 − d) ⊙ g.
+  template <typename D>
+  static void splitZoneout(const D& d, Index r0, Index r1, Block g, Matrix& zoned) {
+    const Index rows = r1 - r0;
+    zoned.block(r0, 0, rows, g.cols()).array() =
+        d.middleRows(r0, rows).array() * g.middleRows(r0, rows).array();
+    g.middleRows(r0, rows).array() *= Scalar(1) - d.middleRows(r0, rows).array();
+  }
+
+  /// Zoneout of this thread's rows of one step: out = d ⊙ prev + (1 − d) ⊙ own (d ∈ {0, 1} per
+  /// entry in training, the rate itself in inference).
+  template <typename D>
+  static void zoneout(const D& d, Index r0, Index r1, const Block& prev, const Block& own,
+                      Block out) {
+    for (Index j = 0; j < out.cols(); ++j) {
+      const auto dj = d.col(j).segment(r0, r1 - r0).array();
+      const auto p = prev.col(j).segment(r0, r1 - r0).array();
+      out.col(j).segment(r0, r1 - r0).array() =
+          p * dj + own.col(j).segment(r0, r1 - r0).array() * (Scalar(1) - dj);
+    }
   }
 
   /// gates(:, c0:c1) = W_ih · x(:, c0:c1) + folded bias, written in one pass by the kernel.
@@ -322,6 +410,13 @@ class Sequence {
 
   // Backward workspaces and results.
   Matrix m_dGx, m_dGh, m_dh[2], m_dc[2], m_hPrev, m_cPrev, m_dhSteps, m_dxPacked, m_dx;
+  Matrix m_gradientTape;
+
+  // Regularisation: options, generator and masks; per thread m ⊙ h; the cell's own h̃, c̃ under
+  // zoneout (the tape its backward reads), and the zoned-out part of dh, dc.
+  detail::Regularizer<Scalar> m_reg;
+  std::vector<Matrix> m_maskedH;
+  Matrix m_hOwn, m_cOwn, m_zoneDh, m_zoneDc;
   State m_dInitial;
 };
 

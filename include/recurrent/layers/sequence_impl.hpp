@@ -20,7 +20,7 @@ namespace recurrent {
 template <typename Cell>
 void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
                          const State& initial, bool training, const char* where) {
-  checkForward(x, lengths, initial, where);
+  checkForward(x, lengths, initial, training, where);
   // Nothing below throws (but for memory): the object changes only now.
   const Cell& cell = *m_cell;
   const Index B = static_cast<Index>(lengths.size());
@@ -28,6 +28,13 @@ void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<in
   const Index R = cell.outputSize(), H = cell.hiddenSize();
   m_hasTape = false;
   m_schedule.plan(lengths, T, training);
+  m_reg.active = training && (m_reg.given || m_reg.options.any());
+  if (m_reg.active) {
+    const auto& whh = cell.parameters().weight_hh;
+    m_reg.draw(cell.inputSize(), R, H, whh.rows(), T, B, Cell::kHasCellState);
+    m_reg.arrange(m_schedule);
+    if (m_reg.dropsWeight()) m_reg.droppedWeight = whh.cwiseProduct(m_reg.masks.weight);
+  }
 
   // The initial state, in sorted order (copied first: `initial` may be our own finalState()).
   setSize(m_h0, R, B);
@@ -49,8 +56,16 @@ void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<in
   cell.foldedBias(m_bias);
   reserve(m_scratch, cell.scratchRows(), B);
   const int threads = threadsFor(B, false);
-  m_weights.packForward(cell, threads == 1 && Cell::kFullGateProducts);
+  const bool dropWeight = m_reg.active && m_reg.dropsWeight();
+  m_weights.packForward(cell, threads == 1 && Cell::kFullGateProducts,
+                        dropWeight ? &m_reg.droppedWeight : nullptr);
   reserveBuffers(threads);
+  if (m_reg.active && m_reg.dropsRecurrent()) {
+    if (m_maskedH.size() < static_cast<std::size_t>(threads)) {
+      m_maskedH.resize(static_cast<std::size_t>(threads));
+    }
+    for (int k = 0; k < threads; ++k) reserve(m_maskedH[static_cast<std::size_t>(k)], R, B);
+  }
 
   if (training) {
     runTraining(x, threads);
@@ -77,6 +92,9 @@ void Sequence<Cell>::runTraining(const Eigen::Ref<const Matrix>& x, int threads)
   if constexpr (Cell::kHasCellState) reserve(m_cp, cell.hiddenSize(), N);
   reserve(m_extra, cell.extraRows(), N);
   Matrix& hp = packedOutput();
+  const bool zoneH = m_reg.active && m_reg.zonesH(), zoneC = m_reg.active && m_reg.zonesC();
+  if (zoneH) reserve(m_hOwn, cell.outputSize(), N);  // the cell's own h̃, c̃: its backward's tape
+  if (zoneC) reserve(m_cOwn, cell.hiddenSize(), N);
 
   detail::parallel(threads, [&](const detail::Team& team) {
     Index c0, c1;
@@ -86,21 +104,36 @@ void Sequence<Cell>::runTraining(const Eigen::Ref<const Matrix>& x, int threads)
     } else {
       plan.gather(x, 0, plan.steps(), c0, c1, m_x);
     }
+    if (m_reg.active && m_reg.dropsInput())
+      forPackedColumns(c0, c1, [&](Index col, Index j) {
+        m_x.col(col).array() *= m_reg.inputSorted.col(j).array();
+      });
     projectInput(m_x, c0, c1, m_buffers[static_cast<std::size_t>(team.rank)]);
     team.barrier();
 
     const Rows rows = rowsOf(team);
-    const StepContext<Scalar> ctx = context(team, rows);
+    const StepContext<Scalar> ctx = context(team, rows, true);
     for (Index t = 0; t < plan.steps(); ++t) {
       const Index n = plan.active(t), off = plan.offset(t);
+      Block hPrev = t == 0 ? m_h0.leftCols(n) : hp.middleCols(plan.offset(t - 1), n);
       ForwardStep<Scalar> s{m_gates.middleCols(off, n),
-                            t == 0 ? m_h0.leftCols(n) : hp.middleCols(plan.offset(t - 1), n),
+                            hPrev,
                             cellStatePrev(t, n),
-                            hp.middleCols(off, n),
-                            cellStateAt(off, n),
+                            zoneH ? m_hOwn.middleCols(off, n) : hp.middleCols(off, n),
+                            zoneC ? m_cOwn.middleCols(off, n) : cellStateAt(off, n),
                             m_extra.middleCols(off, n),
                             m_scratch.leftCols(n)};
       cell.forwardStep(ctx, s);
+      if (zoneH) {
+        zoneout(m_reg.zoneHPacked.middleCols(off, n), rows.r0, rows.r1, hPrev,
+                m_hOwn.middleCols(off, n), hp.middleCols(off, n));
+      }
+      if constexpr (Cell::kHasCellState) {
+        if (zoneC) {
+          zoneout(m_reg.zoneCPacked.middleCols(off, n), rows.u0, rows.u1, cellStatePrev(t, n),
+                  m_cOwn.middleCols(off, n), m_cp.middleCols(off, n));
+        }
+      }
       team.barrier();
     }
 
@@ -195,6 +228,22 @@ void Sequence<Cell>::inferStep(const StepContext<Scalar>& ctx, Index t, Index ga
                         m_extra.leftCols(n),
                         m_scratch.leftCols(n)};
   m_cell->forwardStep(ctx, s);
+  // Zoneout in inference: its expectation, h = z h_{t−1} + (1 − z) h̃ (and c with its rate).
+  if (m_reg.options.zoneoutH() > 0) {
+    const auto z = static_cast<Scalar>(m_reg.options.zoneoutH());
+    hNext.middleRows(rows.r0, rows.r1 - rows.r0) =
+        z * hPrev.middleRows(rows.r0, rows.r1 - rows.r0) +
+        (1 - z) * hNext.middleRows(rows.r0, rows.r1 - rows.r0);
+  }
+  if constexpr (Cell::kHasCellState) {
+    if (m_reg.options.zoneoutC() > 0) {
+      const auto z = static_cast<Scalar>(m_reg.options.zoneoutC());
+      const Index u = rows.u1 - rows.u0;
+      Block cNext = cellBuffer(t & 1, n);
+      cNext.middleRows(rows.u0, u) =
+          z * s.cPrev.middleRows(rows.u0, u) + (1 - z) * cNext.middleRows(rows.u0, u);
+    }
+  }
   const Index hRows = rows.r1 - rows.r0, units = rows.u1 - rows.u0;
   if (!full) {
     for (Index j = 0; j < n; ++j) {
@@ -235,6 +284,7 @@ void Sequence<Cell>::runBackward(const Eigen::Ref<const Matrix>* dOutput, const 
   reserve(m_hPrev, R, N);
   if constexpr (Cell::kCellStatesInGradients) reserve(m_cPrev, H, N);
   if (projects()) reserve(m_dhSteps, R, N);
+  reserve(m_gradientTape, cell.gradientRows(), N);
   reserve(m_scratch, cell.scratchRows(), B);
   setSize(m_dx, cell.inputSize(), plan.steps() * B);
   if (!plan.full()) {
@@ -243,8 +293,17 @@ void Sequence<Cell>::runBackward(const Eigen::Ref<const Matrix>* dOutput, const 
   }
   Matrix& dxPacked = plan.full() ? m_dx : m_dxPacked;
   const int threads = threadsFor(B, true);
-  m_weights.packBackward(cell);
+  const bool dropWeight = m_reg.active && m_reg.dropsWeight();
+  m_weights.packBackward(cell, dropWeight ? &m_reg.droppedWeight : nullptr);
   reserveBuffers(threads);
+  if (m_reg.active && m_reg.zonesH()) setSize(m_zoneDh, R, B);
+  if (m_reg.active && m_reg.zonesC()) setSize(m_zoneDc, H, B);
+  // Weight drop: the cell adds dL/d(M ⊙ W_hh) into a zero matrix, which is then added as
+  // M ⊙ (that) into the caller's gradient (swapped out meanwhile, so nothing else changes).
+  if (dropWeight) {
+    m_reg.weightGrad.setZero(grads.weight_hh.rows(), grads.weight_hh.cols());
+    grads.weight_hh.swap(m_reg.weightGrad);
+  }
 
   detail::parallel(threads, [&](const detail::Team& team) {
     const Rows rows = rowsOf(team);
@@ -259,6 +318,9 @@ void Sequence<Cell>::runBackward(const Eigen::Ref<const Matrix>* dOutput, const 
       for (Index col = std::max(c0, off); col < std::min(c1, off + plan.active(t)); ++col) {
         const Index j = col - off;
         m_hPrev.col(col) = t == 0 ? m_h0.col(j) : hp.col(plan.offset(t - 1) + j);
+        if (m_reg.active && m_reg.dropsRecurrent()) {  // W_hh read m ⊙ h_{t-1}
+          m_hPrev.col(col).array() *= m_reg.recurrentSorted.col(j).array();
+        }
         if constexpr (Cell::kCellStatesInGradients) {
           m_cPrev.col(col) = t == 0 ? m_c0.col(j) : m_cp.col(plan.offset(t - 1) + j);
         }
@@ -274,13 +336,18 @@ void Sequence<Cell>::runBackward(const Eigen::Ref<const Matrix>* dOutput, const 
         dGh.leftCols(N),
         Cell::kHasCellState ? m_cp.leftCols(N) : m_none.leftCols(0),
         Cell::kCellStatesInGradients ? m_cPrev.leftCols(N) : m_none.leftCols(0),
-        projects() ? m_dhSteps.leftCols(N) : m_none.leftCols(0)};
+        projects() ? m_dhSteps.leftCols(N) : m_none.leftCols(0),
+        m_gradientTape.leftCols(N)};
     cell.accumulateGradients(context(team, rows), steps, grads);
     // dX = W_ihᵀ · dGx, split by columns.
     const auto dA = detail::viewOf<const Scalar>(m_dGx.data(), m_dGx.outerStride(), H);
     const auto dX = detail::viewOf<Scalar>(dxPacked.data(), dxPacked.outerStride());
     detail::gemmColumns(detail::Product<Scalar>(m_weights.ihT, dA, dX, N).overwrite(), c0, c1,
                         m_buffers[static_cast<std::size_t>(team.rank)]);
+    if (m_reg.active && m_reg.dropsInput())
+      forPackedColumns(c0, c1, [&](Index col, Index j) {
+        dxPacked.col(col).array() *= m_reg.inputSorted.col(j).array();
+      });
     if (!plan.full()) {
       for (Index t = 0; t < plan.steps(); ++t) {
         const Index off = plan.offset(t);
@@ -290,6 +357,10 @@ void Sequence<Cell>::runBackward(const Eigen::Ref<const Matrix>* dOutput, const 
       }
     }
   });
+  if (dropWeight) {
+    m_reg.weightGrad.array() += grads.weight_hh.array() * m_reg.masks.weight.array();
+    grads.weight_hh.swap(m_reg.weightGrad);
+  }
 }
 
 /// The backward time loop, last step first: each step's gate gradients into m_dGx (and dGh), and
@@ -303,7 +374,8 @@ void Sequence<Cell>::backwardSteps(const detail::Team& team,
   const Index hRows = rows.r1 - rows.r0, units = rows.u1 - rows.u0;
   const bool noFinal = detail::isEmpty(dFinal);
   Matrix& hp = packedOutput();
-  const StepContext<Scalar> ctx = context(team, rows);
+  const StepContext<Scalar> ctx = context(team, rows, true);
+  const bool zoneH = m_reg.active && m_reg.zonesH(), zoneC = m_reg.active && m_reg.zonesC();
 
   // Both ping-pong buffers start as dL/d(final state): a sequence's column is first read at its
   // own last step and untouched before, whichever buffer is current then.
@@ -333,21 +405,36 @@ void Sequence<Cell>::backwardSteps(const detail::Team& team,
             dOutput->col(t * B + plan.order(j)).segment(rows.r0, hRows);
       }
     }
+    // Zoneout: d ⊙ dh goes straight to h_{t-1}, (1 − d) ⊙ dh into the cell (and so for c).
+    if (zoneH) splitZoneout(m_reg.zoneHPacked.middleCols(off, n), rows.r0, rows.r1, dh, m_zoneDh);
+    if constexpr (Cell::kHasCellState) {
+      if (zoneC) {
+        splitZoneout(m_reg.zoneCPacked.middleCols(off, n), rows.u0, rows.u1, dcBuffer(cur, n),
+                     m_zoneDc);
+      }
+    }
     if (projects()) m_dhSteps.middleCols(off, n) = dh;  // for dW_hr (one thread)
     BackwardStep<Scalar> s{m_gates.middleCols(off, n),
                            m_extra.middleCols(off, n),
                            t == 0 ? m_h0.leftCols(n) : hp.middleCols(plan.offset(t - 1), n),
                            cellStatePrev(t, n),
-                           hp.middleCols(off, n),
-                           cellStateAt(off, n),
+                           zoneH ? m_hOwn.middleCols(off, n) : hp.middleCols(off, n),
+                           zoneC ? m_cOwn.middleCols(off, n) : cellStateAt(off, n),
                            dh,
                            dcBuffer(cur, n),
                            m_dGx.middleCols(off, n),
                            dGh.middleCols(off, n),
                            m_dh[1 - cur].leftCols(n),
                            dcBuffer(1 - cur, n),
-                           m_scratch.leftCols(n)};
+                           m_scratch.leftCols(n),
+                           m_gradientTape.middleCols(off, n)};
     m_cell->backwardStep(ctx, s);
+    if (zoneH) {
+      m_dh[1 - cur].block(rows.r0, 0, hRows, n) += m_zoneDh.block(rows.r0, 0, hRows, n);
+    }
+    if constexpr (Cell::kHasCellState) {
+      if (zoneC) m_dc[1 - cur].block(rows.u0, 0, units, n) += m_zoneDc.block(rows.u0, 0, units, n);
+    }
     cur = 1 - cur;
   }
   for (Index j = 0; j < B; ++j) {

@@ -223,6 +223,27 @@ class Stack {
     for (std::size_t l = 0; l < m_dropouts.size(); ++l) {
       m_dropouts[l].seed(detail::streamSeed(seed, static_cast<std::uint64_t>(l)));
     }
+    // The recurrent regularisation of cell k = layer·D + direction: stream L + k.
+    for (Eigen::Index k = 0; k < count(); ++k) {
+      m_layers[static_cast<std::size_t>(k / m_directions)].seedDirection(
+          k % m_directions, detail::streamSeed(seed, static_cast<std::uint64_t>(m_numLayers + k)));
+    }
+  }
+
+  /// Regularisation inside every layer and direction (layers/regularization.hpp: variational
+  /// dropout of x and h, zoneout, weight drop), with masks of their own per layer and direction
+  /// (seeded by seed()); it combines with the dropout between layers. Throws as
+  /// Sequence::setRegularization does.
+  void setRegularization(const Regularization& options) {
+    for (auto& layer : m_layers) layer.setRegularization(options);
+  }
+  /// The regularisation masks of the last training forward() of layer `layer`, direction
+  /// `direction` (Sequence::masks(); the reverse direction's in its own, time-reversed order).
+  const RecurrentMasks<Scalar>& masks(Eigen::Index layer, Eigen::Index direction = 0) const {
+    const std::size_t k = cellIndex(layer, direction, "Stack::masks");
+    return m_layers[k / static_cast<std::size_t>(m_directions)]
+        .direction(static_cast<Eigen::Index>(k) % m_directions)
+        .masks();
   }
   /// The mask the last forward() applied to the output of layer `layer` (0 ≤ layer < L−1):
   /// entries 0 or 1/(1−p), shaped like that output. Throws if the last call applied none

@@ -13,6 +13,7 @@
 #include <Eigen/Core>
 
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 namespace recurrent {
@@ -71,6 +72,14 @@ class StackLayer {
   }
   void setThreads(int threads) {
     for (Sequence<Cell>& s : m_sequences) s.setThreads(threads);
+  }
+  /// The regularisation of both directions (Sequence::setRegularization).
+  void setRegularization(const Regularization& options) {
+    for (Sequence<Cell>& s : m_sequences) s.setRegularization(options);
+  }
+  /// Restarts the masks' generator of direction d (Sequence::seed).
+  void seedDirection(Eigen::Index d, std::uint64_t seed) {
+    m_sequences[static_cast<std::size_t>(d)].seed(seed);
   }
 
   /// The merged output of the last forward, and dL/d(input) of the last backward.
