@@ -13,6 +13,7 @@
 
 #include <Eigen/Core>
 
+#include <cmath>
 #include <cstdint>
 
 namespace recurrent {
@@ -29,8 +30,9 @@ namespace recurrent {
 ///                         W_hh (m_h ⊙ h_{t−1}), one mask m_h (R × B) per sequence for the call;
 ///                         the rest of the step (a GRU's z ⊙ h_{t−1}) sees h_{t−1} itself
 ///   zoneout z_h, z_c      zoneout (Krueger et al. 2017): h_t = d ⊙ h_{t−1} + (1 − d) ⊙ h̃_t with
-///                         d ∈ {0, 1} drawn afresh every step, 1 with probability z_h (and the
-///                         same for c with z_c), h̃_t the cell's own step. Inference uses the
+///                         d ∈ {0, 1} drawn afresh every step, 1 with probability z_h (in
+///                         steps of 2⁻³²; the same for c with z_c), h̃_t the cell's own
+///                         step. Inference uses the
 ///                         expectation h_t = z_h h_{t−1} + (1 − z_h) h̃_t
 ///   weightDrop p_w        DropConnect on W_hh (Merity et al. 2017): W_hh ← M ⊙ W_hh with one
 ///                         inverted-dropout mask M per forward call
@@ -136,9 +138,16 @@ struct Regularizer {
         m.resize(0, 0);
         return;
       }
+      // Two entries per 64-bit draw, each from 32 of its bits (d = 1 where bits < p · 2^32): the
+      // mask of every step is by far the largest draw of a call.
       m.resize(rows, T * B);
-      for (Index k = 0; k < m.size(); ++k) {
-        m.data()[k] = uniform53(generator) < p ? Scalar(1) : Scalar(0);
+      const auto threshold = static_cast<std::uint64_t>(std::ldexp(p, 32));
+      Scalar* d = m.data();
+      const Index size = m.size();
+      for (Index k = 0; k < size; k += 2) {
+        const std::uint64_t bits = generator();
+        d[k] = (bits >> 32) < threshold ? Scalar(1) : Scalar(0);
+        if (k + 1 < size) d[k + 1] = (bits & 0xffffffffull) < threshold ? Scalar(1) : Scalar(0);
       }
     };
     drawZone(masks.zoneoutH, options.zoneoutH(), R);
