@@ -1,10 +1,12 @@
-// char_model: a character-level language model. A Stack of LSTM or GRU layers reads a text one
-// byte at a time (one-hot) and a Linear layer predicts the next byte (softmax cross-entropy);
-// trained with truncated BPTT on parallel streams, the best model by validation bits per
-// character saved as safetensors, loaded back, and sampled with a temperature.
+// char_model: a character-level language model. A Stack of LSTM, GRU or layer-normalised LSTM
+// or GRU layers reads a text one byte at a time (one-hot) and a Linear layer predicts the next
+// byte (softmax cross-entropy); trained with truncated BPTT on parallel streams and, if asked,
+// recurrent regularisation; the best model by validation bits per character saved as
+// safetensors, loaded back, and sampled with a temperature.
 //
-//   char_model [--text FILE] [--cell lstm|gru] [--layers N] [--hidden N] [--dropout P]
-//              [--sample N --temperature T] [--metrics FILE] ...
+//   char_model [--text FILE] [--cell lstm|gru|lnlstm|lngru] [--layers N] [--hidden N]
+//              [--dropout P] [--input-dropout P] [--recurrent-dropout P] [--zoneout P]
+//              [--weight-drop P] [--sample N --temperature T] [--metrics FILE] ...
 //
 // The default text is the GNU GPL version 3, which every Debian system ships
 // (/usr/share/common-licenses/GPL-3), so that the example runs with no download.
@@ -38,6 +40,7 @@ struct Options {
   int layers = 2;
   int hidden = 128;
   double dropout = 0.0;  // between layers
+  recurrent::Regularization regularization;  // inside every layer
   int epochs = 20;
   int batch = 16;  // parallel streams of the training text
   int bptt = 32;   // steps per truncated-BPTT chunk
@@ -55,17 +58,23 @@ struct Options {
 
 const char* kUsage = R"(usage: char_model [options]
 
-Trains a character-level language model on a text file: a Stack of LSTM or GRU layers reading
+Trains a character-level language model on a text file: a Stack of recurrent layers reading
 one-hot bytes and a Linear layer predicting the next byte (cross-entropy). Adam with a cosine-
 annealed learning rate, truncated BPTT on parallel streams with the state carried across
 chunks, gradients clipped. Prints an epoch line with train and validation bits per character,
 keeps the best model by validation, saves it as safetensors, loads it back and samples text.
+The regularisation options act in training only; validation and sampling run without them
+(zoneout as its expectation).
 
   --text FILE         the text to learn (/usr/share/common-licenses/GPL-3)
-  --cell lstm|gru     the recurrent cell (lstm)
+  --cell C            the recurrent cell: lstm, gru, lnlstm or lngru (layer-normalised) (lstm)
   --layers N          stacked layers (2)
   --hidden N          hidden size of every layer (128)
-  --dropout P         dropout between layers, in training (0)
+  --dropout P         dropout between layers (0)
+  --input-dropout P   variational dropout of each layer's input, one mask per stream (0)
+  --recurrent-dropout P  variational dropout of h as the gates read it (0)
+  --zoneout P         zoneout of h and c: each unit keeps its value with probability P (0)
+  --weight-drop P     DropConnect on the recurrent weights, one mask per chunk (0)
   --epochs N          passes over the training part (20)
   --batch N           parallel streams the training part is cut into (16)
   --bptt N            steps per truncated-BPTT chunk (32)
@@ -96,8 +105,9 @@ Options parse(int argc, char** argv) {
       o.text = flagValue(argc, argv, i);
     } else if (a == "--cell") {
       o.cell = flagValue(argc, argv, i);
-      if (o.cell != "lstm" && o.cell != "gru") {
-        throw std::invalid_argument("--cell must be lstm or gru, got '" + o.cell + "'");
+      if (o.cell != "lstm" && o.cell != "gru" && o.cell != "lnlstm" && o.cell != "lngru") {
+        throw std::invalid_argument("--cell must be lstm, gru, lnlstm or lngru, got '" + o.cell +
+                                    "'");
       }
     } else if (a == "--layers") {
       o.layers = flagWhole(argc, argv, i, 1, 16);
@@ -105,6 +115,15 @@ Options parse(int argc, char** argv) {
       o.hidden = flagWhole(argc, argv, i, 1, 65536);
     } else if (a == "--dropout") {
       o.dropout = flagNumber(argc, argv, i, 0, 0.95);
+    } else if (a == "--input-dropout") {
+      o.regularization.inputDropout(flagNumber(argc, argv, i, 0, 0.95));
+    } else if (a == "--recurrent-dropout") {
+      o.regularization.recurrentDropout(flagNumber(argc, argv, i, 0, 0.95));
+    } else if (a == "--zoneout") {
+      const double z = flagNumber(argc, argv, i, 0, 0.95);
+      o.regularization.zoneout(z, z);
+    } else if (a == "--weight-drop") {
+      o.regularization.weightDrop(flagNumber(argc, argv, i, 0, 0.95));
     } else if (a == "--epochs") {
       o.epochs = flagWhole(argc, argv, i);
     } else if (a == "--batch") {
@@ -157,6 +176,21 @@ std::string duration(double seconds) {
     std::snprintf(buffer, sizeof buffer, "%ld h %02ld m", s / 3600, s / 60 % 60);
   }
   return buffer;
+}
+
+/// The regularisation asked for, as ", dropout 0.2, zoneout 0.1" (empty for none).
+std::string regularizationText(const Options& o) {
+  const recurrent::Regularization& r = o.regularization;
+  std::string s;
+  const auto add = [&](const char* name, double p) {
+    if (p > 0) s += std::string(", ") + name + " " + example::shortNumber(p);
+  };
+  add("dropout", o.dropout);
+  add("input dropout", r.inputDropout());
+  add("recurrent dropout", r.recurrentDropout());
+  add("zoneout", r.zoneoutH());
+  add("weight drop", r.weightDrop());
+  return s;
 }
 
 template <typename Cell>
@@ -254,6 +288,7 @@ int run(const Options& o) {
   std::mt19937 rng(o.seed);
   Model<Cell> m(vocab.size(), o);
   m.stack.initialize(rng);
+  m.stack.setRegularization(o.regularization);
   recurrent::initialize(m.fc, rng);
   auto grads = m.stack.zeroGradients();
   auto fcGrads = m.fc.zeroGradients();
@@ -263,7 +298,7 @@ int run(const Options& o) {
   std::cout << o.layers << " x " << o.cell << " " << o.hidden << " -> linear " << vocab.size()
             << ": " << params.numel() << " parameters; " << o.epochs << " epochs of " << B
             << " streams x chunks of " << T << " steps"
-            << (o.dropout > 0 ? ", dropout " + example::shortNumber(o.dropout) : "") << "\n";
+            << regularizationText(o) << "\n";
 
   // ---- training: truncated BPTT over B parallel streams, the state carried chunk to chunk ----
   const std::vector<int> lengths(static_cast<std::size_t>(B), T);
@@ -348,6 +383,11 @@ int run(const Options& o) {
                                             {"layers", o.layers},
                                             {"hidden", o.hidden},
                                             {"dropout", o.dropout},
+                                            {"input_dropout", o.regularization.inputDropout()},
+                                            {"recurrent_dropout",
+                                             o.regularization.recurrentDropout()},
+                                            {"zoneout", o.regularization.zoneoutH()},
+                                            {"weight_drop", o.regularization.weightDrop()},
                                             {"epochs", o.epochs},
                                             {"best_epoch", bestEpoch},
                                             {"validation_bpc", bestVal},
@@ -366,8 +406,10 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
-    return o.cell == "lstm" ? run<recurrent::LSTMCell<float>>(o)
-                            : run<recurrent::GRUCell<float>>(o);
+    if (o.cell == "gru") return run<recurrent::GRUCell<float>>(o);
+    if (o.cell == "lnlstm") return run<recurrent::LayerNormLSTMCell<float>>(o);
+    if (o.cell == "lngru") return run<recurrent::LayerNormGRUCell<float>>(o);
+    return run<recurrent::LSTMCell<float>>(o);
   } catch (const std::exception& e) {
     std::cerr << "char_model: " << e.what() << "\n";
     return 1;
