@@ -7,6 +7,8 @@
 #pragma once
 
 #include <recurrent/detail/packed_matrix.hpp>
+#include <recurrent/detail/reduced_matrix.hpp>
+#include <recurrent/precision.hpp>
 
 #include <Eigen/Core>
 
@@ -27,20 +29,34 @@ template <typename Scalar>
 struct PackedWeights {
   PackedMatrix<Scalar> ih, hh, hr;     ///< forward: W_ih, W_hh, W_hr (packed only if it projects)
   PackedMatrix<Scalar> ihT, hhT, hrT;  ///< backward: their transposes
+  /// Inference in int8 or bf16: W_ih and W_hh in that precision (W_hr stays in `hr`).
+  ReducedMatrix ihReduced, hhReduced;
+  /// The precision of the last packForward: Full uses ih and hh, the others ihReduced and
+  /// hhReduced.
+  Precision precision = Precision::Full;
 
   /// Packs W_ih and W_hh (and W_hr) for forward. The gate blocks are packed apart, so that a
   /// thread's units are whole panels in every gate; with `dense` (one thread, and a cell whose
   /// every recurrent product covers all gates) all gates are one block, and no panel is padded at
   /// a gate's end.
+  ///
+  /// With a reduced `reduced` precision, W_ih and W_hh are packed in it instead, always by gate
+  /// blocks (reduced_matrix.hpp), and W_hr as above.
   template <typename Cell>
-  void packForward(const Cell& cell, bool dense) {
+  void packForward(const Cell& cell, bool dense, Precision reduced = Precision::Full) {
     const auto& p = cell.parameters();
     const Index G = Cell::kGates, H = cell.hiddenSize();
-    const Blocks gated = dense ? Blocks{1, G * H} : Blocks{G, H};
-    ih.pack(viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H), gated,
-            Blocks{1, cell.inputSize()});
-    hh.pack(viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H), gated,
-            Blocks{1, p.weight_hh.cols()});
+    precision = reduced;
+    const auto wih = viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H);
+    const auto whh = viewOf<const Scalar>(p.weight_hh.data(), p.weight_hh.outerStride(), H);
+    if (reduced != Precision::Full) {
+      ihReduced.pack(wih, Blocks{G, H}, cell.inputSize(), reduced);
+      hhReduced.pack(whh, Blocks{G, H}, p.weight_hh.cols(), reduced);
+    } else {
+      const Blocks gated = dense ? Blocks{1, G * H} : Blocks{G, H};
+      ih.pack(wih, gated, Blocks{1, cell.inputSize()});
+      hh.pack(whh, gated, Blocks{1, p.weight_hh.cols()});
+    }
     if constexpr (HasProjection<typename Cell::Parameters>::value) {
       const auto& w = p.weight_hr;
       if (cell.outputSize() != cell.hiddenSize()) {

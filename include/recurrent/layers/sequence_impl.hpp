@@ -20,6 +20,7 @@ namespace recurrent {
 template <typename Cell>
 void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
                          const State& initial, bool training, const char* where) {
+  if (training) detail::checkTrainingPrecision(where, m_precision);
   checkForward(x, lengths, initial, where);
   // Nothing below throws (but for memory): the object changes only now.
   const Cell& cell = *m_cell;
@@ -49,7 +50,8 @@ void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<in
   cell.foldedBias(m_bias);
   reserve(m_scratch, cell.scratchRows(), B);
   const int threads = threadsFor(B, false);
-  m_weights.packForward(cell, threads == 1 && Cell::kFullGateProducts);
+  m_weights.packForward(cell, threads == 1 && Cell::kFullGateProducts,
+                        training ? Precision::Full : m_precision);
   reserveBuffers(threads);
 
   if (training) {

@@ -72,6 +72,9 @@ class StackLayer {
   void setThreads(int threads) {
     for (Sequence<Cell>& s : m_sequences) s.setThreads(threads);
   }
+  void setPrecision(Precision precision) {
+    for (Sequence<Cell>& s : m_sequences) s.setPrecision(precision);
+  }
 
   /// The merged output of the last forward, and dL/d(input) of the last backward.
   const Matrix& output() const { return bidirectional() ? m_output : forwardSequence().output(); }
