@@ -38,7 +38,7 @@ std::vector<int> spread(int T, int B) {
 
 template <typename Cell>
 void sequence(benchmark::State& state, bool training, bool spreadLengths,
-              recurrent::Precision precision = recurrent::Precision::Full) {
+              recurrent::Precision precision) {
   const int T = static_cast<int>(state.range(0)), B = static_cast<int>(state.range(1));
   const int I = static_cast<int>(state.range(2)), H = static_cast<int>(state.range(3));
   const int threads = static_cast<int>(state.range(4));
@@ -170,16 +170,16 @@ int main(int argc, char** argv) {
   for (bool training : {false, true}) {
     const char* mode = training ? "/train" : "/infer";
     benchmark::RegisterBenchmark((std::string("lstm") + mode).c_str(), sequence<Lstm>, training,
-                                 false)
+                                 false, recurrent::Precision::Full)
         ->Apply(shapes);
     benchmark::RegisterBenchmark((std::string("gru") + mode).c_str(), sequence<Gru>, training,
-                                 false)
+                                 false, recurrent::Precision::Full)
         ->Apply(shapes);
     benchmark::RegisterBenchmark((std::string("lstm") + mode + "/spread").c_str(), sequence<Lstm>,
-                                 training, true)
+                                 training, true, recurrent::Precision::Full)
         ->Apply(spreadShapes);
     benchmark::RegisterBenchmark((std::string("gru") + mode + "/spread").c_str(), sequence<Gru>,
-                                 training, true)
+                                 training, true, recurrent::Precision::Full)
         ->Apply(spreadShapes);
   }
   for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {

@@ -17,9 +17,10 @@ namespace detail {
 template <typename T>
 using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
 
-/// The inputs of a reduced product, quantized column by column: column j starts at j·paddedDepth
-/// (bytes for int8, halves for bf16), padded with zeros; int8 keeps each column's scale and zero
-/// point. One per thread; reserve() allocates only when it grows.
+/// The inputs of a reduced product, quantized column by column (bytes for int8, halves for bf16)
+/// in tiles of the kernel's columns, each tile's columns interleaved group by group
+/// (reduced_kernel.hpp), padded with zeros; int8 keeps each column's scale and zero point. One per
+/// thread; reserve() allocates only when it grows.
 struct ReducedBuffer {
   /// Columns quantized at a time: a product over more columns runs in blocks of this many.
   static constexpr Index kColumns = 192;

@@ -26,13 +26,14 @@
 
 #include <Eigen/Core>
 
-#if defined(__AVX512VNNI__) || defined(__AVX512BF16__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 namespace recurrent {
 namespace detail {
@@ -43,11 +44,47 @@ constexpr int kTileColumns = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 12 :
 constexpr int kGemvPanels = 8;  ///< panels that share one column's broadcasts
 
 /// The reduced-precision sums of NP panels × NC columns over `groups` groups of the depth: int32
-/// for int8, float for bf16; out[(p·NC + j)·16 + r] for row r of panel p, column j.
+/// for int8, float for bf16; out[(p·NC + j)·16 + r] for row r of panel p, column j. x holds the
+/// NC columns' groups side by side: group g of column j at x + (g·NC + j)·4 bytes.
 template <int NP, int NC>
-inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uint8_t* x, Index ldx,
+inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uint8_t* x,
                        std::int32_t* out) {
 #if defined(__AVX512VNNI__)
+  if constexpr (NC == 1) {
+    // One column: two sets of accumulators take alternate groups, so that 2·NP independent
+    // sums hide vpdpbusd's latency; integer sums do not depend on the order.
+    __m512i acc[2][std::size_t(NP)];
+    RECURRENT_UNROLL
+    for (int u = 0; u < 2; ++u) RECURRENT_UNROLL
+    for (int p = 0; p < NP; ++p) acc[u][p] = _mm512_setzero_si512();
+    Index g = 0;
+    for (; g + 2 <= groups; g += 2) {
+      RECURRENT_UNROLL
+      for (int u = 0; u < 2; ++u) {
+        std::int32_t four;
+        std::memcpy(&four, x + (g + u) * 4, sizeof four);
+        const __m512i xb = _mm512_set1_epi32(four);
+        RECURRENT_UNROLL
+        for (int p = 0; p < NP; ++p) {
+          acc[u][p] = _mm512_dpbusd_epi32(acc[u][p], xb, _mm512_loadu_si512(a[p] + (g + u) * 64));
+        }
+      }
+    }
+    if (g < groups) {
+      std::int32_t four;
+      std::memcpy(&four, x + g * 4, sizeof four);
+      const __m512i xb = _mm512_set1_epi32(four);
+      RECURRENT_UNROLL
+      for (int p = 0; p < NP; ++p) {
+        acc[0][p] = _mm512_dpbusd_epi32(acc[0][p], xb, _mm512_loadu_si512(a[p] + g * 64));
+      }
+    }
+    RECURRENT_UNROLL
+    for (int p = 0; p < NP; ++p) {
+      _mm512_storeu_si512(out + p * 16, _mm512_add_epi32(acc[0][p], acc[1][p]));
+    }
+    return;
+  }
   __m512i acc[std::size_t(NP)][std::size_t(NC)];
   RECURRENT_UNROLL
   for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
@@ -59,7 +96,7 @@ inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uin
     RECURRENT_UNROLL
     for (int j = 0; j < NC; ++j) {
       std::int32_t four;
-      std::memcpy(&four, x + j * ldx + g * 4, sizeof four);
+      std::memcpy(&four, x + (g * NC + j) * 4, sizeof four);
       const __m512i xb = _mm512_set1_epi32(four);
       RECURRENT_UNROLL
       for (int p = 0; p < NP; ++p) acc[p][j] = _mm512_dpbusd_epi32(acc[p][j], xb, w[p]);
@@ -74,7 +111,7 @@ inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uin
     for (int p = 0; p < NP; ++p) {
       const std::int8_t* w = a[p] + g * 64;
       for (int j = 0; j < NC; ++j) {
-        const std::uint8_t* v = x + j * ldx + g * 4;
+        const std::uint8_t* v = x + (g * NC + j) * 4;
         const std::int32_t v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
         for (int r = 0; r < kPanelRows; ++r) {
           acc[p][j][r] += w[4 * r] * v0 + w[4 * r + 1] * v1 + w[4 * r + 2] * v2 + w[4 * r + 3] * v3;
@@ -89,7 +126,7 @@ inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uin
 
 template <int NP, int NC>
 inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::uint16_t* x,
-                       Index ldx, float* out) {
+                       float* out) {
 #if defined(__AVX512BF16__)
   __m512 acc[std::size_t(NP)][std::size_t(NC)];
   RECURRENT_UNROLL
@@ -102,7 +139,7 @@ inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::u
     RECURRENT_UNROLL
     for (int j = 0; j < NC; ++j) {
       std::int32_t pair;
-      std::memcpy(&pair, x + j * ldx + g * 2, sizeof pair);
+      std::memcpy(&pair, x + (g * NC + j) * 2, sizeof pair);
       const __m512i xb = _mm512_set1_epi32(pair);
       RECURRENT_UNROLL
       for (int p = 0; p < NP; ++p) {
@@ -120,7 +157,7 @@ inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::u
     for (int p = 0; p < NP; ++p) {
       const std::uint16_t* w = a[p] + g * 32;
       for (int j = 0; j < NC; ++j) {
-        const std::uint16_t* v = x + j * ldx + g * 2;
+        const std::uint16_t* v = x + (g * NC + j) * 2;
         const float v0 = fromBF16(v[0]), v1 = fromBF16(v[1]);
         for (int r = 0; r < kPanelRows; ++r) {
           // Each product is exact in float: the order of the two additions is all that matters.
@@ -176,36 +213,73 @@ void tile(const ReducedProduct<Scalar>& p, const Panel* panels, Index j0, Index 
   if (int8) {
     const std::int8_t* w[std::size_t(NP)];
     for (int q = 0; q < NP; ++q) w[q] = a.int8Panel(panels[q].block, panels[q].unit);
-    int8Kernel<NP, NC>(ld / 4, w, buffer.int8.data() + j * ld, ld, sums);
+    int8Kernel<NP, NC>(ld / 4, w, buffer.int8.data() + j * ld, sums);
   } else {
     const std::uint16_t* w[std::size_t(NP)];
     for (int q = 0; q < NP; ++q) w[q] = a.bf16Panel(panels[q].block, panels[q].unit);
-    bf16Kernel<NP, NC>(ld / 2, w, buffer.bf16.data() + j * ld, ld, floats);
+    bf16Kernel<NP, NC>(ld / 2, w, buffer.bf16.data() + j * ld, floats);
   }
   for (int q = 0; q < NP; ++q) {
     const Panel& panel = panels[q];
     const float* scale = int8 ? a.scales(panel.block, panel.unit) : nullptr;
     const std::int32_t* rowSum = int8 ? a.rowSums(panel.block, panel.unit) : nullptr;
+    const Scalar* bias =
+        p.bias == nullptr ? nullptr : p.bias + panel.block * p.c.blockStride + panel.unit;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<Scalar, float>) {
+      // A whole panel of float rows: the same operations, in one register each.
+      if (panel.first == 0 && panel.last == kPanelRows) {
+        const __m512 rowScale = int8 ? _mm512_loadu_ps(scale) : _mm512_setzero_ps();
+        const __m512i sum = int8 ? _mm512_loadu_si512(rowSum) : _mm512_setzero_si512();
+        const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+        for (int k = 0; k < NC; ++k) {
+          const auto column = static_cast<std::size_t>(j + k);
+          const std::size_t at = std::size_t(q * NC + k) * kPanelRows;
+          __m512 v;
+          if (int8) {
+            const __m512i s =
+                _mm512_sub_epi32(_mm512_load_si512(sums + at),
+                                 _mm512_mullo_epi32(_mm512_set1_epi32(buffer.zero[column]), sum));
+            v = _mm512_mul_ps(_mm512_mul_ps(rowScale, _mm512_set1_ps(buffer.scale[column])),
+                              _mm512_cvtepi32_ps(s));
+          } else {
+            v = _mm512_load_ps(floats + at);
+          }
+          float* out = p.c.at(panel.block, panel.unit, j0 + k);
+          if (!p.overwriting) {
+            v = _mm512_add_ps(_mm512_loadu_ps(out), v);
+          } else if (bias != nullptr) {
+            v = _mm512_add_ps(b, v);
+          }
+          _mm512_storeu_ps(out, v);
+        }
+        continue;
+      }
+    }
+#endif
     for (int k = 0; k < NC; ++k) {
       const auto column = static_cast<std::size_t>(j + k);
       const std::size_t at = std::size_t(q * NC + k) * kPanelRows;
+      // The panel's 16 values of this column, in float; then the rows that exist, written.
+      alignas(64) float v[std::size_t(kPanelRows)];
+      if (int8) {
+        const std::int32_t zero = buffer.zero[column];
+        const float columnScale = buffer.scale[column];
+        for (int r = 0; r < kPanelRows; ++r) {
+          v[r] = scale[r] * columnScale *
+                 static_cast<float>(sums[at + std::size_t(r)] - zero * rowSum[r]);
+        }
+      } else {
+        for (int r = 0; r < kPanelRows; ++r) v[r] = floats[at + std::size_t(r)];
+      }
       Scalar* out = p.c.at(panel.block, panel.unit, j0 + k);
-      const Scalar* bias =
-          p.bias == nullptr ? nullptr : p.bias + panel.block * p.c.blockStride + panel.unit;
-      for (Index r = panel.first; r < panel.last; ++r) {
-        const auto lane = static_cast<std::size_t>(r);
-        float v;
-        if (int8) {
-          const std::int32_t s = sums[at + lane] - buffer.zero[column] * rowSum[r];
-          v = scale[r] * buffer.scale[column] * static_cast<float>(s);
-        } else {
-          v = floats[at + lane];
-        }
-        if (!p.overwriting) {
-          out[r] += static_cast<Scalar>(v);
-        } else {
-          out[r] = bias == nullptr ? static_cast<Scalar>(v) : bias[r] + static_cast<Scalar>(v);
-        }
+      const Index first = panel.first, last = panel.last;
+      if (!p.overwriting) {
+        for (Index r = first; r < last; ++r) out[r] += static_cast<Scalar>(v[r]);
+      } else if (bias == nullptr) {
+        for (Index r = first; r < last; ++r) out[r] = static_cast<Scalar>(v[r]);
+      } else {
+        for (Index r = first; r < last; ++r) out[r] = bias[r] + static_cast<Scalar>(v[r]);
       }
     }
   }
@@ -231,7 +305,14 @@ void reducedGemm(const ReducedProduct<Scalar>& p, ReducedBuffer& buffer) {
   for (Index j0 = 0; j0 < p.columns; j0 += ReducedBuffer::kColumns) {
     const Index n = std::min(ReducedBuffer::kColumns, p.columns - j0);
     for (Index j = 0; j < n; ++j) {
-      quantizeColumn(p.b.data + (j0 + j) * p.b.ld, depth, ld, a.precision(), buffer, j);
+      // Tiles of kTileColumns columns (one column alone for n = 1): the tile's columns
+      // side by side within each depth group, so that a kernel reads the group of every column
+      // of its tile from one line.
+      const Index width = n == 1 ? 1 : kTileColumns;
+      const Index tile = j / width * width, w = std::min(width, n - tile);
+      const Index G = depthGroup(a.precision());
+      quantizeColumn(p.b.data + (j0 + j) * p.b.ld, depth, ld, a.precision(), buffer, j,
+                     tile * ld + (j - tile) * G, w * G);
     }
     for (Index block = p.selectedBlocks.begin; block < p.selectedBlocks.end; ++block) {
       reduced::Panel group[std::size_t(kGemvPanels)];

@@ -82,14 +82,12 @@ class ReducedMatrix {
       m_bf16.assign(size, 0);
     }
     for (Index block = 0; block < m.count; ++block) {
-      for (Index r = 0; r < m.size; ++r) {
-        const Index row = block * m_blockRows + r;
+      for (Index u0 = 0; u0 < m.size; u0 += kPanelRows) {
+        const Index rowsHere = std::min<Index>(kPanelRows, m.size - u0);
         if (precision == Precision::Int8) {
-          packInt8Row(source, block, r, row);
+          packInt8Panel(source, block, u0, rowsHere);
         } else {
-          for (Index k = 0; k < depth; ++k) {
-            m_bf16[offset(row, k)] = toBF16(static_cast<float>(*source.at(block, r, k)));
-          }
+          packBF16Panel(source, block, u0, rowsHere);
         }
       }
     }
@@ -127,30 +125,47 @@ class ReducedMatrix {
   }
 
  private:
-  /// Where (row, k) lies in the data: its panel, its group of the depth, its lane.
-  std::size_t offset(Index row, Index k) const {
-    const Index g = depthGroup(m_precision);
-    const Index panel = row / kPanelRows * kPanelRows, lane = row % kPanelRows;
-    return static_cast<std::size_t>(panel * m_paddedDepth + (k / g) * kPanelRows * g + lane * g +
-                                    k % g);
+  /// Rows [u0, u0 + rows) of `block`, rows ≤ kPanelRows: the panel of unit u0.
+  template <typename Scalar>
+  void packInt8Panel(const View<const Scalar>& source, Index block, Index u0, Index rows) {
+    eigen_assert(!source.transposed);
+    const Index first = block * m_blockRows + u0;
+    float maxAbs[kPanelRows] = {}, scales[kPanelRows];
+    for (Index k = 0; k < m_depth; ++k) {
+      const Scalar* w = source.at(block, u0, k);
+      for (Index r = 0; r < rows; ++r) {
+        maxAbs[r] = std::max(maxAbs[r], std::abs(static_cast<float>(w[r])));
+      }
+    }
+    for (Index r = 0; r < rows; ++r) {
+      const float scale = maxAbs[r] > 0.0f ? maxAbs[r] / 127.0f : 1.0f;
+      m_scale[static_cast<std::size_t>(first + r)] = scale;
+      scales[r] = scale;
+    }
+    std::int32_t sums[kPanelRows] = {};
+    std::int8_t* panel = m_int8.data() + first * m_paddedDepth;
+    for (Index k = 0; k < m_depth; ++k) {
+      const Scalar* w = source.at(block, u0, k);
+      std::int8_t* dst = panel + (k / 4) * (4 * kPanelRows) + k % 4;
+      for (Index r = 0; r < rows; ++r) {
+        const float q = std::nearbyint(static_cast<float>(w[r]) / scales[r]);
+        const auto v = static_cast<std::int8_t>(std::min(127.0f, std::max(-127.0f, q)));
+        dst[4 * r] = v;
+        sums[r] += v;
+      }
+    }
+    for (Index r = 0; r < rows; ++r) m_rowSum[static_cast<std::size_t>(first + r)] = sums[r];
   }
 
   template <typename Scalar>
-  void packInt8Row(const View<const Scalar>& source, Index block, Index r, Index row) {
-    float maxAbs = 0.0f;
+  void packBF16Panel(const View<const Scalar>& source, Index block, Index u0, Index rows) {
+    eigen_assert(!source.transposed);
+    std::uint16_t* panel = m_bf16.data() + (block * m_blockRows + u0) * m_paddedDepth;
     for (Index k = 0; k < m_depth; ++k) {
-      maxAbs = std::max(maxAbs, std::abs(static_cast<float>(*source.at(block, r, k))));
+      const Scalar* w = source.at(block, u0, k);
+      std::uint16_t* dst = panel + (k / 2) * (2 * kPanelRows) + k % 2;
+      for (Index r = 0; r < rows; ++r) dst[2 * r] = toBF16(static_cast<float>(w[r]));
     }
-    const float scale = maxAbs > 0.0f ? maxAbs / 127.0f : 1.0f;
-    std::int32_t sum = 0;
-    for (Index k = 0; k < m_depth; ++k) {
-      const float q = std::nearbyint(static_cast<float>(*source.at(block, r, k)) / scale);
-      const auto w = static_cast<std::int8_t>(std::min(127.0f, std::max(-127.0f, q)));
-      m_int8[offset(row, k)] = w;
-      sum += w;
-    }
-    m_scale[static_cast<std::size_t>(row)] = scale;
-    m_rowSum[static_cast<std::size_t>(row)] = sum;
   }
 
   Precision m_precision = Precision::Full;
@@ -162,31 +177,38 @@ class ReducedMatrix {
   AlignedVector<std::int32_t> m_rowSum;
 };
 
-/// Quantizes column `src` (depth values) into column j of the buffer (see the file comment).
+/// Quantizes column `src` (depth values; int8, see the file comment) or rounds it (bf16) into
+/// the buffer, where its depth group g (4 or 2 values) lies at offset + g·groupStride, padded with
+/// zeros to paddedDepth; int8 keeps the column's scale and zero point at index j.
 template <typename Scalar>
 inline void quantizeColumn(const Scalar* src, Index depth, Index paddedDepth, Precision precision,
-                           ReducedBuffer& buffer, Index j) {
+                           ReducedBuffer& buffer, Index j, Index offset, Index groupStride) {
+  const Index G = depthGroup(precision);
   if (precision == Precision::BF16) {
-    std::uint16_t* dst = buffer.bf16.data() + j * paddedDepth;
-    for (Index k = 0; k < depth; ++k) dst[k] = toBF16(static_cast<float>(src[k]));
-    for (Index k = depth; k < paddedDepth; ++k) dst[k] = 0;
+    std::uint16_t* dst = buffer.bf16.data() + offset;
+    for (Index g = 0; g * G < paddedDepth; ++g) {
+      for (Index i = 0; i < G; ++i) {
+        const Index k = g * G + i;
+        dst[g * groupStride + i] = k < depth ? toBF16(static_cast<float>(src[k])) : 0;
+      }
+    }
     return;
   }
-  float lo = 0.0f, hi = 0.0f;
-  for (Index k = 0; k < depth; ++k) {
-    const auto v = static_cast<float>(src[k]);
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-  }
+  const Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>> column(src, depth);
+  const float lo = std::min(0.0f, static_cast<float>(column.minCoeff()));
+  const float hi = std::max(0.0f, static_cast<float>(column.maxCoeff()));
   const float scale = hi > lo ? (hi - lo) / 255.0f : 1.0f;
   const float inverse = 1.0f / scale;
   const float zero = std::min(255.0f, std::max(0.0f, std::nearbyint(-lo * inverse)));
-  std::uint8_t* dst = buffer.int8.data() + j * paddedDepth;
-  for (Index k = 0; k < depth; ++k) {
-    const float q = std::nearbyint(static_cast<float>(src[k]) * inverse) + zero;
-    dst[k] = static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
+  std::uint8_t* dst = buffer.int8.data() + offset;
+  for (Index g = 0; g * G < paddedDepth; ++g) {
+    for (Index i = 0; i < G; ++i) {
+      const Index k = g * G + i;
+      const float q =
+          k < depth ? std::nearbyint(static_cast<float>(src[k]) * inverse) + zero : 0.0f;
+      dst[g * groupStride + i] = static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
+    }
   }
-  for (Index k = depth; k < paddedDepth; ++k) dst[k] = 0;
   buffer.scale[static_cast<std::size_t>(j)] = scale;
   buffer.zero[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(zero);
 }
