@@ -177,6 +177,21 @@ class ReducedMatrix {
   AlignedVector<std::int32_t> m_rowSum;
 };
 
+/// quantizeColumn's int8 values, group g of 4 at dst + g·groupStride.
+template <typename Scalar>
+inline void quantizeGroups(const Scalar* src, Index depth, Index paddedDepth, float inverse,
+                           float zero, std::uint8_t* dst, Index groupStride) {
+  constexpr Index G = 4;
+  for (Index g = 0; g * G < paddedDepth; ++g) {
+    for (Index i = 0; i < G; ++i) {
+      const Index k = g * G + i;
+      const float q =
+          k < depth ? std::nearbyint(static_cast<float>(src[k]) * inverse) + zero : 0.0f;
+      dst[g * groupStride + i] = static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
+    }
+  }
+}
+
 /// Quantizes column `src` (depth values; int8, see the file comment) or rounds it (bf16) into
 /// the buffer, where its depth group g (4 or 2 values) lies at offset + g·groupStride, padded with
 /// zeros to paddedDepth; int8 keeps the column's scale and zero point at index j.
@@ -186,6 +201,11 @@ inline void quantizeColumn(const Scalar* src, Index depth, Index paddedDepth, Pr
   const Index G = depthGroup(precision);
   if (precision == Precision::BF16) {
     std::uint16_t* dst = buffer.bf16.data() + offset;
+    if (groupStride == G) {  // one column alone: contiguous
+      for (Index k = 0; k < depth; ++k) dst[k] = toBF16(static_cast<float>(src[k]));
+      for (Index k = depth; k < paddedDepth; ++k) dst[k] = 0;
+      return;
+    }
     for (Index g = 0; g * G < paddedDepth; ++g) {
       for (Index i = 0; i < G; ++i) {
         const Index k = g * G + i;
@@ -201,13 +221,14 @@ inline void quantizeColumn(const Scalar* src, Index depth, Index paddedDepth, Pr
   const float inverse = 1.0f / scale;
   const float zero = std::min(255.0f, std::max(0.0f, std::nearbyint(-lo * inverse)));
   std::uint8_t* dst = buffer.int8.data() + offset;
-  for (Index g = 0; g * G < paddedDepth; ++g) {
-    for (Index i = 0; i < G; ++i) {
-      const Index k = g * G + i;
-      const float q =
-          k < depth ? std::nearbyint(static_cast<float>(src[k]) * inverse) + zero : 0.0f;
-      dst[g * groupStride + i] = static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
+  if (groupStride == G) {  // one column alone: contiguous
+    for (Index k = 0; k < depth; ++k) {
+      const float q = std::nearbyint(static_cast<float>(src[k]) * inverse) + zero;
+      dst[k] = static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
     }
+    for (Index k = depth; k < paddedDepth; ++k) dst[k] = 0;
+  } else {
+    quantizeGroups(src, depth, paddedDepth, inverse, zero, dst, groupStride);
   }
   buffer.scale[static_cast<std::size_t>(j)] = scale;
   buffer.zero[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(zero);
