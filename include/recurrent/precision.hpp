@@ -20,7 +20,11 @@ namespace recurrent {
 ///          products summed in float.
 ///
 /// The projection of an LSTM with proj_size (W_hr) stays in the cell's Scalar.
-enum class Precision { Full, Int8, BF16 };
+enum class Precision {
+  Full,  ///< the cell's Scalar: the default, the only one that trains
+  Int8,  ///< int8 weights per row, uint8 inputs per column, exact int32 sums
+  BF16   ///< bfloat16 weights and inputs, float sums
+};
 
 /// "full", "int8" or "bf16".
 inline const char* precisionName(Precision p) {
