@@ -7,6 +7,8 @@
 //                                                        h, 0.25 each) or zoneout (h, c 0.1)
 //   lstm|gru / step / I / H                              one step of one sequence (Stream)
 //   lstm|gru / step_fixed / I / H                        the same, sizes fixed at compile time
+//   lstm|gru / infer_int8|infer_bf16 / T / B / I / H / threads   S3 and S4 in a reduced Precision
+//   lstm|gru / step_int8|step_bf16 / I / H                       one step in a reduced Precision
 //
 // The step benchmarks report ns/step and RTF@48kHz, the fraction of real time one step per sample
 // of 48 kHz audio uses (step time × 48000 / 1 s; below 1 keeps up).
@@ -40,7 +42,8 @@ std::vector<int> spread(int T, int B) {
 
 template <typename Cell>
 void run(benchmark::State& state, bool training, bool spreadLengths,
-         const recurrent::Regularization& regularization) {
+         const recurrent::Regularization& regularization,
+         recurrent::Precision precision = recurrent::Precision::Full) {
   const int T = static_cast<int>(state.range(0)), B = static_cast<int>(state.range(1));
   const int I = static_cast<int>(state.range(2)), H = static_cast<int>(state.range(3));
   const int threads = static_cast<int>(state.range(4));
@@ -50,6 +53,7 @@ void run(benchmark::State& state, bool training, bool spreadLengths,
   recurrent::Sequence<Cell> seq(cell);
   seq.setThreads(threads);
   seq.setRegularization(regularization);
+  seq.setPrecision(precision);
   const Eigen::MatrixXf x = Eigen::MatrixXf::Random(I, T * B);
   const Eigen::MatrixXf dy = Eigen::MatrixXf::Ones(H, T * B);  // a gradient of ones on every output
   const std::vector<int> lengths =
@@ -85,6 +89,12 @@ void sequence(benchmark::State& state, bool training, bool spreadLengths) {
   run<Cell>(state, training, spreadLengths, recurrent::Regularization());
 }
 
+/// Inference of full-length sequences in `precision`.
+template <typename Cell>
+void reduced(benchmark::State& state, recurrent::Precision precision) {
+  run<Cell>(state, false, false, recurrent::Regularization(), precision);
+}
+
 /// Training of full-length sequences with `regularization`.
 template <typename Cell>
 void regularised(benchmark::State& state, recurrent::Regularization regularization) {
@@ -93,11 +103,13 @@ void regularised(benchmark::State& state, recurrent::Regularization regularizati
 
 /// One step of one sequence of `cell` per iteration.
 template <typename Cell>
-void stepOf(benchmark::State& state, Cell& cell) {
+void stepOf(benchmark::State& state, Cell& cell,
+            recurrent::Precision precision = recurrent::Precision::Full) {
   const Eigen::Index I = cell.inputSize();
   std::mt19937 rng(1);
   cell.initialize(rng);
   recurrent::Stream<Cell> stream(cell);
+  stream.setPrecision(precision);
   const Eigen::MatrixXf x = Eigen::MatrixXf::Random(I, 1);
   stream.step(x);  // untimed, as above
   for (auto _ : state) {
@@ -114,6 +126,12 @@ template <typename Cell>
 void step(benchmark::State& state) {
   Cell cell(state.range(0), state.range(1));
   stepOf(state, cell);
+}
+
+template <typename Cell>
+void stepReduced(benchmark::State& state, recurrent::Precision precision) {
+  Cell cell(state.range(0), state.range(1));
+  stepOf(state, cell, precision);
 }
 
 template <typename Cell>
@@ -159,6 +177,15 @@ void s3Shape(benchmark::internal::Benchmark* b) {
   b->Args({100, 64, 256, 256, 1})->Args({100, 64, 256, 256, 2});
   b->ArgNames({"T", "B", "I", "H", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
 }
+// S3 and S4 at one thread, for the reduced precisions.
+void reducedShapes(benchmark::internal::Benchmark* b) {
+  b->Args({100, 64, 256, 256, 1})->Args({50, 32, 512, 512, 1});
+  b->ArgNames({"T", "B", "I", "H", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+void reducedStepShapes(benchmark::internal::Benchmark* b) {
+  b->Args({64, 64})->Args({128, 128});
+  b->ArgNames({"I", "H"})->Unit(benchmark::kNanosecond);
+}
 void stepShapes(benchmark::internal::Benchmark* b) {
   for (int h : {8, 16, 32, 64, 128}) b->Args({h, h});
   for (int h : {8, 16, 32, 64, 128}) b->Args({1, h});
@@ -191,6 +218,17 @@ int main(int argc, char** argv) {
   benchmark::RegisterBenchmark("lstm_zoneout/train", regularised<Lstm>,
                                recurrent::Regularization().zoneout(0.1, 0.1))
       ->Apply(s3Shape);
+  for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
+    const std::string name = recurrent::precisionName(p);
+    benchmark::RegisterBenchmark(("lstm/infer_" + name).c_str(), reduced<Lstm>, p)
+        ->Apply(reducedShapes);
+    benchmark::RegisterBenchmark(("gru/infer_" + name).c_str(), reduced<Gru>, p)
+        ->Apply(reducedShapes);
+    benchmark::RegisterBenchmark(("lstm/step_" + name).c_str(), stepReduced<Lstm>, p)
+        ->Apply(reducedStepShapes);
+    benchmark::RegisterBenchmark(("gru/step_" + name).c_str(), stepReduced<Gru>, p)
+        ->Apply(reducedStepShapes);
+  }
   benchmark::RegisterBenchmark("lstm/step", step<Lstm>)->Apply(stepShapes);
   benchmark::RegisterBenchmark("gru/step", step<Gru>)->Apply(stepShapes);
   registerFixed<8, 8>();

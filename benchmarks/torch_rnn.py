@@ -22,6 +22,12 @@ Modes:
           (the streaming case), under the same grad mode as infer; nn.LSTM / nn.GRU called
           with T = 1, or nn.LSTMCell / nn.GRUCell (--step-module)
 
+--precision int8 runs PyTorch's dynamically quantized module instead
+(torch.ao.quantization.quantize_dynamic, qint8 weights per row, activations quantized per call:
+the model of this library's Precision::Int8), in inference and step modes only; the module is
+wrapped in a container, since quantize_dynamic replaces child modules only. --quantized-engine
+picks the backend (onednn or qnnpack), or "best", the faster of the two on each row.
+
 --lengths spread runs the batch with lengths spread evenly over 1..T (the same lengths as
 bench_sequence) through pack_padded_sequence(enforce_sorted=False) and pad_packed_sequence,
 inside the timed call, as a user would.
@@ -173,15 +179,24 @@ class LayerNormLSTM(torch.jit.ScriptModule):
         return torch.stack(outputs), (h, c)
 
 
-def make_module(cell, I, H, step_cell):
+def make_module(cell, I, H, step_cell, precision="f32", engine=None):
     torch.manual_seed(1)
     if cell == "lnlstm":
         if step_cell:
             raise ValueError("lnlstm: no single-step benchmark")
         return LayerNormLSTM(I, H)
     if step_cell:
-        return torch.nn.LSTMCell(I, H) if cell == "lstm" else torch.nn.GRUCell(I, H)
-    return torch.nn.LSTM(I, H) if cell == "lstm" else torch.nn.GRU(I, H)
+        module = torch.nn.LSTMCell(I, H) if cell == "lstm" else torch.nn.GRUCell(I, H)
+    else:
+        module = torch.nn.LSTM(I, H) if cell == "lstm" else torch.nn.GRU(I, H)
+    if precision == "f32":
+        return module
+    torch.backends.quantized.engine = engine
+    container = torch.nn.Sequential(module)  # quantize_dynamic replaces children only
+    quantized = torch.ao.quantization.quantize_dynamic(
+        container, {torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell, torch.nn.GRUCell},
+        dtype=torch.qint8)
+    return quantized[0]
 
 
 def grad_context(mode):
@@ -193,9 +208,9 @@ def grad_context(mode):
     return torch.enable_grad()
 
 
-def sequence_call(cell, mode, T, B, I, H, lengths_kind):
+def sequence_call(cell, mode, T, B, I, H, lengths_kind, precision="f32", engine=None):
     """A callable that runs one batch the way the mode says."""
-    module = make_module(cell, I, H, False)
+    module = make_module(cell, I, H, False, precision, engine)
     x = torch.rand(T, B, I) * 2 - 1
     lengths = torch.tensor(spread_lengths(T, B) if lengths_kind == "spread" else [T] * B)
 
@@ -222,10 +237,10 @@ def sequence_call(cell, mode, T, B, I, H, lengths_kind):
     return call
 
 
-def step_call(cell, I, H, module_kind):
+def step_call(cell, I, H, module_kind, precision="f32", engine=None):
     """One step of one sequence per call, the state carried over."""
     step_cell = module_kind == "cell"
-    module = make_module(cell, I, H, step_cell)
+    module = make_module(cell, I, H, step_cell, precision, engine)
     x = torch.rand(1, I) * 2 - 1 if step_cell else torch.rand(1, 1, I) * 2 - 1
     shape = (1, H) if step_cell else (1, 1, H)
     state = {"h": torch.zeros(shape), "c": torch.zeros(shape)}
@@ -258,6 +273,10 @@ def make_parser():
     parser.add_argument("--step-module", default="best", choices=["rnn", "cell", "best"],
                         help="nn.LSTM/nn.GRU with T = 1, nn.LSTMCell/nn.GRUCell, or the faster")
     parser.add_argument("--grad-mode", default="no_grad", choices=["no_grad", "inference_mode"])
+    parser.add_argument("--precision", default="f32", choices=["f32", "int8"],
+                        help="int8: the dynamically quantized module (infer and step only)")
+    parser.add_argument("--quantized-engine", default="best",
+                        choices=["onednn", "qnnpack", "best"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per repetition")
@@ -274,31 +293,49 @@ def make_parser():
 def run_measurements(args):
     """Measures what the options ask for, printing one JSON line per row."""
     torch.set_num_threads(args.threads)
-    common = {"impl": "torch", "threads": args.threads, "label": args.label}
+    common = {"impl": "torch", "threads": args.threads, "label": args.label,
+              "precision": args.precision}
     modes = args.modes.split(",")
+    reduced = args.precision != "f32"
+    if reduced and "train" in modes:
+        raise ValueError("--precision %s measures infer and step only" % args.precision)
+    available = torch.backends.quantized.supported_engines
+    engines = ([None] if not reduced else
+               [e for e in ("onednn", "qnnpack") if e in available]
+               if args.quantized_engine == "best" else [args.quantized_engine])
     for cell in args.cells.split(","):
         for mode in (m for m in modes if m in ("infer", "train")):
             for (T, B, I, H) in parse_shapes(args.shapes):
-                call = sequence_call(cell, mode, T, B, I, H, args.lengths)
-                with grad_context(args.grad_mode if mode == "infer" else "enabled"):
-                    ms, iterations, repetitions = measure(call, args.repetitions, args.min_time,
-                                                          args.max_time)
+                results = {}
+                for engine in engines:
+                    call = sequence_call(cell, mode, T, B, I, H, args.lengths, args.precision,
+                                         engine)
+                    with grad_context(args.grad_mode if mode == "infer" else "enabled"):
+                        results[engine] = measure(call, args.repetitions, args.min_time,
+                                                  args.max_time)
+                engine = min(results, key=lambda e: results[e][0])
+                ms, iterations, repetitions = results[engine]
                 row = dict(common, cell=cell, mode=mode, T=T, B=B, I=I, H=H,
                            lengths=args.lengths, median_ms=ms, iterations=iterations,
                            repetitions=repetitions)
                 if mode == "infer":
                     row["grad_mode"] = args.grad_mode
+                if reduced:
+                    row["engine"] = engine
+                    row["engines_ms"] = {e: r[0] for e, r in results.items()}
                 print(json.dumps(row), flush=True)
         if "step" in modes:
             for item in args.step_sizes.split(","):
                 I, H = (int(v) for v in item.split(":"))
                 kinds = ["rnn", "cell"] if args.step_module == "best" else [args.step_module]
-                results = {}
+                results, engine_of = {}, {}
                 for kind in kinds:
-                    call = step_call(cell, I, H, kind)
-                    with grad_context(args.grad_mode):
-                        results[kind] = measure(call, args.repetitions, args.min_time,
-                                                args.max_time)[0]
+                    for engine in engines:
+                        call = step_call(cell, I, H, kind, args.precision, engine)
+                        with grad_context(args.grad_mode):
+                            ms = measure(call, args.repetitions, args.min_time, args.max_time)[0]
+                        if kind not in results or ms < results[kind]:
+                            results[kind], engine_of[kind] = ms, engine
                 kind = min(results, key=results.get)
                 row = dict(common, cell=cell, mode="step", T=1, B=1, I=I, H=H, lengths="full",
                            median_ms=results[kind], ns=results[kind] * 1e6,
@@ -307,6 +344,8 @@ def run_measurements(args):
                            grad_mode=args.grad_mode,
                            modules_ns={k: v * 1e6 for k, v in results.items()},
                            repetitions=args.repetitions)
+                if reduced:
+                    row["engine"] = engine_of[kind]
                 print(json.dumps(row), flush=True)
 
 

@@ -57,6 +57,7 @@ struct Options {
   std::string out = "sequence_predictor_out";
   std::string metrics;
   bool distributed = false;
+  std::string precision;  // also evaluate the saved model in int8 or bf16 (--precision)
 };
 
 const char* kUsage = R"(usage: sequence_predictor [options]
@@ -88,6 +89,7 @@ last value seen, N steps before).
                       (sequence_predictor_out)
   --metrics FILE      write the final figures as JSON
   --quick             a short run (3 epochs) to check that everything works
+  --precision P       also evaluate the saved model with int8 or bf16 products (P = int8|bf16)
   --distributed       under mpirun: the streams are split over the processes, the gradients
                       averaged over them (data parallelism); rank 0 prints and writes the
                       files (needs a build with MPI)
@@ -176,6 +178,11 @@ Options parse(int argc, char** argv) {
       o.out = value(i);
     } else if (a == "--metrics") {
       o.metrics = value(i);
+    } else if (a == "--precision") {
+      o.precision = value(i);
+      if (o.precision != "int8" && o.precision != "bf16") {
+        throw std::invalid_argument("--precision must be int8 or bf16, got '" + o.precision + "'");
+      }
     } else if (a == "--quick") {
       o.epochs = 3;
     } else if (a == "--distributed") {
@@ -217,9 +224,11 @@ struct World {
 /// sequence.
 template <typename Cell>
 std::vector<double> predictAll(const Cell& cell, const recurrent::Linear<float>& fc,
-                               const Matrix& x) {
+                               const Matrix& x,
+                               recurrent::Precision precision = recurrent::Precision::Full) {
   const auto T = x.cols();
   recurrent::Sequence<Cell> seq(cell);
+  seq.setPrecision(precision);
   seq.infer(x, {static_cast<int>(T)});
   Matrix y;
   fc.forward(seq.output(), y);
@@ -443,6 +452,20 @@ int run(const Options& o, const World& world) {
   const double elapsed = seconds();
   std::printf("test RMSE %.5f   persistence RMSE %.5f   (%.1fx better)   %.1f s\n", testRmse,
               persistenceRmse, persistenceRmse / testRmse, elapsed);
+  // The same model with int8 or bf16 products (the gate math stays float).
+  if (!o.precision.empty()) {
+    const std::vector<double> r =
+        predictAll(loadedCell, loadedFc, inputs,
+                   o.precision == "int8" ? recurrent::Precision::Int8 : recurrent::Precision::BF16);
+    std::vector<double> reduced;
+    for (int t = valEnd; t < N; ++t) {
+      reduced.push_back(r[static_cast<std::size_t>(t - h)] * scale + mean);
+    }
+    const double reducedRmse = rmse(reduced, truth);
+    std::printf("test RMSE in %s %.5f   (f32 %.5f, %.2fx; %.1fx better than persistence)\n",
+                o.precision.c_str(), reducedRmse, testRmse, reducedRmse / testRmse,
+                persistenceRmse / reducedRmse);
+  }
 
   const std::string csvPath = o.out + "/predictions.csv";
   std::ofstream csv(csvPath);

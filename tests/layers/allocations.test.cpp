@@ -124,6 +124,24 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
   CHECK(allocationsIn([&] {
           for (test::Index t = 0; t < T; ++t) stream.step(x.middleCols(t * B, B));
         }) == 0);
+  // Inference in int8 and bf16: the reduced weights are packed at every call, into the same room.
+  for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
+    INFO(recurrent::precisionName(p));
+    seq.setPrecision(p);
+    seq.infer(x, lengths, h0);
+    CHECK(allocationsIn([&] {
+            for (int k = 0; k < 3; ++k) {
+              seq.infer(x, lengths, h0);
+              seq.infer(x, lengths);
+            }
+          }) == 0);
+    stream.setPrecision(p);
+    stream.step(x.leftCols(B));
+    CHECK(allocationsIn([&] {
+            for (test::Index t = 0; t < T; ++t) stream.step(x.middleCols(t * B, B));
+          }) == 0);
+  }
+  seq.setPrecision(recurrent::Precision::Full);
   // The hooks do count: a fresh Sequence allocates its workspaces.
   CHECK(allocationsIn([&] {
           recurrent::Sequence<Cell> fresh(cell);
@@ -182,6 +200,18 @@ void checkStackNoAllocation(const recurrent::StackOptions& options, std::vector<
   CHECK(allocationsIn([&] {
           for (int k = 0; k < 3; ++k) once();
         }) == 0);
+  for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
+    INFO(recurrent::precisionName(p));
+    stack.setPrecision(p);
+    stack.infer(x, lengths, h0);
+    CHECK(allocationsIn([&] {
+            for (int k = 0; k < 3; ++k) {
+              stack.infer(x, lengths, h0);
+              stack.infer(x, lengths);
+            }
+          }) == 0);
+  }
+  stack.setPrecision(recurrent::Precision::Full);
   // The hooks do count: a fresh Stack allocates its workspaces.
   CHECK(allocationsIn([&] {
           recurrent::Stack<Cell> fresh(I, options,
@@ -325,6 +355,14 @@ void checkStreamOfOne(Cell cell) {
     CHECK(allocationsIn([&] {
             for (test::Index t = 0; t + B <= x.cols(); t += B) stream.step(x.middleCols(t, B));
           }) == 0);
+    for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
+      INFO(recurrent::precisionName(p));
+      stream.setPrecision(p);
+      stream.step(x.leftCols(B));
+      CHECK(allocationsIn([&] {
+              for (test::Index t = 0; t + B <= x.cols(); t += B) stream.step(x.middleCols(t, B));
+            }) == 0);
+    }
   }
   // The hooks do count: making a Stream packs the weights.
   CHECK(allocationsIn([&] { recurrent::Stream<Cell> fresh(cell); }) > 0);

@@ -17,6 +17,7 @@
 
 #include <recurrent/detail/gemm.hpp>
 #include <recurrent/detail/packed_weights.hpp>
+#include <recurrent/detail/reduced_kernel.hpp>
 #include <recurrent/detail/team.hpp>
 
 #include <Eigen/Core>
@@ -59,6 +60,9 @@ class StepContext {
   /// C (+)= W_hh[g0:g1] · h for gate blocks [g0, g1) and this thread's units. C is addressed
   /// like a gates buffer: block g starts at row g·H of `c`.
   ///
+  /// In a reduced precision (forward inference only) the product is reducedGemm's: h is
+  /// quantized (or rounded) column by column at every call.
+  ///
   /// One thread may have W_hh packed densely, all gates as one block (no panel is then padded
   /// at a gate's end); the product is then over every gate at once (g0 = 0, g1 = G).
   void multiply(Eigen::Index g0, Eigen::Index g1, const Eigen::Ref<const Matrix>& h,
@@ -70,6 +74,15 @@ class StepContext {
     const Scalar* hData = m_hMask != nullptr ? m_hMasked->data() : h.data();
     const Eigen::Index hStride = m_hMask != nullptr ? m_hMasked->outerStride() : h.outerStride();
     const auto in = detail::viewOf<const Scalar>(hData, hStride);
+    if (m_weights.precision != Precision::Full) {  // int8 or bf16 (inference only)
+      const auto out = detail::viewOf<Scalar>(c.data(), c.outerStride(), m_gates.size);
+      detail::reducedGemm(detail::ReducedProduct<Scalar>(m_weights.hhReduced, in, out, h.cols())
+                              .blocks(g0, g1)
+                              .units(m_u0, m_u1)
+                              .overwrite(overwrite),
+                          m_buffer.reduced);
+      return;
+    }
     if (w.rowBlocks().count == 1 && m_gates.count > 1) {  // dense: every gate as one block
       eigen_assert(g0 == 0 && g1 == m_gates.count && m_u0 == 0 && m_u1 == m_gates.size);
       const auto out = detail::viewOf<Scalar>(c.data(), c.outerStride());

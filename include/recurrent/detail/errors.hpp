@@ -1,6 +1,8 @@
 // recurrent — detail/errors.hpp: the one way this library reports caller errors.
 #pragma once
 
+#include <recurrent/precision.hpp>
+
 #include <Eigen/Core>
 
 #include <sstream>
@@ -18,6 +20,16 @@ template <typename... Parts>
   message << "recurrent: ";
   (message << ... << parts);
   throw std::invalid_argument(message.str());
+}
+
+/// Throws unless `precision` is Precision::Full: training (forward with a tape, backward) runs in
+/// the cell's Scalar only.
+inline void checkTrainingPrecision(const char* where, Precision precision) {
+  if (precision != Precision::Full) {
+    fail(where, ": trains in full precision only, but the precision is ", precisionName(precision),
+         " (setPrecision(Precision::Full) to train; ", precisionName(precision),
+         " is for infer() and Stream)");
+  }
 }
 
 /// Throws unless `rows x cols` equals `expectedRows x expectedCols`.

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <recurrent/detail/kernel.hpp>
+#include <recurrent/detail/reduced_buffer.hpp>
 
 #include <Eigen/Core>
 
@@ -219,6 +220,7 @@ class PackedMatrix {
 template <typename Scalar>
 struct GemmBuffer {
   Eigen::Matrix<Scalar, Eigen::Dynamic, 1> b, a;
+  ReducedBuffer reduced;  ///< the quantized inputs of the int8 and bf16 products
   /// Room for a kc × n block of B and one A panel; allocates only when it grows.
   void reserve(Index n) {
     const Index needB = GemmTraits<Scalar>::KC * n;

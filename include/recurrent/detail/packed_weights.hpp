@@ -7,6 +7,8 @@
 #pragma once
 
 #include <recurrent/detail/packed_matrix.hpp>
+#include <recurrent/detail/reduced_matrix.hpp>
+#include <recurrent/precision.hpp>
 
 #include <Eigen/Core>
 
@@ -27,21 +29,37 @@ template <typename Scalar>
 struct PackedWeights {
   PackedMatrix<Scalar> ih, hh, hr;     ///< forward: W_ih, W_hh, W_hr (packed only if it projects)
   PackedMatrix<Scalar> ihT, hhT, hrT;  ///< backward: their transposes
+  /// Inference in int8 or bf16: W_ih and W_hh in that precision (W_hr stays in `hr`).
+  ReducedMatrix ihReduced, hhReduced;
+  /// The precision of the last packForward: Full uses ih and hh, the others ihReduced and
+  /// hhReduced.
+  Precision precision = Precision::Full;
 
   /// Packs W_ih and W_hh (and W_hr) for forward. The gate blocks are packed apart, so that a
   /// thread's units are whole panels in every gate; with `dense` (one thread, and a cell whose
   /// every recurrent product covers all gates) all gates are one block, and no panel is padded at
   /// a gate's end.
   /// `hhOverride` replaces the cell's W_hh where given (weight drop: M ⊙ W_hh, the same shape).
+  ///
+  /// With a reduced `reduced` precision, W_ih and W_hh are packed in it instead, always by gate
+  /// blocks (reduced_matrix.hpp), and W_hr as above.
   template <typename Cell, typename Matrix = typename Cell::Matrix>
-  void packForward(const Cell& cell, bool dense, const Matrix* hhOverride = nullptr) {
+  void packForward(const Cell& cell, bool dense, Precision reduced = Precision::Full,
+                   const Matrix* hhOverride = nullptr) {
     const auto& p = cell.parameters();
     const Matrix& whh = hhOverride != nullptr ? *hhOverride : p.weight_hh;
     const Index G = Cell::kGates, H = cell.hiddenSize();
-    const Blocks gated = dense ? Blocks{1, G * H} : Blocks{G, H};
-    ih.pack(viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H), gated,
-            Blocks{1, cell.inputSize()});
-    hh.pack(viewOf<const Scalar>(whh.data(), whh.outerStride(), H), gated, Blocks{1, whh.cols()});
+    precision = reduced;
+    const auto wih = viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H);
+    const auto whhView = viewOf<const Scalar>(whh.data(), whh.outerStride(), H);
+    if (reduced != Precision::Full) {
+      ihReduced.pack(wih, Blocks{G, H}, cell.inputSize(), reduced);
+      hhReduced.pack(whhView, Blocks{G, H}, whh.cols(), reduced);
+    } else {
+      const Blocks gated = dense ? Blocks{1, G * H} : Blocks{G, H};
+      ih.pack(wih, gated, Blocks{1, cell.inputSize()});
+      hh.pack(whhView, gated, Blocks{1, whh.cols()});
+    }
     if constexpr (HasProjection<typename Cell::Parameters>::value) {
       const auto& w = p.weight_hr;
       if (cell.outputSize() != cell.hiddenSize()) {

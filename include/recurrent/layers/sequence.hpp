@@ -6,9 +6,11 @@
 #include <recurrent/detail/errors.hpp>
 #include <recurrent/detail/gemm.hpp>
 #include <recurrent/detail/packed_weights.hpp>
+#include <recurrent/detail/reduced_kernel.hpp>
 #include <recurrent/detail/schedule.hpp>
 #include <recurrent/detail/team.hpp>
 #include <recurrent/layers/regularization.hpp>
+#include <recurrent/precision.hpp>
 
 #include <Eigen/Core>
 
@@ -144,6 +146,27 @@ class Sequence {
   /// Back to drawing the masks from the options and the generator.
   void clearMasks() { m_reg.given = false; }
 
+  /// The precision of infer()'s products from the next call on (Precision: Full, the default;
+  /// Int8; BF16). forward() and backward() train in Full only and refuse the others.
+  void setPrecision(Precision precision) { m_precision = precision; }
+  /// The precision given to setPrecision() (Precision::Full by default).
+  Precision precision() const { return m_precision; }
+
+  /// The bytes of `cell`'s weights as infer() packs them in `precision`: W_ih and W_hh (and an
+  /// LSTM's W_hr, which stays in Scalar) with their padding, and int8's row scales and row sums.
+  static Eigen::Index packedWeightBytes(const Cell& cell, Precision precision) {
+    const Index G = Cell::kGates, H = cell.hiddenSize(), I = cell.inputSize();
+    const Index R = cell.outputSize();
+    const Index P = detail::GemmTraits<Scalar>::P;
+    const Index scalar = sizeof(Scalar);
+    const Index projection = R != H ? detail::roundUp(R, P) * H * scalar : 0;
+    if (precision == Precision::Full) {
+      return G * detail::roundUp(H, P) * (I + R) * scalar + projection;
+    }
+    return detail::ReducedMatrix::bytes(precision, detail::Blocks{G, H}, I) +
+           detail::ReducedMatrix::bytes(precision, detail::Blocks{G, H}, R) + projection;
+  }
+
   /// T, the steps of the last forward or infer call.
   Eigen::Index steps() const { return m_schedule.steps(); }
   /// B, the sequences of the last forward or infer call.
@@ -231,6 +254,7 @@ class Sequence {
   void checkBackward(const Eigen::Ref<const Matrix>* dOutput, const State& dFinal,
                      const Parameters& grads) const {
     const char* where = "Sequence::backward";
+    detail::checkTrainingPrecision(where, m_precision);
     if (!m_hasTape) {
       detail::fail(
           where, ": needs the tape of a training forward(); ",
@@ -287,7 +311,13 @@ class Sequence {
     if (m_buffers.size() < static_cast<std::size_t>(threads)) {
       m_buffers.resize(static_cast<std::size_t>(threads));
     }
-    for (int k = 0; k < threads; ++k) m_buffers[static_cast<std::size_t>(k)].reserve(widest);
+    for (int k = 0; k < threads; ++k) {
+      detail::GemmBuffer<Scalar>& buffer = m_buffers[static_cast<std::size_t>(k)];
+      buffer.reserve(widest);
+      if (m_precision != Precision::Full) {
+        buffer.reduced.reserve(std::max(m_cell->inputSize(), m_cell->outputSize()));
+      }
+    }
   }
 
   /// This thread's hidden units [u0, u1), in whole kernel panels, and its rows [r0, r1) of
@@ -355,6 +385,18 @@ class Sequence {
     const auto in = detail::viewOf<const Scalar>(x.data(), x.outerStride());
     const auto out =
         detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_cell->hiddenSize());
+    if (m_weights.precision != Precision::Full) {  // int8 or bf16: columns [c0, c1)
+      auto inPart = in;
+      auto outPart = out;
+      inPart.data += c0 * in.ld;
+      outPart.data += c0 * out.ld;
+      detail::reducedGemm(
+          detail::ReducedProduct<Scalar>(m_weights.ihReduced, inPart, outPart, c1 - c0)
+              .overwrite()
+              .plusBias(m_bias.data()),
+          buffer.reduced);
+      return;
+    }
     detail::gemmColumns(
         detail::Product<Scalar>(m_weights.ih, in, out, c1).overwrite().plusBias(m_bias.data()), c0,
         c1, buffer);
@@ -390,6 +432,7 @@ class Sequence {
 
   const Cell* m_cell;
   int m_threads = 0;
+  Precision m_precision = Precision::Full;
   bool m_exactThreads = false;
 
   // The last forward: its schedule and whether it kept a tape.

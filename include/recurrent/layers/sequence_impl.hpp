@@ -20,6 +20,7 @@ namespace recurrent {
 template <typename Cell>
 void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
                          const State& initial, bool training, const char* where) {
+  if (training) detail::checkTrainingPrecision(where, m_precision);
   checkForward(x, lengths, initial, training, where);
   // Nothing below throws (but for memory): the object changes only now.
   const Cell& cell = *m_cell;
@@ -58,6 +59,7 @@ void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<in
   const int threads = threadsFor(B, false);
   const bool dropWeight = m_reg.active && m_reg.dropsWeight();
   m_weights.packForward(cell, threads == 1 && Cell::kFullGateProducts,
+                        training ? Precision::Full : m_precision,
                         dropWeight ? &m_reg.droppedWeight : nullptr);
   reserveBuffers(threads);
   if (m_reg.active && m_reg.dropsRecurrent()) {

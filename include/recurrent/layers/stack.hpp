@@ -328,6 +328,15 @@ class Stack {
   /// The `threads` given to setThreads() (0, the default: automatic).
   int threads() const { return m_threads; }
 
+  /// The precision of infer()'s products in every layer from the next call on (see Precision
+  /// and Sequence::setPrecision); forward() and backward() refuse any but Precision::Full.
+  void setPrecision(Precision precision) {
+    m_precision = precision;
+    for (detail::StackLayer<Cell>& layer : m_layers) layer.setPrecision(precision);
+  }
+  /// The precision given to setPrecision() (Precision::Full by default).
+  Precision precision() const { return m_precision; }
+
  private:
   using Index = Eigen::Index;
 
@@ -401,6 +410,7 @@ class Stack {
   Merge m_merge;
   double m_dropout;
   int m_threads = 0;
+  Precision m_precision = Precision::Full;
 
   std::vector<Cell> m_cells;                       ///< index layer·D + direction
   std::vector<CellSizes> m_sizes;                  ///< each cell's sizes, as the stack made it

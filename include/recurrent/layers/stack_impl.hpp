@@ -74,6 +74,7 @@ template <typename Cell>
 void Stack<Cell>::checkBackward(const Eigen::Ref<const Matrix>* dOutput,
                                 const std::vector<State>& dFinal, const Gradients& grads) const {
   const char* where = "Stack::backward";
+  detail::checkTrainingPrecision(where, m_precision);
   if (!m_hasTape) {
     detail::fail(where, ": needs the tape of a training forward(); ",
                  m_T == 0 ? "no forward() has run" : "the last call was infer(), which keeps none");
@@ -115,6 +116,7 @@ bool Stack<Cell>::assignThreads() {
 template <typename Cell>
 void Stack<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<int>& lengths,
                       const std::vector<State>& initial, bool training, const char* where) {
+  if (training) detail::checkTrainingPrecision(where, m_precision);
   checkForward(x, lengths, initial, where);
   // Nothing below throws (but for memory): the object changes only now.
   m_hasTape = false;

@@ -6,7 +6,9 @@
 #include <recurrent/detail/fused_step.hpp>
 #include <recurrent/detail/gemm.hpp>
 #include <recurrent/detail/packed_weights.hpp>
+#include <recurrent/detail/reduced_kernel.hpp>
 #include <recurrent/detail/team.hpp>
+#include <recurrent/precision.hpp>
 
 #include <Eigen/Core>
 
@@ -67,6 +69,17 @@ class Stream {
   /// succeeds.
   void refresh();
 
+  /// The precision of the step's products (Precision; default Full), packed at once from the
+  /// cell's current parameters (as refresh(), which keeps it). In Int8 and BF16 every batch size
+  /// runs the batched kernel in that precision, and the steps equal Sequence::infer's at the
+  /// same precision.
+  void setPrecision(Precision precision) {
+    m_precision = precision;
+    refresh();
+  }
+  /// The precision given to setPrecision() (Precision::Full by default).
+  Precision precision() const { return m_precision; }
+
   /// The next step starts from `initial` (R × B, and c H × B; default-constructed: zero).
   void reset(const State& initial = State()) {
     const bool zero = detail::isEmpty(initial);
@@ -92,19 +105,23 @@ class Stream {
   void packBatched(const Cell& cell) {
     const Eigen::Index G = Cell::kGates, H = cell.hiddenSize();
     // One thread: all gates as one block where the cell allows it (see StepContext::multiply).
-    m_weights.packForward(cell, Cell::kFullGateProducts);
+    m_weights.packForward(cell, Cell::kFullGateProducts, m_precision);
     m_bias.resize(G * H);
     cell.foldedBias(m_bias);
     m_gates.resize(G * H, m_batch);
     m_extra.resize(cell.extraRows(), m_batch);
     m_scratch.resize(cell.scratchRows(), m_batch);
     m_buffer.reserve(std::max({m_batch, cell.inputSize(), H}));
+    if (m_precision != Precision::Full) {
+      m_buffer.reduced.reserve(std::max(cell.inputSize(), cell.outputSize()));
+    }
   }
 
   /// A batch of one of a cell that has the fused step and whose h is its hidden state (not an
   /// LSTM's projection) runs the fused step.
   bool fusedApplies() const {
-    return kFusedStep && m_batch == 1 && m_cell->outputSize() == m_cell->hiddenSize();
+    return kFusedStep && m_batch == 1 && m_cell->outputSize() == m_cell->hiddenSize() &&
+           m_precision == Precision::Full;
   }
 
   static Scalar* cellData(State& s) {
@@ -129,6 +146,7 @@ class Stream {
   Eigen::Index m_batch;
   Eigen::Index m_inputSize = 0, m_hiddenSize = 0, m_outputSize = 0;  ///< as packed
   bool m_packed = false;                    ///< whether the last refresh() completed
+  Precision m_precision = Precision::Full;  ///< of the products (setPrecision)
   detail::PackedWeights<Scalar> m_weights;  ///< for the batched kernel
   detail::GemmBuffer<Scalar> m_buffer;
   Vector m_bias;
@@ -181,9 +199,17 @@ const typename Stream<Cell>::Matrix& Stream<Cell>::step(const Eigen::Ref<const M
   }
   const auto in = detail::viewOf<const Scalar>(x.data(), x.outerStride());
   const auto gates = detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize);
-  detail::gemm(
-      detail::Product<Scalar>(m_weights.ih, in, gates, m_batch).overwrite().plusBias(m_bias.data()),
-      m_buffer);
+  if (m_precision != Precision::Full) {
+    detail::reducedGemm(detail::ReducedProduct<Scalar>(m_weights.ihReduced, in, gates, m_batch)
+                            .overwrite()
+                            .plusBias(m_bias.data()),
+                        m_buffer.reduced);
+  } else {
+    detail::gemm(detail::Product<Scalar>(m_weights.ih, in, gates, m_batch)
+                     .overwrite()
+                     .plusBias(m_bias.data()),
+                 m_buffer);
+  }
   State& prev = m_state[m_current];
   State& next = m_state[1 - m_current];
   const detail::Team team;

@@ -1,0 +1,355 @@
+// Inference in int8 and bf16 (recurrent/precision.hpp): the kernels' products against exact
+// references computed here, the accuracy of Sequence, Stack and Stream against the full-precision
+// path on the same weights, and the training entry points' refusal.
+#include "catch.hpp"
+#include "support.hpp"
+
+#include <recurrent/recurrent.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using recurrent::Precision;
+using test::Index;
+using MatrixF = Eigen::MatrixXf;
+
+// The S3 benchmark shape (T = 100, B = 64, I = H = 256). Unoptimised builds (the sanitizer
+// build) run a smaller batch: the quantization error is set by the sizes I and H, which stay.
+#if defined(__OPTIMIZE__)
+constexpr Index kBatch = 64;
+#else
+constexpr Index kBatch = 4;
+#endif
+constexpr Index kSteps = 100, kSize = 256;
+
+MatrixF normal(Index rows, Index cols, std::mt19937& rng) {
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  MatrixF m(rows, cols);
+  for (Index j = 0; j < cols; ++j)
+    for (Index i = 0; i < rows; ++i) m(i, j) = n(rng);
+  return m;
+}
+
+struct Difference {
+  double mean, max;
+};
+Difference difference(const MatrixF& a, const MatrixF& b) {
+  const MatrixF d = (a - b).cwiseAbs();
+  return {double(d.mean()), double(d.maxCoeff())};
+}
+
+// The int8 row quantization of the file comment of detail/reduced_matrix.hpp, written again.
+struct QuantizedRow {
+  double scale;
+  std::vector<long> w;
+};
+QuantizedRow quantizeRow(const MatrixF& a, Index r) {
+  const double maxAbs = double(a.row(r).cwiseAbs().maxCoeff());
+  QuantizedRow q{maxAbs > 0 ? float(maxAbs) / 127.0f : 1.0, {}};
+  for (Index k = 0; k < a.cols(); ++k) {
+    q.w.push_back(std::lround(std::nearbyint(a(r, k) / float(q.scale))));
+  }
+  return q;
+}
+struct QuantizedColumn {
+  double scale;
+  long zero;
+  std::vector<long> q;
+};
+QuantizedColumn quantizeColumn(const MatrixF& x, Index j) {
+  const float lo = std::min(0.0f, x.col(j).minCoeff()), hi = std::max(0.0f, x.col(j).maxCoeff());
+  const float scale = (hi - lo) / 255.0f;
+  QuantizedColumn c{scale, std::lround(std::nearbyint(-lo * (1.0f / scale))), {}};
+  for (Index k = 0; k < x.rows(); ++k) {
+    const long q = std::lround(std::nearbyint(x(k, j) * (1.0f / scale))) + c.zero;
+    c.q.push_back(std::min(255L, std::max(0L, q)));
+  }
+  return c;
+}
+
+// C = A·X + bias over G blocks of H rows, rows [u0, u1) of every block, in `precision`;
+// elsewhere C keeps its value (NaN).
+MatrixF reducedProduct(const MatrixF& a, Index G, const MatrixF& x, const Eigen::VectorXf& bias,
+                       Index u0, Index u1, Precision precision) {
+  const Index H = a.rows() / G;
+  recurrent::detail::ReducedMatrix packed;
+  packed.pack(recurrent::detail::viewOf<const float>(a.data(), a.outerStride(), H),
+              recurrent::detail::Blocks{G, H}, a.cols(), precision);
+  recurrent::detail::ReducedBuffer buffer;
+  buffer.reserve(a.cols());
+  MatrixF c = MatrixF::Constant(a.rows(), x.cols(), NAN);
+  recurrent::detail::reducedGemm(
+      recurrent::detail::ReducedProduct<float>(
+          packed, recurrent::detail::viewOf<const float>(x.data(), x.outerStride()),
+          recurrent::detail::viewOf<float>(c.data(), c.outerStride(), H), x.cols())
+          .units(u0, u1)
+          .overwrite()
+          .plusBias(bias.data()),
+      buffer);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("the int8 product is the exact integer product, scaled", "[precision][int8]") {
+  std::mt19937 rng(11);
+  const Index G = 3, H = 21, K = 37;  // a panel straddles each block's end; K is no multiple of 4
+  const MatrixF a = normal(G * H, K, rng);
+  const Eigen::VectorXf bias = normal(G * H, 1, rng);
+  for (const Index n : {Index(1), Index(5), Index(29), Index(200)}) {
+    MatrixF x = normal(K, n, rng);
+    x.col(0).array() += 2.0f;  // a column whose minimum is above zero: zero point 0
+    for (const auto& units : {std::pair<Index, Index>{0, H}, std::pair<Index, Index>{5, 17}}) {
+      const MatrixF c = reducedProduct(a, G, x, bias, units.first, units.second, Precision::Int8);
+      INFO("n = " << n << ", units " << units.first << ".." << units.second);
+      for (Index j = 0; j < n; ++j) {
+        const QuantizedColumn col = quantizeColumn(x, j);
+        for (Index row = 0; row < G * H; ++row) {
+          const Index u = row % H;
+          if (u < units.first || u >= units.second) {
+            REQUIRE(std::isnan(c(row, j)));
+            continue;
+          }
+          const QuantizedRow w = quantizeRow(a, row);
+          long sum = 0, rowSum = 0;
+          for (Index k = 0; k < K; ++k) {
+            sum += w.w[std::size_t(k)] * col.q[std::size_t(k)];
+            rowSum += w.w[std::size_t(k)];
+          }
+          const double exact =
+              double(bias[row]) + w.scale * col.scale * double(sum - col.zero * rowSum);
+          REQUIRE(std::abs(double(c(row, j)) - exact) <= 2e-6 * (1.0 + std::abs(exact)));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("the bf16 product sums the products of the rounded operands", "[precision][bf16]") {
+  std::mt19937 rng(12);
+  const Index G = 4, H = 18, K = 33;
+  const MatrixF a = normal(G * H, K, rng);
+  const Eigen::VectorXf bias = normal(G * H, 1, rng);
+  const auto round = [](float v) {
+    return recurrent::detail::fromBF16(recurrent::detail::toBF16(v));
+  };
+  // Rounding to nearest, ties to even: 1 + 2^-8 is a tie between 1 and 1 + 2^-7.
+  CHECK(round(1.0f + 1.0f / 256) == 1.0f);
+  CHECK(round(1.0f + 3.0f / 256) == 1.0f + 4.0f / 256);
+  CHECK(round(1.0f + 1.0f / 256 + 1.0f / 65536) == 1.0f + 2.0f / 256);
+  for (const Index n : {Index(1), Index(7), Index(30)}) {
+    const MatrixF x = normal(K, n, rng);
+    const MatrixF c = reducedProduct(a, G, x, bias, 0, H, Precision::BF16);
+    for (Index j = 0; j < n; ++j) {
+      for (Index row = 0; row < G * H; ++row) {
+        double exact = bias[row], size = std::abs(bias[row]);
+        for (Index k = 0; k < K; ++k) {
+          const double p = double(round(a(row, k))) * double(round(x(k, j)));
+          exact += p;
+          size += std::abs(p);
+        }
+        // Float sums of exact products: K roundings at most.
+        REQUIRE(std::abs(double(c(row, j)) - exact) <= double(K) * 6e-8 * size);
+      }
+    }
+  }
+}
+
+namespace {
+
+// The output of `infer` in `precision` and in full precision, on the same weights.
+template <typename Layer>
+Difference reducedAgainstFull(Layer& layer, const MatrixF& x, const std::vector<int>& lengths,
+                              Precision precision) {
+  using Matrix = typename Layer::Matrix;
+  const Matrix input = x.cast<typename Layer::Scalar>();
+  layer.setPrecision(Precision::Full);
+  const MatrixF full = layer.infer(input, lengths).template cast<float>();
+  layer.setPrecision(precision);
+  const MatrixF reduced = layer.infer(input, lengths).template cast<float>();
+  return difference(reduced, full);
+}
+
+template <typename Cell>
+void checkSequenceAccuracy(const char* name) {
+  std::mt19937 rng(21);
+  Cell cell(kSize, kSize);
+  recurrent::initialize(cell, rng);  // PyTorch's U(±1/√H)
+  const MatrixF x = normal(kSize, kSteps * kBatch, rng);
+  const std::vector<int> lengths(static_cast<std::size_t>(kBatch), static_cast<int>(kSteps));
+  recurrent::Sequence<Cell> seq(cell);
+  const Difference int8 = reducedAgainstFull(seq, x, lengths, Precision::Int8);
+  const Difference bf16 = reducedAgainstFull(seq, x, lengths, Precision::BF16);
+  INFO(name << ": int8 mean " << int8.mean << " max " << int8.max << "; bf16 max " << bf16.max);
+  CHECK(int8.mean <= 5e-3);
+  CHECK(int8.max <= 5e-2);
+  CHECK(bf16.max <= 1e-2);
+  // Not the full-precision result: the reduced products do run.
+  CHECK(int8.max > 1e-5);
+  CHECK(bf16.max > 1e-6);
+}
+
+}  // namespace
+
+TEST_CASE("int8 and bf16 inference of an S3-sized layer is within the tolerances",
+          "[precision][sequence]") {
+  checkSequenceAccuracy<recurrent::LSTMCell<float>>("LSTM");
+  checkSequenceAccuracy<recurrent::GRUCell<float>>("GRU");
+}
+
+TEST_CASE("int8 and bf16 run every cell, sizes off the panels, and threads",
+          "[precision][sequence]") {
+  std::mt19937 rng(22);
+  const auto check = [&](auto cell, int threads) {
+    using Cell = decltype(cell);
+    recurrent::initialize(cell, rng);
+    const Index T = 9, B = 5;
+    const MatrixF x = normal(cell.inputSize(), T * B, rng);
+    const std::vector<int> lengths{9, 3, 9, 1, 6};  // padded: the gathered path
+    recurrent::Sequence<Cell> seq(cell);
+    seq.setThreads(threads, recurrent::ThreadLimit::Exactly);
+    const Difference int8 = reducedAgainstFull(seq, x, lengths, Precision::Int8);
+    const Difference bf16 = reducedAgainstFull(seq, x, lengths, Precision::BF16);
+    INFO("H = " << cell.hiddenSize() << ", threads " << threads << ": int8 " << int8.max
+                << ", bf16 " << bf16.max);
+    CHECK(int8.max <= 5e-2);
+    CHECK(bf16.max <= 1e-2);
+    CHECK(int8.max > 0);
+    // Padding stays zero.
+    CHECK(seq.output().col(1 * B + 3).isZero());
+  };
+  for (const int threads : {1, 2}) {
+    check(recurrent::LSTMCell<float>(13, 40), threads);
+    check(recurrent::GRUCell<float>(7, 35), threads);
+    check(recurrent::GRUCell<float, Eigen::Dynamic, Eigen::Dynamic,
+                             recurrent::GRUVariant::ResetBefore>(20, 48),
+          threads);
+    check(recurrent::RNNCell<float>(6, 70), threads);
+    check(recurrent::LSTMCell<double>(10, 24), threads);
+  }
+  check(recurrent::LSTMCell<float>(12, 40, 17), 1);  // a projection: W_hr stays in float
+}
+
+TEST_CASE("int8 and bf16 inference of a 2-layer bidirectional Stack is within the tolerances",
+          "[precision][stack]") {
+  std::mt19937 rng(23);
+  recurrent::Stack<recurrent::LSTMCell<float>> stack(
+      kSize, kSize, recurrent::StackOptions().numLayers(2).bidirectional());
+  recurrent::initialize(stack, rng);
+  // Half of the batch (the Stack runs four Sequences).
+  const Index B = std::max<Index>(1, kBatch / 2);
+  const MatrixF x = normal(kSize, kSteps * B, rng);
+  const std::vector<int> lengths(static_cast<std::size_t>(B), static_cast<int>(kSteps));
+  const Difference int8 = reducedAgainstFull(stack, x, lengths, Precision::Int8);
+  const Difference bf16 = reducedAgainstFull(stack, x, lengths, Precision::BF16);
+  INFO("int8 mean " << int8.mean << " max " << int8.max << "; bf16 max " << bf16.max);
+  CHECK(int8.mean <= 5e-3);
+  CHECK(int8.max <= 5e-2);
+  CHECK(bf16.max <= 1e-2);
+  CHECK(stack.precision() == Precision::BF16);
+}
+
+TEST_CASE("Stream steps equal Sequence::infer at the same precision", "[precision][stream]") {
+  std::mt19937 rng(24);
+  const auto check = [&](auto cell, Index B, Precision precision) {
+    using Cell = decltype(cell);
+    recurrent::initialize(cell, rng);
+    const Index T = 12;
+    const MatrixF x = normal(cell.inputSize(), T * B, rng);
+    recurrent::Sequence<Cell> seq(cell);
+    seq.setPrecision(precision);
+    const MatrixF y = seq.infer(x, std::vector<int>(std::size_t(B), int(T)));
+    recurrent::Stream<Cell> stream(cell, B);
+    stream.setPrecision(precision);
+    CHECK(stream.precision() == precision);
+    double worst = 0;
+    for (Index t = 0; t < T; ++t) {
+      const MatrixF h = stream.step(x.middleCols(t * B, B));
+      worst = std::max(worst, double((h - y.middleCols(t * B, B)).cwiseAbs().maxCoeff()));
+    }
+    INFO(recurrent::precisionName(precision) << " B = " << B << " H = " << cell.hiddenSize());
+    CHECK(worst <= 1e-6);
+  };
+  for (const Precision p : {Precision::Int8, Precision::BF16}) {
+    check(recurrent::LSTMCell<float>(64, 64), 1, p);
+    check(recurrent::LSTMCell<float>(17, 40), 3, p);
+    check(recurrent::GRUCell<float>(128, 128), 1, p);
+    check(recurrent::RNNCell<float>(5, 33), 1, p);
+    check(recurrent::LSTMCell<float, 16, 32>(), 1, p);  // compile-time sizes
+  }
+}
+
+TEST_CASE("the reduced weights follow the cell's parameters", "[precision]") {
+  std::mt19937 rng(25);
+  recurrent::LSTMCell<float> cell(8, 32);
+  recurrent::initialize(cell, rng);
+  const MatrixF x = normal(8, 4 * 2, rng);
+  const std::vector<int> lengths{4, 4};
+  recurrent::Sequence<recurrent::LSTMCell<float>> seq(cell);
+  seq.setPrecision(Precision::Int8);
+  recurrent::Stream<recurrent::LSTMCell<float>> stream(cell);
+  stream.setPrecision(Precision::Int8);
+  const MatrixF before = seq.infer(x, lengths);
+  cell.parameters().weight_hh *= 0.5f;
+  const MatrixF after = seq.infer(x, lengths);  // infer packs the weights at every call
+  CHECK((after - before).cwiseAbs().maxCoeff() > 1e-3);
+  stream.refresh();
+  const MatrixF h = stream.step(x.col(0));
+  CHECK((h - after.col(0)).cwiseAbs().maxCoeff() <= 1e-6);
+}
+
+TEST_CASE("training refuses a reduced precision", "[precision][errors]") {
+  std::mt19937 rng(26);
+  recurrent::GRUCell<float> cell(3, 5);
+  recurrent::initialize(cell, rng);
+  const MatrixF x = normal(3, 4, rng);
+  const std::vector<int> lengths{2, 2};
+  recurrent::Sequence<recurrent::GRUCell<float>> seq(cell);
+  auto grads = cell.zeroGradients();
+  seq.forward(x, lengths);
+  seq.setPrecision(Precision::BF16);
+  CHECK_THROWS_WITH(seq.forward(x, lengths),
+                    Catch::Contains("Sequence::forward: trains in full precision only") &&
+                        Catch::Contains("bf16"));
+  CHECK_THROWS_WITH(seq.backward(MatrixF::Zero(5, 4), grads),
+                    Catch::Contains("Sequence::backward: trains in full precision only"));
+  CHECK(seq.hasTape());  // the refusals changed nothing
+  CHECK(grads.weight_hh.isZero());
+
+  recurrent::Stack<recurrent::GRUCell<float>> stack(3, 5, recurrent::StackOptions().numLayers(2));
+  recurrent::initialize(stack, rng);
+  stack.forward(x, lengths);
+  stack.setPrecision(Precision::Int8);
+  auto stackGrads = stack.zeroGradients();
+  CHECK_THROWS_WITH(
+      stack.forward(x, lengths),
+      Catch::Contains("Stack::forward: trains in full precision only") && Catch::Contains("int8"));
+  CHECK_THROWS_WITH(stack.backward(MatrixF::Zero(5, 4), stackGrads),
+                    Catch::Contains("Stack::backward: trains in full precision only"));
+  CHECK(stack.hasTape());
+  stack.setPrecision(Precision::Full);
+  CHECK_NOTHROW(stack.backward(MatrixF::Zero(5, 4), stackGrads));
+}
+
+TEST_CASE("packedWeightBytes: int8 a quarter of float, bf16 half", "[precision]") {
+  using Seq = recurrent::Sequence<recurrent::LSTMCell<float>>;
+  for (const Index size : {Index(128), Index(256), Index(512)}) {
+    const recurrent::LSTMCell<float> cell(size, size);
+    const double full = double(Seq::packedWeightBytes(cell, Precision::Full));
+    const double int8 = double(Seq::packedWeightBytes(cell, Precision::Int8));
+    const double bf16 = double(Seq::packedWeightBytes(cell, Precision::BF16));
+    INFO("I = H = " << size << ": int8 " << int8 / full << ", bf16 " << bf16 / full);
+    CHECK(full == 4.0 * double(size) * double(2 * size) * 4.0);
+    CHECK(int8 / full <= 0.27);
+    CHECK(bf16 / full <= 0.52);
+  }
+  // Padding counts: H = 20 is two panels of 16 rows per gate, I = 3 one group of 4.
+  const recurrent::GRUCell<float> small(3, 20);
+  CHECK(recurrent::Sequence<recurrent::GRUCell<float>>::packedWeightBytes(small, Precision::Int8) ==
+        3 * 32 * (4 + 8) + 3 * 32 * (20 + 8));
+}
