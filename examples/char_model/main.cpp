@@ -39,7 +39,7 @@ struct Options {
   std::string cell = "lstm";
   int layers = 2;
   int hidden = 128;
-  double dropout = 0.0;  // between layers
+  double dropout = 0.0;                      // between layers
   recurrent::Regularization regularization;  // inside every layer
   int epochs = 20;
   int batch = 16;  // parallel streams of the training text
@@ -200,7 +200,11 @@ struct Model {
   Model(int vocab, const Options& o)
       : stack(vocab, o.hidden,
               recurrent::StackOptions().numLayers(o.layers).dropout(o.dropout).seed(o.seed)),
-        fc(o.hidden, vocab) {}
+        fc(o.hidden, vocab) {
+    // Training uses its masks; validation and sampling, the model loaded back included, run
+    // zoneout as its expectation.
+    stack.setRegularization(o.regularization);
+  }
   recurrent::StateDict<float> dict() {
     recurrent::StateDict<float> d;
     d.add("rnn.", stack).add("fc.", fc);
@@ -288,7 +292,6 @@ int run(const Options& o) {
   std::mt19937 rng(o.seed);
   Model<Cell> m(vocab.size(), o);
   m.stack.initialize(rng);
-  m.stack.setRegularization(o.regularization);
   recurrent::initialize(m.fc, rng);
   auto grads = m.stack.zeroGradients();
   auto fcGrads = m.fc.zeroGradients();
@@ -297,8 +300,7 @@ int run(const Options& o) {
   recurrent::Adam<float> adam(params, recurrent::AdamOptions(o.lr));
   std::cout << o.layers << " x " << o.cell << " " << o.hidden << " -> linear " << vocab.size()
             << ": " << params.numel() << " parameters; " << o.epochs << " epochs of " << B
-            << " streams x chunks of " << T << " steps"
-            << regularizationText(o) << "\n";
+            << " streams x chunks of " << T << " steps" << regularizationText(o) << "\n";
 
   // ---- training: truncated BPTT over B parallel streams, the state carried chunk to chunk ----
   const std::vector<int> lengths(static_cast<std::size_t>(B), T);
@@ -376,25 +378,25 @@ int run(const Options& o) {
   std::printf("%.1f s\n", elapsed);
 
   if (!o.metrics.empty()) {
-    const nlohmann::ordered_json metrics = {{"text", o.text},
-                                            {"bytes", text.size()},
-                                            {"vocabulary", vocab.size()},
-                                            {"cell", o.cell},
-                                            {"layers", o.layers},
-                                            {"hidden", o.hidden},
-                                            {"dropout", o.dropout},
-                                            {"input_dropout", o.regularization.inputDropout()},
-                                            {"recurrent_dropout",
-                                             o.regularization.recurrentDropout()},
-                                            {"zoneout", o.regularization.zoneoutH()},
-                                            {"weight_drop", o.regularization.weightDrop()},
-                                            {"epochs", o.epochs},
-                                            {"best_epoch", bestEpoch},
-                                            {"validation_bpc", bestVal},
-                                            {"loaded_validation_bpc", loadedVal},
-                                            {"train_bpc_by_epoch", trainCurve},
-                                            {"validation_bpc_by_epoch", valCurve},
-                                            {"seconds", elapsed}};
+    const nlohmann::ordered_json metrics = {
+        {"text", o.text},
+        {"bytes", text.size()},
+        {"vocabulary", vocab.size()},
+        {"cell", o.cell},
+        {"layers", o.layers},
+        {"hidden", o.hidden},
+        {"dropout", o.dropout},
+        {"input_dropout", o.regularization.inputDropout()},
+        {"recurrent_dropout", o.regularization.recurrentDropout()},
+        {"zoneout", o.regularization.zoneoutH()},
+        {"weight_drop", o.regularization.weightDrop()},
+        {"epochs", o.epochs},
+        {"best_epoch", bestEpoch},
+        {"validation_bpc", bestVal},
+        {"loaded_validation_bpc", loadedVal},
+        {"train_bpc_by_epoch", trainCurve},
+        {"validation_bpc_by_epoch", valCurve},
+        {"seconds", elapsed}};
     std::ofstream(o.metrics) << metrics.dump(2) << "\n";
     std::cout << "wrote " << o.metrics << "\n";
   }

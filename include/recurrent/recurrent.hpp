@@ -1,16 +1,20 @@
-// recurrent — header-only recurrent cells (LSTM, GRU, RNN) on Eigen with exact BPTT.
+// recurrent — header-only recurrent cells (LSTM, GRU, RNN, layer-normalised LSTM and GRU) on
+// Eigen with exact BPTT.
 //
 // The umbrella header: includes every public part that needs nothing but Eigen. The tree shows
 // the layers of the library:
 //
-//   cells/    the cell contract (cell.hpp) and the cells that meet it: LSTM, GRU, RNN; their
-//             parameters, states, activations and the views a step works on
+//   cells/    the cell contract (cell.hpp) and the cells that meet it: LSTM, GRU, RNN and the
+//             layer-normalised LSTM and GRU; their parameters, states, activations and the views
+//             a step works on
 //   layers/   the drivers that run a cell over time: Sequence (a layer over a packed batch, with
-//             BPTT), Stack (layers and directions), Stream (one step at a time)
+//             BPTT), Stack (layers and directions), Stream (one step at a time); Regularization
+//             (dropout across time, zoneout, weight drop); precision.hpp: int8 / bf16 inference
 //   train/    Linear, losses, SGD and Adam, gradient clipping, initialisation, dropout, and the
 //             ParameterList the optimizers work on
-//   io/       StateDict (tensors by PyTorch's names); safetensors.hpp (weight files) is left out
-//             here because it needs nlohmann/json: include <recurrent/io/safetensors.hpp>
+//   io/       StateDict (tensors by PyTorch's names); safetensors.hpp (weight files) and onnx.hpp
+//             (ONNX models) are left out here because they need nlohmann/json and the ONNX
+//             protobuf classes: include <recurrent/io/safetensors.hpp>, <recurrent/io/onnx.hpp>
 //   detail/   kernels, threads and checks: nothing a user includes
 #pragma once
 

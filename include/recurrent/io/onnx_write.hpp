@@ -33,9 +33,17 @@
 namespace recurrent {
 namespace detail {
 
-/// Which ONNX operator a cell type is, and how to make one for a layer.
 template <typename Cell>
-struct OnnxCell;
+struct AlwaysFalse : std::false_type {};
+
+/// Which ONNX operator a cell type is, and how to make one for a layer. Only the cells of ONNX's
+/// LSTM, GRU and RNN operators have one.
+template <typename Cell>
+struct OnnxCell {
+  static_assert(AlwaysFalse<Cell>::value,
+                "recurrent: ONNX reads and writes LSTMCell, PeepholeLSTMCell, GRUCell, "
+                "ResetBeforeGRUCell and RNNCell only (ONNX has no layer-normalised cell)");
+};
 template <typename S, int I, int H, LSTMVariant V>
 struct OnnxCell<LSTMCell<S, I, H, V>> {
   static constexpr const char* kOp = "LSTM";

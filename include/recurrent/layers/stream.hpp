@@ -37,8 +37,11 @@ namespace recurrent {
 /// sizes (`LSTMCell<float, 1, 16>`) its loops are constants and unroll; with run-time sizes the
 /// same kernel reads its bounds from the layout, and the two give the same sums. Its results agree
 /// with Sequence's batched kernel to float rounding (the products sum in another order). Larger
-/// batches, and GRU-ResetBefore, use the batched kernel, which reads the weights once for all
-/// sequences.
+/// batches, GRU-ResetBefore, the layer-normalised cells and int8 / bf16 use the batched kernel,
+/// which reads the weights once for all sequences.
+///
+/// A Stream runs the cell alone: it has no regularisation, so a model trained with zoneout steps
+/// without zoneout's expectation here (Sequence::infer and Stack::infer apply it).
 template <typename Cell>
 class Stream {
   static_assert(CellContract<Cell>::value,
