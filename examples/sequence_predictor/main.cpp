@@ -8,6 +8,7 @@
 //                                                        the processes, data-parallel)
 //
 // The default series is Mackey–Glass with τ = 17 (series.hpp). `--help` lists every flag.
+#include "../common/flags.hpp"
 #include "plot.hpp"
 #include "series.hpp"
 
@@ -97,33 +98,8 @@ last value seen, N steps before).
 
 Options parse(int argc, char** argv) {
   Options o;
-  const auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw std::invalid_argument(std::string(argv[i]) + " needs a value");
-    return argv[++i];
-  };
-  const auto number = [&](int& i) {
-    const std::string flag = argv[i];
-    const std::string v = value(i);
-    std::size_t used = 0;
-    double d = 0;
-    try {
-      d = std::stod(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != v.size() || !std::isfinite(d)) {
-      throw std::invalid_argument(flag + " needs a number, got '" + v + "'");
-    }
-    return d;
-  };
-  const auto positive = [&](int& i) {
-    const std::string flag = argv[i];
-    const double d = number(i);
-    if (d < 1 || d != std::floor(d) || d > 1e8) {
-      throw std::invalid_argument(flag + " needs a whole number >= 1");
-    }
-    return static_cast<int>(d);
-  };
+  const auto value = [&](int& i) { return example::flagValue(argc, argv, i); };
+  const auto positive = [&](int& i) { return example::flagWhole(argc, argv, i); };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -139,7 +115,7 @@ Options parse(int argc, char** argv) {
     } else if (a == "--epochs") {
       o.epochs = positive(i);
     } else if (a == "--lr") {
-      o.lr = number(i);
+      o.lr = example::flagNumber(argc, argv, i, 1e-9, 10);
     } else if (a == "--batch") {
       o.batch = positive(i);
       o.batchSet = true;
@@ -147,7 +123,7 @@ Options parse(int argc, char** argv) {
       o.bptt = positive(i);
       o.bpttSet = true;
     } else if (a == "--clip") {
-      o.clip = number(i);
+      o.clip = example::flagNumber(argc, argv, i, 1e-9, 1e9);
     } else if (a == "--samples") {
       o.samples = positive(i);
     } else if (a == "--seed") {
