@@ -176,6 +176,9 @@ class Sequence {
   /// activations (G·H), h (R), c (H, LSTM only) and the cell's extra rows (H for GRU and for an
   /// LSTM's projection). Bytes: multiply by sizeof(Scalar); the schedule adds one Eigen::Index
   /// per step. infer() keeps no tape: its memory besides the output does not depend on T.
+  /// Regularisation (setRegularization) keeps its masks besides: zoneout's grow with T, R + H
+  /// scalars per sequence and step (H only with a cell state) in each of two layouts; the
+  /// dropout masks are per sequence, and weight drop keeps two W_hh-sized matrices.
   static Eigen::Index tapeScalarsPerStep(const Cell& cell) {
     return cell.inputSize() + Cell::kGates * cell.hiddenSize() + cell.outputSize() +
            (Cell::kHasCellState ? cell.hiddenSize() : 0) + cell.extraRows();
