@@ -225,8 +225,9 @@ double bitsPerCharacter(Model<Cell>& m, const example::Vocabulary& vocab, const 
     for (int b = 0; b < B; ++b) {
       const std::size_t k = begin + static_cast<std::size_t>(b) * static_cast<std::size_t>(T) +
                             static_cast<std::size_t>(t);
-      example::setOneHot(x, t * B + b, vocab.index(text[k]));
-      targets[static_cast<std::size_t>(t * B + b)] = vocab.index(text[k + 1]);
+      const int col = t * B + b;
+      example::setOneHot(x, col, vocab.index(text[k]));
+      targets[static_cast<std::size_t>(col)] = vocab.index(text[k + 1]);
     }
   }
   const std::vector<int> lengths(static_cast<std::size_t>(B), T);
@@ -325,8 +326,9 @@ int run(const Options& o) {
         for (int b = 0; b < B; ++b) {
           const std::size_t k = offset + static_cast<std::size_t>(b) * L +
                                 c * static_cast<std::size_t>(T) + static_cast<std::size_t>(t);
-          example::setOneHot(x, t * B + b, vocab.index(text[k]));
-          targets[static_cast<std::size_t>(t * B + b)] = vocab.index(text[k + 1]);
+          const int col = t * B + b;
+          example::setOneHot(x, col, vocab.index(text[k]));
+          targets[static_cast<std::size_t>(col)] = vocab.index(text[k + 1]);
         }
       }
       params.zeroGradients();

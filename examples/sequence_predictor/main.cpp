@@ -354,7 +354,8 @@ int run(const Options& o, const World& world) {
         for (int b = 0; b < B; ++b) {
           const int k = offset + mine[static_cast<std::size_t>(b)] * L + c * T + t;
           x.col(t * B + b) = inputs.col(k);
-          target(0, t * B + b) = z[static_cast<std::size_t>(k + h)];
+          const int ahead = k + h;
+          target(0, t * B + b) = z[static_cast<std::size_t>(ahead)];
         }
       }
       params.zeroGradients();
