@@ -4,6 +4,7 @@
 // driver: Stack (layers, directions), Stream, StateDict, ParameterList and SGD, initialize.
 #include "catch.hpp"
 #include "support.hpp"
+#include "torch_errors.hpp"
 
 #include <recurrent/recurrent.hpp>
 
@@ -87,16 +88,7 @@ void compareWithTorch(const std::string& fixtureName) {
   recurrent::Sequence<Cell> inference(cell);
   inference.infer(x, lengths, h0);
   errors.emplace_back("infer output", errorAgainst(inference.output(), f.columns("y")));
-  double worst = 0;
-  for (const auto& [name, err] : errors) {
-    INFO(fixtureName << " (" << (std::is_same<S, float>::value ? "float" : "double") << ") " << name
-                     << ": " << err);
-    CHECK(err <= torchTolerance<S>());
-    worst = std::max(worst, err);
-  }
-  std::cout << "torch " << fixtureName << " "
-            << (std::is_same<S, float>::value ? "float" : "double") << ": worst difference "
-            << worst << "\n";
+  checkTorchErrors<S>(fixtureName, errors);
 }
 
 /// Every parameter, x and the initial state against central differences, double, unequal

@@ -4,6 +4,7 @@
 // central differences option by option, and zoneout's inference against its expectation.
 #include "catch.hpp"
 #include "support.hpp"
+#include "torch_errors.hpp"
 
 #include <recurrent/recurrent.hpp>
 
@@ -67,16 +68,7 @@ void compareRegularised(const std::string& fixtureName) {
                         errorAgainst(seq.initialStateGradient().c, f.columns("grad_c0")));
   }
   CHECK(errors.size() >= 8);
-  double worst = 0;
-  for (const auto& [name, err] : errors) {
-    INFO(fixtureName << " (" << (std::is_same<S, float>::value ? "float" : "double") << ") " << name
-                     << ": " << err);
-    CHECK(err <= torchTolerance<S>());
-    worst = std::max(worst, err);
-  }
-  std::cout << "torch regularised " << fixtureName << " "
-            << (std::is_same<S, float>::value ? "float" : "double") << ": worst difference "
-            << worst << "\n";
+  checkTorchErrors<S>(std::string("regularised ") + fixtureName, errors);
 }
 
 /// One option's masks, drawn by a forward with `options`, then fixed: BPTT against central

@@ -4,6 +4,7 @@
 // compared within 1e-5 and double runs within 1e-10, each relative to max(1, |reference|).
 #include "catch.hpp"
 #include "support.hpp"
+#include "torch_errors.hpp"
 
 #include <recurrent/recurrent.hpp>
 
@@ -80,16 +81,7 @@ void compareWithTorch(const std::string& fixtureName) {
   inference.infer(x, lengths, h0);
   errors.emplace_back("infer output", errorAgainst(inference.output(), f.columns("y")));
 
-  double worst = 0;
-  for (const auto& [name, err] : errors) {
-    INFO(fixtureName << " (" << (std::is_same<S, float>::value ? "float" : "double") << ") " << name
-                     << ": " << err);
-    CHECK(err <= torchTolerance<S>());
-    worst = std::max(worst, err);
-  }
-  std::cout << "torch " << fixtureName << " "
-            << (std::is_same<S, float>::value ? "float" : "double") << ": worst difference "
-            << worst << "\n";
+  checkTorchErrors<S>(fixtureName, errors);
 }
 
 }  // namespace
