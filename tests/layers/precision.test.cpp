@@ -18,9 +18,17 @@ using recurrent::Precision;
 using test::Index;
 using MatrixF = Eigen::MatrixXf;
 
-// The S3 benchmark shape (T = 100, B = 64, I = H = 256). Unoptimised builds (the sanitizer
-// build) run a smaller batch: the quantization error is set by the sizes I and H, which stay.
-#if defined(__OPTIMIZE__)
+// The S3 benchmark shape (T = 100, B = 64, I = H = 256). Unoptimised and sanitized builds run a
+// smaller batch: the quantization error is set by the sizes I and H, which stay.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+#define RECURRENT_TEST_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define RECURRENT_TEST_SANITIZED 1
+#endif
+#if defined(__OPTIMIZE__) && !defined(RECURRENT_TEST_SANITIZED)
 constexpr Index kBatch = 64;
 #else
 constexpr Index kBatch = 4;
