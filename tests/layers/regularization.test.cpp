@@ -179,6 +179,44 @@ TEST_CASE("zoneout in inference is its expectation h = z h_prev + (1 − z) h~",
   }
 }
 
+// A Stream given the training options steps as Sequence::infer runs: zoneout's expectation after
+// every step, in the fused kernel (a batch of one) and the batched one.
+template <typename Cell>
+void streamZoneout(Index B) {
+  std::mt19937 rng(37);
+  Cell cell(3, 4);
+  randomize(cell, rng);
+  const Index T = 5;
+  const Mat<double> x = uniform<double>(3, T * B, rng);
+  const Regularization options = Regularization().zoneout(0.3, 0.2).recurrentDropout(0.4);
+  Sequence<Cell> sequence(cell);
+  sequence.setRegularization(options);
+  sequence.infer(x, std::vector<int>(static_cast<std::size_t>(B), static_cast<int>(T)));
+  recurrent::Stream<Cell> stream(cell, B);
+  stream.setRegularization(options);
+  for (Index t = 0; t < T; ++t) {
+    const Mat<double> h = stream.step(x.middleCols(t * B, B));
+    CHECK(relativeError(h, sequence.output().middleCols(t * B, B)) <= 1e-13);
+  }
+  if constexpr (Cell::kHasCellState) {
+    CHECK(relativeError(stream.finalState().c, sequence.finalState().c) <= 1e-13);
+  }
+  // Without the options, the Stream runs the cell alone: another result.
+  recurrent::Stream<Cell> plain(cell, B);
+  Mat<double> h;
+  for (Index t = 0; t < T; ++t) h = plain.step(x.middleCols(t * B, B));
+  CHECK(relativeError(h, sequence.finalState().h) > 1e-3);
+}
+
+TEST_CASE("a Stream given the regularisation steps with zoneout's expectation, as infer runs",
+          "[regularization][zoneout][stream]") {
+  streamZoneout<recurrent::LSTMCell<double>>(1);
+  streamZoneout<recurrent::LSTMCell<double>>(3);
+  streamZoneout<recurrent::GRUCell<double>>(1);
+  streamZoneout<recurrent::GRUCell<double>>(2);
+  streamZoneout<recurrent::LayerNormLSTMCell<double>>(1);
+}
+
 TEST_CASE("regularisation: seeded masks, 0 or 1/(1 − p), off in infer, checked arguments",
           "[regularization]") {
   using Cell = recurrent::LSTMCell<double>;

@@ -8,6 +8,7 @@
 #include <recurrent/detail/packed_weights.hpp>
 #include <recurrent/detail/reduced_kernel.hpp>
 #include <recurrent/detail/team.hpp>
+#include <recurrent/layers/regularization.hpp>
 #include <recurrent/precision.hpp>
 
 #include <Eigen/Core>
@@ -40,8 +41,9 @@ namespace recurrent {
 /// batches, GRU-ResetBefore, the layer-normalised cells and int8 / bf16 use the batched kernel,
 /// which reads the weights once for all sequences.
 ///
-/// A Stream runs the cell alone: it has no regularisation, so a model trained with zoneout steps
-/// without zoneout's expectation here (Sequence::infer and Stack::infer apply it).
+/// A model trained with regularisation (Sequence::setRegularization) steps here as
+/// Sequence::infer runs it once given the same options (setRegularization): dropout and weight
+/// drop are off, zoneout takes its expectation.
 template <typename Cell>
 class Stream {
   static_assert(CellContract<Cell>::value,
@@ -82,6 +84,14 @@ class Stream {
   }
   /// The precision given to setPrecision() (Precision::Full by default).
   Precision precision() const { return m_precision; }
+
+  /// The regularisation the cell was trained with, as given to Sequence::setRegularization. A
+  /// Stream infers: dropout and weight drop are off, and zoneout takes its expectation after
+  /// every step, h_t = z_h h_{t−1} + (1 − z_h) h̃_t and c_t = z_c c_{t−1} + (1 − z_c) c̃_t, as
+  /// Sequence::infer does. Default: none.
+  void setRegularization(const Regularization& options) { m_regularization = options; }
+  /// The regularisation given to setRegularization() (default: none).
+  const Regularization& regularization() const { return m_regularization; }
 
   /// The next step starts from `initial` (R × B, and c H × B; default-constructed: zero).
   void reset(const State& initial = State()) {
@@ -127,6 +137,16 @@ class Stream {
            m_precision == Precision::Full;
   }
 
+  /// Zoneout's expectation on the step just made (prev → next), where a rate is set.
+  void expectZoneout(const State& prev, State& next) const {
+    const auto zh = static_cast<Scalar>(m_regularization.zoneoutH());
+    if (zh > 0) next.h = zh * prev.h + (Scalar(1) - zh) * next.h;
+    if constexpr (Cell::kHasCellState) {
+      const auto zc = static_cast<Scalar>(m_regularization.zoneoutC());
+      if (zc > 0) next.c = zc * prev.c + (Scalar(1) - zc) * next.c;
+    }
+  }
+
   static Scalar* cellData(State& s) {
     if constexpr (Cell::kHasCellState) {
       return s.c.data();
@@ -150,6 +170,7 @@ class Stream {
   Eigen::Index m_inputSize = 0, m_hiddenSize = 0, m_outputSize = 0;  ///< as packed
   bool m_packed = false;                    ///< whether the last refresh() completed
   Precision m_precision = Precision::Full;  ///< of the products (setPrecision)
+  Regularization m_regularization;          ///< its zoneout rates (setRegularization)
   detail::PackedWeights<Scalar> m_weights;  ///< for the batched kernel
   detail::GemmBuffer<Scalar> m_buffer;
   Vector m_bias;
@@ -196,6 +217,7 @@ const typename Stream<Cell>::Matrix& Stream<Cell>::step(const Eigen::Ref<const M
       State& prev = m_state[m_current];
       State& next = m_state[1 - m_current];
       m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(), cellData(next));
+      expectZoneout(prev, next);
       m_current = 1 - m_current;
       return next.h;
     }
@@ -221,6 +243,7 @@ const typename Stream<Cell>::Matrix& Stream<Cell>::step(const Eigen::Ref<const M
   ForwardStep<Scalar> s{m_gates,         prev.h,  cellState(prev), next.h,
                         cellState(next), m_extra, m_scratch};
   m_cell->forwardStep(ctx, s);
+  expectZoneout(prev, next);
   m_current = 1 - m_current;
   return next.h;
 }
