@@ -309,7 +309,7 @@ float maxAbsDiff(const memory& a, const memory& b) {
   return worst;
 }
 
-/// A reorder of `from` into a new memory of `to` (with `attr`), as a primitive to run later.
+/// A reorder of `from` into `to` (with `attr`) and its arguments, to be run later.
 struct Conversion {
   dnnl::primitive primitive;
   Args args;
