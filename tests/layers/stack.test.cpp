@@ -475,6 +475,13 @@ TEMPLATE_TEST_CASE("a reverse stack is a forward stack on every sequence reverse
     ++k;
   });
   CHECK(k == expected.size());
+  // From dL/d(final states) alone.
+  auto gf2 = forward.zeroGradients(), gr2 = reverse.zeroGradients();
+  forward.backward(dFinal, gf2);
+  reverse.backward(dFinal, gr2);
+  CHECK(maxDiff(reverse.inputGradient(), reversedInTime(forward.inputGradient(), lengths)) <= tol);
+  sameStates(reverse.initialStateGradient(), forward.initialStateGradient());
+  CHECK(maxDiff(gr2(0).weight_ih, gf2(0).weight_ih) <= tol);
   // Not the forward stack on x itself.
   CHECK(maxDiff(forward.infer(x, lengths, h0), reverse.output()) > 1e-3);
 
