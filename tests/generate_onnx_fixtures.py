@@ -21,6 +21,15 @@ Into tests/data/:
                      a bidirectional GRU graph written with onnx.helper: layout 1 (batch first),
                      linear_before_reset 0, sequence_lens, an all-zero initial_h initializer; the
                      reference is computed the same way.
+  onnx_lstm_reverse.onnx / .txt
+                     two LSTM nodes with direction "reverse" written with onnx.helper (PyTorch
+                     has no reverse-only module), joined by Squeeze, with B and sequence_lens;
+                     unequal, unsorted lengths. The reference is the operator's equations here in
+                     float64, each sequence read from its own last step n-1 down to 0.
+  onnx_gru_reverse.onnx / .txt
+                     one GRU node with direction "reverse", layout 1 (batch first: Y is
+                     (B, T, 1, H), squeezed at axis 2), linear_before_reset 0, sequence_lens; the
+                     reference is computed the same way.
 
 The text format is tests/generate_fixtures.py's: "name d0 d1 ..." then the values in row-major
 order, 17 significant digits. x and y are always time-major here (T, B, ...), whatever the layout
@@ -91,8 +100,9 @@ def sigmoid(v):
     return 1.0 / (1.0 + np.exp(-v))
 
 
-def onnx_lstm(x, lengths, W, R, B, P):
-    """ONNX LSTM, one forward direction, gates i, o, f, c; zero in padding."""
+def onnx_lstm(x, lengths, W, R, B, P, reverse=False):
+    """ONNX LSTM, one direction, gates i, o, f, c; zero in padding. The reverse direction reads
+    each sequence from its own last step; y[t] is its state after reading steps n-1 ... t."""
     T, N, _ = x.shape
     H = R.shape[-1]
     y = np.zeros((T, N, H))
@@ -100,7 +110,8 @@ def onnx_lstm(x, lengths, W, R, B, P):
     for b in range(N):
         h = np.zeros(H)
         c = np.zeros(H)
-        for t in range(lengths[b]):
+        steps = range(lengths[b])
+        for t in (reversed(steps) if reverse else steps):
             a = W @ x[t, b] + R @ h + Wb + Rb
             i = sigmoid(a[0:H] + P[0:H] * c)
             f = sigmoid(a[2 * H:3 * H] + P[2 * H:3 * H] * c)
@@ -200,6 +211,75 @@ def gru_layout1():
     write(os.path.join(DATA, "onnx_gru_layout1.txt"), [("lengths", lengths), ("x", x), ("y", y)])
 
 
+def lstm_reverse():
+    rng = np.random.default_rng(13)
+    I, H, T, lengths = 3, 4, 6, [4, 6, 1, 3]
+    N = len(lengths)
+    x = f32(rng.standard_normal((T, N, I)))
+    for b, n in enumerate(lengths):
+        x[n:, b] = 0
+    nodes, initializers = [], [numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1")]
+    weights = []
+    for layer, inputs in enumerate([I, H]):
+        W = f32(rng.uniform(-0.6, 0.6, (1, 4 * H, inputs)))
+        R = f32(rng.uniform(-0.6, 0.6, (1, 4 * H, H)))
+        B = f32(rng.uniform(-0.6, 0.6, (1, 8 * H)))
+        weights.append((W, R, B))
+        s = str(layer)
+        initializers += [numpy_helper.from_array(W, "W" + s), numpy_helper.from_array(R, "R" + s),
+                         numpy_helper.from_array(B, "B" + s)]
+        nodes.append(helper.make_node("LSTM", ["x" if layer == 0 else "x1", "W" + s, "R" + s,
+                                               "B" + s, "seq"], ["Y" + s], name="lstm_" + s,
+                                      hidden_size=H, direction="reverse"))
+        nodes.append(helper.make_node("Squeeze", ["Y" + s, "axis1"],
+                                      ["x1" if layer == 0 else "y"], name="squeeze_" + s))
+    graph = helper.make_graph(
+        nodes, "lstm_reverse",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", I]),
+         helper.make_tensor_value_info("seq", TensorProto.INT32, ["B"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", "B", H])], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(DATA, "onnx_lstm_reverse.onnx"))
+    y = x.astype(np.float64)
+    for W, R, B in weights:
+        y = onnx_lstm(y, lengths, W[0].astype(np.float64), R[0].astype(np.float64),
+                      B[0].astype(np.float64), np.zeros(3 * H), reverse=True)
+    write(os.path.join(DATA, "onnx_lstm_reverse.txt"), [("lengths", lengths), ("x", x), ("y", y)])
+
+
+def gru_reverse():
+    rng = np.random.default_rng(17)
+    I, H, T, lengths = 2, 3, 5, [3, 5, 2]
+    N = len(lengths)
+    W = f32(rng.uniform(-0.6, 0.6, (1, 3 * H, I)))
+    R = f32(rng.uniform(-0.6, 0.6, (1, 3 * H, H)))
+    B = f32(rng.uniform(-0.6, 0.6, (1, 6 * H)))
+    x = f32(rng.standard_normal((T, N, I)))
+    for b, n in enumerate(lengths):
+        x[n:, b] = 0
+    node = helper.make_node("GRU", ["x", "W", "R", "B", "seq"], ["Y"], name="gru_reverse",
+                            hidden_size=H, direction="reverse", linear_before_reset=0, layout=1)
+    # Y is (B, T, 1, H) with layout 1: to (B, T, H).
+    squeeze = helper.make_node("Squeeze", ["Y", "axis2"], ["y"], name="squeeze")
+    graph = helper.make_graph(
+        [node, squeeze], "gru_reverse",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", I]),
+         helper.make_tensor_value_info("seq", TensorProto.INT32, ["B"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", H])],
+        [numpy_helper.from_array(W, "W"), numpy_helper.from_array(R, "R"),
+         numpy_helper.from_array(B, "B"),
+         numpy_helper.from_array(np.array([2], dtype=np.int64), "axis2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(DATA, "onnx_gru_reverse.onnx"))
+    y = onnx_gru_before(x.astype(np.float64), lengths, W[0].astype(np.float64),
+                        R[0].astype(np.float64), B[0].astype(np.float64), True)
+    write(os.path.join(DATA, "onnx_gru_reverse.txt"), [("lengths", lengths), ("x", x), ("y", y)])
+
+
 def main():
     export("lstm", torch.nn.LSTM(3, 4), [4, 4, 4], 4, seed=1)
     export("gru", torch.nn.GRU(3, 4), [4, 4, 4], 4, seed=2)
@@ -213,6 +293,8 @@ def main():
            linear=torch.nn.Linear(4, 2), seed=8)
     peephole()
     gru_layout1()
+    lstm_reverse()
+    gru_reverse()
 
 
 if __name__ == "__main__":

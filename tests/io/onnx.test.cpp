@@ -1,6 +1,7 @@
-// ONNX models: graphs exported by torch.onnx.export and graphs written by hand
-// (tests/generate_onnx_fixtures.py) load and reproduce the reference outputs; every refused
-// attribute and every kind of bad file is an OnnxError with its message; a Stack saved with
+// ONNX models: graphs exported by torch.onnx.export and graphs written by hand (peepholes, layout
+// 1, direction "reverse"; tests/generate_onnx_fixtures.py) load and reproduce the reference
+// outputs; every refused attribute and every kind of bad file is an OnnxError with its message,
+// and so is a chain of nodes of different directions; a Stack (a reverse one too) saved with
 // saveOnnx passes the ONNX checker, loads back unchanged, and gives our outputs in ONNX Runtime
 // (tests/io/run_onnx.js, where node and onnxruntime-node are installed).
 #include "catch.hpp"
@@ -162,6 +163,27 @@ TEST_CASE("ONNX: hand-written graphs: peepholes, layout 1, linear_before_reset 0
   }
 }
 
+TEST_CASE("ONNX: reverse nodes (hand-written) load into a reverse Stack", "[onnx]") {
+  SECTION("two reverse LSTM layers, unequal unsorted lengths") {
+    const auto info = recurrent::inspectOnnx(dataPath("onnx_lstm_reverse.onnx"));
+    CHECK(info.reverse);
+    CHECK_FALSE(info.bidirectional);
+    CHECK(info.numLayers() == 2);
+    auto m = recurrent::loadOnnx<recurrent::LSTMCell<float>>(dataPath("onnx_lstm_reverse.onnx"));
+    CHECK(m.stack.reverse());
+    CHECK(m.stack.numDirections() == 1);
+    CHECK(fixtureError(m, "onnx_lstm_reverse") < 1e-5);
+  }
+  SECTION("a reverse batch-first GRU with linear_before_reset 0") {
+    auto m = recurrent::loadOnnx<recurrent::ResetBeforeGRUCell<float>>(
+        dataPath("onnx_gru_reverse.onnx"));
+    CHECK(m.info.reverse);
+    CHECK(m.info.batchFirst);
+    CHECK(m.stack.reverse());
+    CHECK(fixtureError(m, "onnx_gru_reverse") < 1e-5);
+  }
+}
+
 TEST_CASE("ONNX: what cannot be represented is refused, naming node, attribute and value",
           "[onnx]") {
   using LSTM = recurrent::LSTMCell<float>;
@@ -195,11 +217,22 @@ TEST_CASE("ONNX: what cannot be represented is refused, naming node, attribute a
     requireRefused<LSTM>(
         m, "node 'lstm0' (LSTM): attribute activation_alpha = [0.500000] is not supported");
   }
-  SECTION("direction reverse") {
+  SECTION("a chain of forward and reverse nodes") {
+    onnx::ModelProto mixed = readModel("onnx_lstm_reverse.onnx");
+    for (onnx::NodeProto& n : *mixed.mutable_graph()->mutable_node()) {
+      for (onnx::AttributeProto& a : *n.mutable_attribute()) {
+        if (n.name() == "lstm_1" && a.name() == "direction") a.set_s("forward");
+      }
+    }
+    requireRefused<LSTM>(mixed,
+                         "node 'lstm_1' (LSTM): attribute direction = forward, node 'lstm_0' "
+                         "(LSTM) has reverse: one stack reads every layer in one direction");
+  }
+  SECTION("a direction ONNX does not define") {
     onnx::AttributeProto* a = addAttribute(node, "direction");
     a->set_type(onnx::AttributeProto::STRING);
-    a->set_s("reverse");
-    requireRefused<LSTM>(m, "node 'lstm0' (LSTM): attribute direction = reverse is not supported");
+    a->set_s("backward");
+    requireRefused<LSTM>(m, "node 'lstm0' (LSTM): attribute direction = backward is not supported");
   }
   SECTION("layout other than 0 and 1") {
     onnx::AttributeProto* a = addAttribute(node, "layout");
@@ -293,12 +326,10 @@ constexpr Index kT = 5;
 
 /// A stack of `Cell`s (I = 3, H = 4) with random weights.
 template <typename Cell, typename... Args>
-recurrent::Stack<Cell> randomStack(Index layers, bool bidirectional, std::mt19937& rng,
+recurrent::Stack<Cell> randomStack(const recurrent::StackOptions& options, std::mt19937& rng,
                                    Args... args) {
-  recurrent::Stack<Cell> stack(
-      3, recurrent::StackOptions().numLayers(layers).bidirectional(bidirectional),
-      [&](Index in) { return Cell(in, 4, args...); });
-  for (Index l = 0; l < layers; ++l) {
+  recurrent::Stack<Cell> stack(3, options, [&](Index in) { return Cell(in, 4, args...); });
+  for (Index l = 0; l < stack.numLayers(); ++l) {
     for (Index d = 0; d < stack.numDirections(); ++d) randomize(stack.cell(l, d), rng);
   }
   return stack;
@@ -372,6 +403,8 @@ void roundTrip(recurrent::Stack<Cell>& stack, const recurrent::Linear<float>* li
   auto loaded = recurrent::loadOnnx<Cell>(path);
   CHECK(loaded.info.sequenceLens == "sequence_lens");
   REQUIRE(loaded.stack.numLayers() == stack.numLayers());
+  CHECK(loaded.stack.bidirectional() == stack.bidirectional());
+  CHECK(loaded.stack.reverse() == stack.reverse());
   for (Index l = 0; l < stack.numLayers(); ++l) {
     for (Index d = 0; d < stack.numDirections(); ++d) {
       stack.cell(l, d).parameters().forEach([&](const char* tensor, const auto& ours) {
@@ -400,20 +433,32 @@ void roundTrip(recurrent::Stack<Cell>& stack, const recurrent::Linear<float>* li
 
 template <typename Check>
 void forEachSavedStack(Check&& check) {
+  using recurrent::StackOptions;
   std::mt19937 rng(13);
-  auto lstm = randomStack<recurrent::LSTMCell<float>>(2, true, rng);
+  auto lstm =
+      randomStack<recurrent::LSTMCell<float>>(StackOptions().numLayers(2).bidirectional(), rng);
   recurrent::Linear<float> linear(lstm.outputSize(), 2);
   linear.parameters().weight = uniform<float>(2, lstm.outputSize(), rng);
   linear.parameters().bias = uniform<float>(2, 1, rng);
   check(lstm, &linear, "lstm_bi_linear", rng);
-  auto peephole = randomStack<recurrent::PeepholeLSTMCell<float>>(1, false, rng);
+  auto peephole = randomStack<recurrent::PeepholeLSTMCell<float>>(StackOptions(), rng);
   check(peephole, nullptr, "peephole", rng);
-  auto gru = randomStack<recurrent::GRUCell<float>>(2, false, rng);
+  auto gru = randomStack<recurrent::GRUCell<float>>(StackOptions().numLayers(2), rng);
   check(gru, nullptr, "gru", rng);
-  auto before = randomStack<recurrent::ResetBeforeGRUCell<float>>(1, true, rng);
+  auto before =
+      randomStack<recurrent::ResetBeforeGRUCell<float>>(StackOptions().bidirectional(), rng);
   check(before, nullptr, "gru_reset_before", rng);
-  auto rnn = randomStack<recurrent::RNNCell<float>>(1, true, rng, recurrent::Nonlinearity::Relu);
+  auto rnn = randomStack<recurrent::RNNCell<float>>(StackOptions().bidirectional(), rng,
+                                                    recurrent::Nonlinearity::Relu);
   check(rnn, nullptr, "rnn_relu", rng);
+  auto lstmReverse =
+      randomStack<recurrent::LSTMCell<float>>(StackOptions().numLayers(2).reverse(), rng);
+  recurrent::Linear<float> linearReverse(lstmReverse.outputSize(), 2);
+  linearReverse.parameters().weight = uniform<float>(2, lstmReverse.outputSize(), rng);
+  linearReverse.parameters().bias = uniform<float>(2, 1, rng);
+  check(lstmReverse, &linearReverse, "lstm_reverse_linear", rng);
+  auto gruReverse = randomStack<recurrent::GRUCell<float>>(StackOptions().reverse(), rng);
+  check(gruReverse, nullptr, "gru_reverse", rng);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Stack<Cell>: stacked and bidirectional layers against PyTorch (outputs and every gradient),
 // BPTT against central differences for every option, dropout in training and inference, the
-// reverse direction's start at each sequence's own last step, and every argument error.
+// reverse direction's start at each sequence's own last step, a reverse stack against a forward
+// one on the sequences reversed, and every argument error.
 #include "catch.hpp"
 #include "support.hpp"
 
@@ -255,8 +256,8 @@ void stackGradientCheck(const StackOptions& options, std::vector<int> lengths, I
             << (options.bidirectional()
                     ? (options.merge() == Merge::Sum ? ", bidirectional sum" : ", bidirectional")
                     : "")
-            << (options.dropout() > 0 ? ", dropout" : "") << "): worst relative error so far "
-            << g_worstGradError << "\n";
+            << (options.reverse() ? ", reverse" : "") << (options.dropout() > 0 ? ", dropout" : "")
+            << "): worst relative error so far " << g_worstGradError << "\n";
 }
 
 }  // namespace
@@ -277,6 +278,9 @@ TEMPLATE_TEST_CASE("stack BPTT matches central differences for every option",
   }
   SECTION("dropout between layers") {
     stackGradientCheck<TestType>(StackOptions().numLayers(3).dropout(0.4), lengths, 6, 6);
+  }
+  SECTION("reverse, with dropout") {
+    stackGradientCheck<TestType>(StackOptions().numLayers(2).reverse().dropout(0.3), lengths, 6, 7);
   }
   SECTION("bidirectional with dropout, equal lengths") {
     stackGradientCheck<TestType>(StackOptions().numLayers(2).bidirectional().dropout(0.3), {5, 5},
@@ -398,6 +402,123 @@ TEMPLATE_TEST_CASE("nothing in the padding has any effect, and a sequence does n
   stack.backward(dy1, grads3);
   CHECK(maxDiff(stack.output(), sequenceOf(y, 1, B, n)) <= 1e-13);
   CHECK(maxDiff(stack.inputGradient(), sequenceOf(dx, 1, B, n)) <= 1e-13);
+}
+
+// ---- a reverse stack ---------------------------------------------------------------------------
+
+namespace {
+
+/// Every sequence of a time-major batch reversed within its own length (zero in padding).
+template <typename S>
+Mat<S> reversedInTime(const Mat<S>& m, const std::vector<int>& lengths) {
+  Mat<S> out(m.rows(), m.cols());
+  recurrent::detail::reverseInTime<S>(m, lengths, out, false);
+  return out;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("a reverse stack is a forward stack on every sequence reversed in time",
+                   "[stack][reverse]", LSTM<double>, GRU<double>) {
+  using Cell = typename TestType::Cell;
+  using S = typename Cell::Scalar;
+  const std::vector<int> lengths = {3, 6, 1, 4};  // unequal, unsorted
+  const Index T = 6, B = 4, I = 3, H = 4;
+  std::mt19937 rng(29);
+  const auto make = [](Index in) { return TestType::make(in, H); };
+  Stack<Cell> reverse(I, StackOptions().numLayers(2).reverse(), make);
+  Stack<Cell> forward(I, StackOptions().numLayers(2), make);
+  randomize(reverse, rng);
+  for (Index l = 0; l < 2; ++l) forward.cell(l) = reverse.cell(l);
+  CHECK(reverse.reverse());
+  CHECK(reverse.numDirections() == 1);
+  CHECK(reverse.outputSize() == H);
+  const Mat<S> x = uniform<S>(I, T * B, rng), dy = uniform<S>(H, T * B, rng);
+  std::vector<typename Cell::State> h0, dFinal;
+  for (Index l = 0; l < 2; ++l) {
+    h0.push_back(randomState(reverse.cell(l), B, rng));
+    dFinal.push_back(randomState(reverse.cell(l), B, rng));
+  }
+  const double tol = 1e-12;
+  const auto sameStates = [&](const std::vector<typename Cell::State>& a,
+                              const std::vector<typename Cell::State>& b) {
+    REQUIRE(a.size() == b.size());
+    for (std::size_t k = 0; k < a.size(); ++k) {
+      INFO("state " << k);
+      CHECK(maxDiff(a[k].h, b[k].h) <= tol);
+      if constexpr (Cell::kHasCellState) CHECK(maxDiff(a[k].c, b[k].c) <= tol);
+    }
+  };
+
+  // Training forward and backward: outputs, final states (after reading step 0) and every
+  // gradient are those of the forward stack on x reversed, put back in time order.
+  const Mat<S> xr = reversedInTime(x, lengths);
+  forward.forward(xr, lengths, h0);
+  auto gf = forward.zeroGradients();
+  forward.backward(reversedInTime(dy, lengths), dFinal, gf);
+  reverse.forward(x, lengths, h0);
+  auto gr = reverse.zeroGradients();
+  reverse.backward(dy, dFinal, gr);
+  CHECK(maxDiff(reverse.output(), reversedInTime(forward.output(), lengths)) <= tol);
+  CHECK(maxDiff(reverse.inputGradient(), reversedInTime(forward.inputGradient(), lengths)) <= tol);
+  sameStates(reverse.finalState(), forward.finalState());
+  sameStates(reverse.initialStateGradient(), forward.initialStateGradient());
+  std::vector<std::pair<std::string, Mat<S>>> expected;
+  gf.forEach([&](const char* name, const auto& g) { expected.emplace_back(name, g); });
+  std::size_t k = 0;
+  gr.forEach([&](const char* name, const auto& g) {
+    REQUIRE(k < expected.size());
+    INFO(name);
+    CHECK(std::string(name) == expected[k].first + "_reverse");
+    CHECK(maxDiff(g, expected[k].second) <= tol);
+    CHECK(g.cwiseAbs().maxCoeff() > 1e-3);
+    ++k;
+  });
+  CHECK(k == expected.size());
+  // From dL/d(final states) alone.
+  auto gf2 = forward.zeroGradients(), gr2 = reverse.zeroGradients();
+  forward.backward(dFinal, gf2);
+  reverse.backward(dFinal, gr2);
+  CHECK(maxDiff(reverse.inputGradient(), reversedInTime(forward.inputGradient(), lengths)) <= tol);
+  sameStates(reverse.initialStateGradient(), forward.initialStateGradient());
+  CHECK(maxDiff(gr2(0).weight_ih, gf2(0).weight_ih) <= tol);
+  // Not the forward stack on x itself.
+  CHECK(maxDiff(forward.infer(x, lengths, h0), reverse.output()) > 1e-3);
+
+  // Inference, regularisation (its masks in each Sequence's own order) and reduced precision.
+  CHECK(maxDiff(reverse.infer(x, lengths, h0),
+                reversedInTime(forward.infer(xr, lengths, h0), lengths)) <= tol);
+  for (Stack<Cell>* s : {&reverse, &forward}) {
+    s->setRegularization(recurrent::Regularization().recurrentDropout(0.3).zoneout(0.2));
+    s->seed(5);
+  }
+  CHECK(maxDiff(reverse.forward(x, lengths),
+                reversedInTime(forward.forward(xr, lengths), lengths)) <= tol);
+  CHECK((reverse.masks(1).recurrent.array() == 0).any());
+  const Mat<S> full = reverse.infer(x, lengths);
+  for (Stack<Cell>* s : {&reverse, &forward}) s->setPrecision(recurrent::Precision::BF16);
+  const Mat<S> bf16 = reverse.infer(x, lengths);
+  CHECK(maxDiff(bf16, reversedInTime(forward.infer(xr, lengths), lengths)) <= tol);
+  CHECK(maxDiff(bf16, full) > 1e-6);
+
+  // One layer of a reverse stack is the reverse half of a bidirectional layer with its cell.
+  Stack<Cell> both(I, StackOptions().bidirectional(), make);
+  Stack<Cell> one(I, StackOptions().reverse(), make);
+  randomize(both, rng);
+  one.cell(0) = both.cell(0, 1);
+  Mat<S> dyBoth = Mat<S>::Zero(2 * H, T * B);
+  dyBoth.bottomRows(H) = dy;
+  both.forward(x, lengths);
+  auto gb = both.zeroGradients();
+  both.backward(dyBoth, gb);
+  one.forward(x, lengths);
+  auto go = one.zeroGradients();
+  one.backward(dy, go);
+  CHECK(maxDiff(one.output(), Mat<S>(both.output().bottomRows(H))) <= tol);
+  CHECK(maxDiff(one.finalState()[0].h, both.finalState()[1].h) <= tol);
+  CHECK(maxDiff(one.inputGradient(), both.inputGradient()) <= tol);  // the forward half's is 0
+  CHECK(maxDiff(go(0).weight_hh, gb(0, 1).weight_hh) <= tol);
+  CHECK(maxDiff(go(0).bias_ih, gb(0, 1).bias_ih) <= tol);
 }
 
 // ---- dropout
@@ -595,6 +716,20 @@ TEST_CASE("a stack's tensors carry PyTorch's names", "[stack][state_dict]") {
   CHECK(params[13].value.data() == stack.cell(1, 1).parameters().weight_hh.data());
   CHECK(params[13].gradient.data() == grads(1, 1).weight_hh.data());
   CHECK(params.numel() == 2 * (16 * 3 + 16 * 4 + 32) + 2 * (16 * 8 + 16 * 4 + 32));
+  // A reverse stack's tensors carry the suffix of PyTorch's reverse directions.
+  Stack<recurrent::GRUCell<float>> reverse(3, 4, StackOptions().numLayers(2).reverse());
+  std::vector<std::string> reverseNames;
+  reverse.parameters().forEach(
+      [&](const char* name, const auto&) { reverseNames.push_back(name); });
+  CHECK(reverseNames == std::vector<std::string>{"weight_ih_l0_reverse", "weight_hh_l0_reverse",
+                                                 "bias_ih_l0_reverse", "bias_hh_l0_reverse",
+                                                 "weight_ih_l1_reverse", "weight_hh_l1_reverse",
+                                                 "bias_ih_l1_reverse", "bias_hh_l1_reverse"});
+  auto reverseGrads = reverse.zeroGradients();
+  recurrent::ParameterList<float> reverseParams;
+  reverseParams.add(reverse.parameters(), reverseGrads, "rnn.");
+  CHECK(reverseParams[4].name == "rnn.weight_ih_l1_reverse");
+  CHECK(reverseParams[4].gradient.data() == reverseGrads(1).weight_ih.data());
   // Mismatched gradients are refused.
   auto other = Stack<recurrent::LSTMCell<float>>(3, 4, StackOptions().numLayers(1)).zeroGradients();
   recurrent::ParameterList<float> bad;
@@ -664,6 +799,24 @@ TEST_CASE("Stack argument errors name what was expected and change nothing", "[s
                     Contains("Stack: dropout probability must be in [0, 1], got 1.5"));
   CHECK_THROWS_WITH((Stack<Cell>(3, 4, StackOptions().merge(Merge::Sum))),
                     Contains("merge applies to a bidirectional stack"));
+  CHECK_THROWS_WITH((Stack<Cell>(3, 4, StackOptions().reverse().merge(Merge::Sum))),
+                    Contains("merge applies to a bidirectional stack"));
+  CHECK_THROWS_WITH((Stack<Cell>(3, 4, StackOptions().bidirectional().reverse())),
+                    Contains("Stack: reverse applies to a one-direction stack (a bidirectional "
+                             "one already reads in reverse); set bidirectional() or reverse(), "
+                             "not both"));
+  {
+    Stack<Cell> reverse(3, 4, StackOptions().numLayers(2).reverse());
+    auto states = reverse.zeroState(2);
+    states[1].h.resize(4, 3);
+    CHECK_THROWS_WITH(reverse.infer(Mat<double>::Zero(3, 6), {3, 2}, states),
+                      Contains("Stack::infer: initial[1] (layer 1, reverse) h must be 4 x 2"));
+    reverse.forward(Mat<double>::Zero(3, 6), {3, 2});
+    auto forwardGrads = Stack<Cell>(3, 4, StackOptions().numLayers(2)).zeroGradients();
+    CHECK_THROWS_WITH(reverse.backward(Mat<double>::Zero(4, 6), forwardGrads),
+                      Contains("Stack::backward: gradients must be for 2 layers and 1 reverse "
+                               "direction(s) (zeroGradients()), got 2 and 1"));
+  }
 
   std::mt19937 rng(27);
   Stack<Cell> stack(3, 4, StackOptions().numLayers(2).bidirectional().dropout(0.2));

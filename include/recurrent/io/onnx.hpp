@@ -14,16 +14,18 @@
 //     GRU    z, r, h                                         → r, z, n; linear_before_reset 1 →
 //            GRUVariant::ResetAfter (PyTorch's GRU), 0 → GRUVariant::ResetBefore
 //     RNN    activations Tanh (default) or Relu               → RNNCell's Nonlinearity
-//     direction forward / bidirectional → a Stack of one or two directions (outputs
-//     concatenated, Merge::Concat); layout 0 / 1 → OnnxInfo::batchFirst; sequence_lens → the
-//     lengths of each call; initial_h / initial_c → zero, or graph inputs given at each call.
+//     direction forward / reverse / bidirectional → a Stack of one direction, a reverse Stack
+//     (StackOptions::reverse), or two directions (outputs concatenated, Merge::Concat), the same
+//     in every node; layout 0 / 1 → OnnxInfo::batchFirst; sequence_lens → the lengths of each
+//     call; initial_h / initial_c → zero, or graph inputs given at each call.
 //
 // Refused with an OnnxError naming the node, the attribute and its value: clip, input_forget = 1,
-// activations other than the defaults (and Relu for RNN), activation_alpha / _beta, direction
-// "reverse", an operator other than Squeeze, Transpose, Reshape, Identity between recurrent nodes,
-// weights that are computed rather than stored, a non-zero constant initial state. A malformed or
-// truncated file is an OnnxError too (the file is parsed by protobuf, then every tensor's size is
-// checked against its dims before it is read; tests/fuzz/onnx.fuzz.cpp).
+// activations other than the defaults (and Relu for RNN), activation_alpha / _beta, nodes of
+// different directions in one chain, an operator other than Squeeze, Transpose, Reshape, Identity
+// between recurrent nodes, weights that are computed rather than stored, a non-zero constant
+// initial state. A malformed or truncated file is an OnnxError too (the file is parsed by
+// protobuf, then every tensor's size is checked against its dims before it is read;
+// tests/fuzz/onnx.fuzz.cpp).
 #pragma once
 
 #include <recurrent/cells/gru.hpp>
@@ -178,7 +180,10 @@ OnnxModel<Cell> loadOnnx(const std::uint8_t* bytes, std::size_t size,
   const Eigen::Index D = info.bidirectional ? 2 : 1;
   Eigen::Index made = 0;
   Stack<Cell> stack(info.inputSize,
-                    StackOptions().numLayers(info.numLayers()).bidirectional(info.bidirectional),
+                    StackOptions()
+                        .numLayers(info.numLayers())
+                        .bidirectional(info.bidirectional)
+                        .reverse(info.reverse),
                     [&](Eigen::Index in) {
                       const auto layer = static_cast<std::size_t>(made++ / D);
                       return Traits::make(in, info.hiddenSizes[layer], info);

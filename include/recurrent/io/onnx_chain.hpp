@@ -262,12 +262,20 @@ inline OnnxChain readOnnxChain(const OnnxGraph& g) {
   }
   if (recurrent.empty()) g.fail("the graph has no LSTM, GRU or RNN node");
   // Every node's attributes first: what cannot be represented is reported as such, before any
-  // question of how the nodes are joined.
+  // question of how the nodes are joined. One stack reads all its layers in one direction
+  // (forward, reverse or both ways), so the nodes' directions must agree.
+  const std::string direction = g.stringAttribute(recurrent[0], "direction", "forward");
   for (const int n : recurrent) {
     OnnxInfo scratch;
     std::int64_t layout = 0;
     std::int64_t hidden = 0;
     readRecurrentAttributes(g, n, true, scratch, layout, hidden);
+    const std::string own = g.stringAttribute(n, "direction", "forward");
+    if (own != direction) {
+      g.fail("node ", g.describe(n), ": attribute direction = ", own, ", node ",
+             g.describe(recurrent[0]), " has ", direction,
+             ": one stack reads every layer in one direction");
+    }
   }
   // The first layer is the one no other recurrent node leads to.
   std::vector<bool> led(static_cast<std::size_t>(g.graph().node_size()), false);

@@ -24,7 +24,8 @@ struct OnnxInfo {
   bool relu = false;                      ///< RNN with activations Relu (else Tanh)
   Eigen::Index inputSize = 0;             ///< I, the features of x
   std::vector<Eigen::Index> hiddenSizes;  ///< hidden_size of each layer
-  bool bidirectional = false;             ///< direction "bidirectional" (else "forward")
+  bool bidirectional = false;             ///< direction "bidirectional"
+  bool reverse = false;                   ///< direction "reverse" (neither: "forward")
   bool batchFirst = false;                ///< the graph's x is (B, T, I), else (T, B, I)
   std::string input;                      ///< the graph input x
   std::string sequenceLens;               ///< the graph input given as sequence_lens, or ""
@@ -129,9 +130,9 @@ inline std::int64_t readRecurrentAttributes(const OnnxGraph& g, int n, bool firs
            " is not supported (coupled input and forget gates are not represented)");
   }
   const std::string direction = g.stringAttribute(n, "direction", "forward");
-  if (direction != "forward" && direction != "bidirectional") {
+  if (direction != "forward" && direction != "reverse" && direction != "bidirectional") {
     g.fail("node ", g.describe(n), ": attribute direction = ", direction,
-           " is not supported (a layer runs forward, or both ways)");
+           " is not supported (a layer runs forward, reverse, or both ways)");
   }
   const std::int64_t D = direction == "bidirectional" ? 2 : 1;
   layout = g.intAttribute(n, "layout", 0);
@@ -171,11 +172,11 @@ inline std::int64_t readRecurrentAttributes(const OnnxGraph& g, int n, bool firs
   if (first) {
     info.op = op;
     info.bidirectional = D == 2;
+    info.reverse = direction == "reverse";
     info.resetAfter = resetAfter;
     info.relu = relu;
-  } else if (op != info.op || (D == 2) != info.bidirectional || resetAfter != info.resetAfter ||
-             relu != info.relu) {
-    g.fail("node ", g.describe(n), " differs from the layers before it (operator, direction, ",
+  } else if (op != info.op || resetAfter != info.resetAfter || relu != info.relu) {
+    g.fail("node ", g.describe(n), " differs from the layers before it (operator, ",
            "linear_before_reset or activations): one stack has one kind of layer");
   }
   return D;

@@ -9,9 +9,9 @@
 // and writes `output` (T, B, D·H), or (T, B, O) through the Linear: one LSTM, GRU or RNN node per
 // layer with the weights in the operator's gate order (see onnx.hpp for the mapping), the
 // directions of a bidirectional layer merged by Transpose (0, 2, 1, 3) and Reshape (0, 0, -1)
-// (a one-direction layer's axis removed by Squeeze), the Linear as MatMul and Add. Outputs in
-// padding are zero (the Linear's: its bias), as the Stack's are. What ONNX has no operator for is
-// refused: a projected LSTM, Merge::Sum.
+// (a one-direction layer's axis removed by Squeeze; a reverse stack's nodes have direction
+// "reverse"), the Linear as MatMul and Add. Outputs in padding are zero (the Linear's: its bias),
+// as the Stack's are. What ONNX has no operator for is refused: a projected LSTM, Merge::Sum.
 #pragma once
 
 #include <recurrent/cells/gru.hpp>
@@ -254,11 +254,11 @@ onnx::ModelProto onnxModel(const Stack<Cell>& stack,
     a->set_name("hidden_size");
     a->set_type(onnx::AttributeProto::INT);
     a->set_i(H);
-    if (D == 2) {
+    if (D == 2 || stack.reverse()) {
       a = node->add_attribute();
       a->set_name("direction");
       a->set_type(onnx::AttributeProto::STRING);
-      a->set_s("bidirectional");
+      a->set_s(D == 2 ? "bidirectional" : "reverse");
     }
     Traits::attributes(stack.cell(l), D, *node);
     // Y (T, D, B, H) → (T, B, D·H): the next layer's X, or the output.

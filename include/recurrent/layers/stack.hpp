@@ -1,6 +1,6 @@
 // recurrent — layers/stack.hpp: recurrent layers stacked, each run in one or both directions,
 // with dropout between them (torch.nn.LSTM / nn.GRU / nn.RNN with num_layers, bidirectional and
-// dropout; oneDNN's bidirectional_concat and bidirectional_sum).
+// dropout; oneDNN's bidirectional_concat and bidirectional_sum; ONNX's direction "reverse").
 #pragma once
 
 #include <recurrent/detail/errors.hpp>
@@ -26,14 +26,14 @@
 namespace recurrent {
 
 namespace detail {
-inline const char* directionName(Eigen::Index direction) {
-  return direction == 0 ? "forward" : "reverse";
-}
+inline const char* directionName(bool reverse) { return reverse ? "reverse" : "forward"; }
 }  // namespace detail
 
 /// Stack<Cell>: L recurrent layers, each running one cell over every sequence (or, if
 /// bidirectional, a second cell over every sequence in reverse), with dropout between layers —
 /// torch.nn.LSTM / nn.GRU / nn.RNN with num_layers, bidirectional and dropout.
+/// A reverse stack (StackOptions::reverse(), ONNX's direction "reverse") has one direction per
+/// layer, the reverse one alone: y^l_t = ←h_{n−1−t}, its final state ←h after reading x_0.
 ///
 ///     x⁰ = x                                              I × (T·B)
 ///     for layer l = 0 … L−1, for each sequence b of length n:
@@ -44,6 +44,7 @@ inline const char* directionName(Eigen::Index direction) {
 ///       x^{l+1} = y^l          otherwise (inference, p = 0; never after the last layer)
 ///     output y = y^{L−1}, zero in padding
 ///     final state of layer l, direction d: index l·D + d (PyTorch's h_n, c_n order)
+///     reverse stack: D = 1, direction 0 runs as ←h above, h0[l] its start, y^l_t = ←h_{n−1−t}
 ///
 /// The reverse direction starts at each sequence's own last step n−1, not at the padded end T−1
 /// (PyTorch's packed sequences): its final state is the state after reading x_0. Dropout is
@@ -64,7 +65,9 @@ inline const char* directionName(Eigen::Index direction) {
 ///
 /// Parameter names are PyTorch's: `dict.add("rnn.", stack)` (StateDict) and
 /// `params.add(stack.parameters(), grads, "rnn.")` (ParameterList) give rnn.weight_ih_l0, ...,
-/// rnn.bias_hh_l1_reverse, so a state_dict saved from the PyTorch module loads as it is.
+/// rnn.bias_hh_l1_reverse, so a state_dict saved from the PyTorch module loads as it is. A
+/// reverse stack's tensors all carry the suffix _reverse (weight_ih_l0_reverse, ...), so that a
+/// file says which way its layers read and never loads into a forward stack.
 ///
 /// Backward takes dL/dy (and optionally dL/d(final states)), ADDS every parameter gradient
 /// into a StackGradients, and leaves dL/dx and dL/d(initial states) to read. Every entry point
@@ -102,12 +105,18 @@ class Stack {
   Stack(Eigen::Index inputSize, const StackOptions& options, MakeCell&& makeCell)
       : m_numLayers(options.numLayers()),
         m_directions(options.bidirectional() ? 2 : 1),
+        m_reverse(options.reverse()),
         m_merge(options.merge()),
         m_dropout(detail::checkProbability("Stack", options.dropout())) {
     detail::checkPositive("Stack", "input_size", inputSize);
     detail::checkPositive("Stack", "num_layers", m_numLayers);
     if (!options.bidirectional() && options.merge() != Merge::Concat) {
       detail::fail("Stack: merge applies to a bidirectional stack; set bidirectional() too");
+    }
+    if (options.bidirectional() && options.reverse()) {
+      detail::fail(
+          "Stack: reverse applies to a one-direction stack (a bidirectional one already "
+          "reads in reverse); set bidirectional() or reverse(), not both");
     }
     // The cells never move after this loop (the vector is sized once): the layers' Sequences
     // refer to them.
@@ -135,7 +144,7 @@ class Stack {
     m_layers.reserve(static_cast<std::size_t>(m_numLayers));
     for (Eigen::Index l = 0; l < m_numLayers; ++l) {
       m_layers.emplace_back(&m_cells[static_cast<std::size_t>(l * m_directions)], m_directions,
-                            m_merge);
+                            m_merge, m_reverse);
     }
     m_dropouts.reserve(static_cast<std::size_t>(m_numLayers - 1));
     for (Eigen::Index l = 0; l + 1 < m_numLayers; ++l) m_dropouts.emplace_back(m_dropout);
@@ -158,6 +167,8 @@ class Stack {
   Eigen::Index numDirections() const { return m_directions; }
   /// Whether each layer also runs a cell over every sequence in reverse.
   bool bidirectional() const { return m_directions == 2; }
+  /// Whether each layer's one direction reads every sequence in reverse (StackOptions::reverse).
+  bool reverse() const { return m_reverse; }
   /// How a bidirectional layer combines its two directions (Concat with one direction).
   Merge merge() const { return m_merge; }
   /// Rows of the input x.
@@ -166,8 +177,8 @@ class Stack {
   /// cells' outputSize().
   Eigen::Index outputSize() const { return layerOutputRows(m_numLayers - 1); }
 
-  /// The cell of one layer and direction (0 forward, 1 reverse). Throws
-  /// std::invalid_argument if either is out of range.
+  /// The cell of one layer and direction (0 forward, 1 reverse; a reverse stack's one direction
+  /// is 0). Throws std::invalid_argument if either is out of range.
   Cell& cell(Eigen::Index layer, Eigen::Index direction = 0) {
     return m_cells[cellIndex(layer, direction, "Stack::cell")];
   }
@@ -179,16 +190,18 @@ class Stack {
   // ---- parameters ---------------------------------------------------------------------------
 
   /// Every cell's parameters by PyTorch's names (a view: see StackParameters).
-  StackParameters<Cell> parameters() { return {m_cells.data(), count(), m_directions}; }
+  StackParameters<Cell> parameters() { return {m_cells.data(), count(), m_directions, m_reverse}; }
   /// The same, read-only.
-  StackParameters<const Cell> parameters() const { return {m_cells.data(), count(), m_directions}; }
+  StackParameters<const Cell> parameters() const {
+    return {m_cells.data(), count(), m_directions, m_reverse};
+  }
 
   /// Zero tensors shaped like the parameters, to accumulate gradients into.
   Gradients zeroGradients() const {
     std::vector<CellParameters> cells;
     cells.reserve(m_cells.size());
     for (const Cell& c : m_cells) cells.push_back(c.zeroGradients());
-    return Gradients(m_numLayers, m_directions, std::move(cells));
+    return Gradients(m_numLayers, m_directions, std::move(cells), m_reverse);
   }
 
   /// Zero initial states for a batch of `batch` sequences: L·D states, index layer·D + direction.
@@ -345,6 +358,8 @@ class Stack {
   static constexpr double kMinDirectionFlopsToShare = 1.0e6;
 
   Index count() const { return m_numLayers * m_directions; }
+  /// Whether cell k (index layer·D + direction) runs in reverse.
+  bool reversed(Index k) const { return m_reverse || k % m_directions == 1; }
 
   std::size_t cellIndex(Index layer, Index direction, const char* where) const {
     if (layer < 0 || layer >= m_numLayers) {
@@ -407,6 +422,7 @@ class Stack {
 
   Index m_numLayers;
   Index m_directions;
+  bool m_reverse;  ///< the one direction of every layer reads in reverse
   Merge m_merge;
   double m_dropout;
   int m_threads = 0;

@@ -12,13 +12,12 @@ void Stack<Cell>::checkCells(const char* where) const {
     const CellSizes& made = m_sizes[static_cast<std::size_t>(k)];
     const CellSizes& now = m_cells[static_cast<std::size_t>(k)].sizes();
     if (now != made) {
-      detail::fail(where, ": the cell of layer ", k / m_directions, " (",
-                   detail::directionName(k % m_directions),
-                   ") must keep the sizes the stack made "
-                   "it with (input ",
-                   made.input, ", hidden ", made.hidden, ", projection ", made.projection,
-                   "), got input ", now.input, ", hidden ", now.hidden, ", projection ",
-                   now.projection);
+      detail::fail(
+          where, ": the cell of layer ", k / m_directions, " (", detail::directionName(reversed(k)),
+          ") must keep the sizes the stack made "
+          "it with (input ",
+          made.input, ", hidden ", made.hidden, ", projection ", made.projection, "), got input ",
+          now.input, ", hidden ", now.hidden, ", projection ", now.projection);
     }
     checkTensors(where, "parameter", m_cells[static_cast<std::size_t>(k)].parameters(), k);
   }
@@ -28,7 +27,7 @@ template <typename Cell>
 void Stack<Cell>::checkTensors(const char* where, const char* what, const CellParameters& params,
                                Index k) const {
   const Index l = k / m_directions;
-  const bool reverse = k % m_directions == 1;
+  const bool reverse = reversed(k);
   CellParameters::visit(params, m_sizes[static_cast<std::size_t>(k)],
                         [&](const char* name, const auto& tensor, Index rows, Index cols) {
                           if (tensor.rows() != rows || tensor.cols() != cols) {
@@ -55,8 +54,8 @@ void Stack<Cell>::checkStates(const char* where, const char* what, const std::ve
                  [&](const char* name, const auto& m, Index rows) {
                    if (m.rows() != rows || m.cols() != B) {
                      detail::fail(where, ": ", what, "[", k, "] (layer ", k / m_directions, ", ",
-                                  detail::directionName(k % m_directions), ") ", name, " must be ",
-                                  rows, " x ", B, ", got ", m.rows(), " x ", m.cols());
+                                  detail::directionName(reversed(k)), ") ", name, " must be ", rows,
+                                  " x ", B, ", got ", m.rows(), " x ", m.cols());
                    }
                  });
   }
@@ -80,10 +79,12 @@ void Stack<Cell>::checkBackward(const Eigen::Ref<const Matrix>* dOutput,
                  m_T == 0 ? "no forward() has run" : "the last call was infer(), which keeps none");
   }
   checkCells(where);
-  if (grads.numLayers() != m_numLayers || grads.numDirections() != m_directions) {
+  if (grads.numLayers() != m_numLayers || grads.numDirections() != m_directions ||
+      grads.reverse() != m_reverse) {
     detail::fail(where, ": gradients must be for ", m_numLayers, " layers and ", m_directions,
-                 " direction(s) (zeroGradients()), got ", grads.numLayers(), " and ",
-                 grads.numDirections());
+                 m_reverse ? " reverse" : "", " direction(s) (zeroGradients()), got ",
+                 grads.numLayers(), " and ", grads.numDirections(),
+                 grads.reverse() ? " reverse" : "");
   }
   for (Index k = 0; k < count(); ++k) {
     checkTensors(where, "gradient", grads(k / m_directions, k % m_directions), k);

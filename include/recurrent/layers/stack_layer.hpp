@@ -2,8 +2,9 @@
 //
 // A bidirectional layer runs a second Sequence over every sequence reversed in time, from the
 // sequence's own last step (PyTorch's packed sequences), and merges the two outputs step by
-// step. The two directions are independent for the whole sequence, so with threads for both they
-// run at the same time (one OpenMP region per layer and call), each writing its own rows.
+// step; a reverse layer runs that reverse direction alone. The two directions are independent for
+// the whole sequence, so with threads for both they run at the same time (one OpenMP region per
+// layer and call), each writing its own rows.
 #pragma once
 
 #include <recurrent/detail/team.hpp>
@@ -51,7 +52,10 @@ void reverseInTime(
 
 /// One layer of a Stack: the forward direction's Sequence on the layer's input and, if
 /// bidirectional, the reverse direction's on the input reversed in time, with their outputs
-/// merged. A one-direction layer's output and input gradient are its Sequence's own.
+/// merged; or, in a reverse stack, the reverse direction's alone. A forward one-direction layer's
+/// output and input gradient are its Sequence's own; a reverse layer's are its Sequence's put
+/// back in the caller's time order, by the same code as the reverse half of a bidirectional
+/// layer.
 template <typename Cell>
 class StackLayer {
  public:
@@ -61,8 +65,9 @@ class StackLayer {
   using Parameters = typename Cell::Parameters;
 
   /// `cells` points at the layer's one or two cells (forward, then reverse), which must outlive
-  /// it.
-  StackLayer(const Cell* cells, Eigen::Index directions, Merge merge) : m_merge(merge) {
+  /// it. With `reverse` (one direction only), the one cell is a reverse direction.
+  StackLayer(const Cell* cells, Eigen::Index directions, Merge merge, bool reverse)
+      : m_merge(merge), m_reverse(reverse) {
     for (Eigen::Index d = 0; d < directions; ++d) m_sequences.emplace_back(cells[d]);
   }
 
@@ -87,72 +92,86 @@ class StackLayer {
   }
 
   /// The merged output of the last forward, and dL/d(input) of the last backward.
-  const Matrix& output() const { return bidirectional() ? m_output : forwardSequence().output(); }
+  const Matrix& output() const { return ownBuffers() ? m_output : m_sequences[0].output(); }
   const Matrix& inputGradient() const {
-    return bidirectional() ? m_dx : forwardSequence().inputGradient();
+    return ownBuffers() ? m_dx : m_sequences[0].inputGradient();
   }
 
-  /// The layer on `in`, from an initial state per direction (default-constructed: zero; the
-  /// reverse one unused by a one-direction layer); with `together`, both directions at once.
+  /// The layer on `in`, from an initial state per direction (default-constructed: zero; a
+  /// one-direction layer reads the one of its direction); with `together`, both directions at
+  /// once.
   void run(const Eigen::Ref<const Matrix>& in, const std::vector<int>& lengths,
            const State& initialForward, const State& initialReverse, bool training, bool together);
 
   /// Backward from dL/d(output) (null: none) and a dL/d(final state) per direction
-  /// (default-constructed: none), ADDING into a gradient object per direction (the reverse one
-  /// unused by a one-direction layer).
+  /// (default-constructed: none), ADDING into a gradient object per direction (a one-direction
+  /// layer uses those of its direction).
   void backward(const Eigen::Ref<const Matrix>* dOutput, const std::vector<int>& lengths,
                 const State& dFinalForward, const State& dFinalReverse, Parameters& gradsForward,
                 Parameters& gradsReverse, bool together);
 
  private:
   bool bidirectional() const { return m_sequences.size() == 2; }
-  const Sequence<Cell>& forwardSequence() const { return m_sequences[0]; }
+  /// Whether output() and inputGradient() are the layer's own buffers: a bidirectional layer
+  /// merges two directions, a reverse layer puts its direction's back in time order.
+  bool ownBuffers() const { return bidirectional() || m_reverse; }
   static void setSize(Matrix& m, Eigen::Index rows, Eigen::Index cols) {
     if (m.rows() != rows || m.cols() != cols) m.resize(rows, cols);
   }
+  static void runSequence(Sequence<Cell>& s, const Eigen::Ref<const Matrix>& x,
+                          const std::vector<int>& lengths, const State& start, bool training) {
+    if (training) {
+      s.forward(x, lengths, start);
+    } else {
+      s.infer(x, lengths, start);
+    }
+  }
+  static void backSequence(Sequence<Cell>& s, const Eigen::Ref<const Matrix>* dy, const State& dEnd,
+                           Parameters& g) {
+    if (dy != nullptr) {
+      s.backward(*dy, dEnd, g);
+    } else {
+      s.backward(dEnd, g);
+    }
+  }
 
   Merge m_merge;
+  bool m_reverse;                           ///< a one-direction layer that reads in reverse
   std::vector<Sequence<Cell>> m_sequences;  ///< forward, then reverse; they refer to the cells
-  // A bidirectional layer's own buffers (a one-direction layer uses its Sequence's).
+  // A bidirectional or reverse layer's own buffers (a forward layer uses its Sequence's).
   Matrix m_xReversed;   ///< the layer's input, each sequence reversed in time
-  Matrix m_output;      ///< the merged output, D·R or R × T·B
+  Matrix m_output;      ///< the output in time order: merged, D·R or R × T·B, or the reverse R
   Matrix m_dyReversed;  ///< the reverse direction's output gradient, reversed in time
-  Matrix m_dx;          ///< dL/d(layer input): both directions' input gradients summed
+  Matrix m_dx;          ///< dL/d(layer input): the directions' input gradients in time order
 };
 
 template <typename Cell>
 void StackLayer<Cell>::run(const Eigen::Ref<const Matrix>& in, const std::vector<int>& lengths,
                            const State& initialForward, const State& initialReverse, bool training,
                            bool together) {
-  const auto runOne = [&](Sequence<Cell>& s, const Eigen::Ref<const Matrix>& x,
-                          const State& start) {
-    if (training) {
-      s.forward(x, lengths, start);
-    } else {
-      s.infer(x, lengths, start);
-    }
-  };
-  Sequence<Cell>& f = m_sequences[0];
-  if (!bidirectional()) {
-    runOne(f, in, initialForward);
-    return;
-  }
-  Sequence<Cell>& r = m_sequences[1];
-  const Eigen::Index R = f.cell().outputSize(), columns = in.cols();  // R: rows of h
+  if (!ownBuffers()) return runSequence(m_sequences[0], in, lengths, initialForward, training);
+  Sequence<Cell>& r = m_sequences.back();
+  const Eigen::Index R = r.cell().outputSize(), columns = in.cols();  // R: rows of h
+  // A reverse layer's merge is Concat, its output the R rows of its one direction.
   const bool concat = m_merge == Merge::Concat;
   setSize(m_xReversed, in.rows(), columns);
-  setSize(m_output, concat ? 2 * R : R, columns);
+  setSize(m_output, bidirectional() && concat ? 2 * R : R, columns);
+  // The reverse direction: its output, back in time order, into the bottom R rows (Concat), or
+  // added to the forward's once both have run (Sum).
+  const auto reverse = [&] {
+    reverseInTime<Scalar>(in, lengths, m_xReversed, false);
+    runSequence(r, m_xReversed, lengths, initialReverse, training);
+    if (concat) reverseInTime<Scalar>(r.output(), lengths, m_output.bottomRows(R), false);
+  };
+  if (!bidirectional()) return reverse();
+  Sequence<Cell>& f = m_sequences[0];
   runBoth(
       together,
       [&] {
-        runOne(f, in, initialForward);
+        runSequence(f, in, lengths, initialForward, training);
         m_output.topRows(R) = f.output();
       },
-      [&] {
-        reverseInTime<Scalar>(in, lengths, m_xReversed, false);
-        runOne(r, m_xReversed, initialReverse);
-        if (concat) reverseInTime<Scalar>(r.output(), lengths, m_output.bottomRows(R), false);
-      });
+      reverse);
   if (!concat) reverseInTime<Scalar>(r.output(), lengths, m_output, true);
 }
 template <typename Cell>
@@ -160,43 +179,40 @@ void StackLayer<Cell>::backward(const Eigen::Ref<const Matrix>* dOutput,
                                 const std::vector<int>& lengths, const State& dFinalForward,
                                 const State& dFinalReverse, Parameters& gradsForward,
                                 Parameters& gradsReverse, bool together) {
-  const auto backOne = [&](Sequence<Cell>& s, const Eigen::Ref<const Matrix>* dy, const State& dEnd,
-                           Parameters& g) {
-    if (dy != nullptr) {
-      s.backward(*dy, dEnd, g);
-    } else {
-      s.backward(dEnd, g);
-    }
-  };
-  Sequence<Cell>& f = m_sequences[0];
-  if (!bidirectional()) {
-    backOne(f, dOutput, dFinalForward, gradsForward);
-    return;
-  }
-  Sequence<Cell>& r = m_sequences[1];
-  const Eigen::Index R = f.cell().outputSize();  // rows of h
+  if (!ownBuffers()) return backSequence(m_sequences[0], dOutput, dFinalForward, gradsForward);
+  Sequence<Cell>& r = m_sequences.back();
+  const Eigen::Index R = r.cell().outputSize();  // rows of h
   const bool concat = m_merge == Merge::Concat;
   if (dOutput != nullptr) setSize(m_dyReversed, R, dOutput->cols());
+  const auto reverse = [&] {
+    if (dOutput == nullptr) return backSequence(r, nullptr, dFinalReverse, gradsReverse);
+    reverseInTime<Scalar>(concat ? dOutput->bottomRows(R) : dOutput->topRows(R), lengths,
+                          m_dyReversed, false);
+    const Eigen::Ref<const Matrix> dyReverse(m_dyReversed);
+    backSequence(r, &dyReverse, dFinalReverse, gradsReverse);
+  };
+  const Matrix& dxReversed = r.inputGradient();
+  if (!bidirectional()) {
+    reverse();
+    setSize(m_dx, dxReversed.rows(), dxReversed.cols());
+    reverseInTime<Scalar>(dxReversed, lengths, m_dx, false);
+    return;
+  }
+  Sequence<Cell>& f = m_sequences[0];
   runBoth(
       together,
       [&] {
         if (dOutput != nullptr && concat) {
           const Eigen::Ref<const Matrix> dyForward = dOutput->topRows(R);
-          backOne(f, &dyForward, dFinalForward, gradsForward);
+          backSequence(f, &dyForward, dFinalForward, gradsForward);
         } else {
-          backOne(f, dOutput, dFinalForward, gradsForward);
+          backSequence(f, dOutput, dFinalForward, gradsForward);
         }
       },
-      [&] {
-        if (dOutput == nullptr) return backOne(r, nullptr, dFinalReverse, gradsReverse);
-        reverseInTime<Scalar>(concat ? dOutput->bottomRows(R) : dOutput->topRows(R), lengths,
-                              m_dyReversed, false);
-        const Eigen::Ref<const Matrix> dyReverse(m_dyReversed);
-        backOne(r, &dyReverse, dFinalReverse, gradsReverse);
-      });
+      reverse);
   setSize(m_dx, f.inputGradient().rows(), f.inputGradient().cols());
   m_dx = f.inputGradient();
-  reverseInTime<Scalar>(r.inputGradient(), lengths, m_dx, true);
+  reverseInTime<Scalar>(dxReversed, lengths, m_dx, true);
 }
 }  // namespace detail
 }  // namespace recurrent

@@ -26,6 +26,13 @@ class StackOptions {
     m_bidirectional = on;
     return *this;
   }
+  /// Each layer runs its one cell over every sequence reversed in time, from the sequence's own
+  /// last step, as the reverse direction of a bidirectional layer does (ONNX's direction
+  /// "reverse"); the output stays in the caller's time order. Not with bidirectional().
+  StackOptions& reverse(bool on = true) {
+    m_reverse = on;
+    return *this;
+  }
   /// How the two directions' outputs are combined (bidirectional only). Default Concat.
   StackOptions& merge(Merge merge) {
     m_merge = merge;
@@ -45,6 +52,7 @@ class StackOptions {
 
   Eigen::Index numLayers() const { return m_numLayers; }  ///< the number of layers, L
   bool bidirectional() const { return m_bidirectional; }  ///< whether each layer runs both ways
+  bool reverse() const { return m_reverse; }              ///< whether the one direction is reverse
   Merge merge() const { return m_merge; }                 ///< how the two directions combine
   double dropout() const { return m_dropout; }            ///< the dropout probability p
   std::uint64_t seed() const { return m_seed; }           ///< the seed of the dropout masks
@@ -52,6 +60,7 @@ class StackOptions {
  private:
   Eigen::Index m_numLayers = 1;
   bool m_bidirectional = false;
+  bool m_reverse = false;
   Merge m_merge = Merge::Concat;
   double m_dropout = 0.0;
   std::uint64_t m_seed = 0;

@@ -20,7 +20,8 @@ namespace recurrent {
 
 /// PyTorch's name of a tensor of layer `layer` of a recurrent module (nn.LSTM, nn.GRU, nn.RNN):
 /// the cell's own name, then "_l" and the layer, then "_reverse" for the reverse direction of
-/// a bidirectional layer — weight_ih_l0, weight_hh_l1, bias_ih_l0_reverse, weight_hr_l2_reverse.
+/// a bidirectional layer or of a reverse stack — weight_ih_l0, weight_hh_l1, bias_ih_l0_reverse,
+/// weight_hr_l2_reverse.
 inline std::string layerTensorName(const std::string& name, Eigen::Index layer,
                                    bool reverse = false) {
   return name + "_l" + std::to_string(layer) + (reverse ? "_reverse" : "");
@@ -29,12 +30,14 @@ inline std::string layerTensorName(const std::string& name, Eigen::Index layer,
 namespace detail {
 
 /// Calls f(name, tensor) for every tensor of `count` cells' parameters, cell k being layer
-/// k / directions in direction k % directions, with PyTorch's multi-layer names.
+/// k / directions in direction k % directions (every one reverse in a reverse stack), with
+/// PyTorch's multi-layer names.
 template <typename Get, typename F>
-void forEachStackTensor(Eigen::Index count, Eigen::Index directions, Get&& parametersOf, F&& f) {
+void forEachStackTensor(Eigen::Index count, Eigen::Index directions, bool reverseStack,
+                        Get&& parametersOf, F&& f) {
   for (Eigen::Index k = 0; k < count; ++k) {
     const Eigen::Index layer = k / directions;
-    const bool reverse = k % directions == 1;
+    const bool reverse = reverseStack || k % directions == 1;
     parametersOf(k).forEach([&](const char* name, auto& tensor) {
       const std::string full = layerTensorName(name, layer, reverse);
       f(full.c_str(), tensor);
@@ -52,19 +55,28 @@ template <typename Params>
 class StackGradients {
  public:
   StackGradients() = default;
-  /// `cells` holds numLayers · numDirections parameter objects, layer by layer, forward first.
-  StackGradients(Eigen::Index numLayers, Eigen::Index numDirections, std::vector<Params> cells)
-      : m_layers(numLayers), m_directions(numDirections), m_cells(std::move(cells)) {
+  /// `cells` holds numLayers · numDirections parameter objects, layer by layer, forward first;
+  /// `reverse`: those of a reverse stack (one direction, named _reverse).
+  StackGradients(Eigen::Index numLayers, Eigen::Index numDirections, std::vector<Params> cells,
+                 bool reverse = false)
+      : m_layers(numLayers),
+        m_directions(numDirections),
+        m_reverse(reverse),
+        m_cells(std::move(cells)) {
     if (numLayers < 0 || numDirections < 1 || numDirections > 2 ||
         static_cast<Eigen::Index>(m_cells.size()) != numLayers * numDirections) {
       detail::fail("StackGradients: needs numLayers · numDirections (", numLayers, " · ",
                    numDirections, ") parameter objects and 1 or 2 directions, got ",
                    m_cells.size());
     }
+    if (reverse && numDirections != 1) {
+      detail::fail("StackGradients: a reverse stack has 1 direction, got ", numDirections);
+    }
   }
 
   Eigen::Index numLayers() const { return m_layers; }          ///< L, the number of layers
   Eigen::Index numDirections() const { return m_directions; }  ///< D: 1, or 2 if bidirectional
+  bool reverse() const { return m_reverse; }  ///< for a reverse stack (Stack::reverse())
 
   /// The tensors of one layer and direction (0 forward, 1 reverse). Throws
   /// std::invalid_argument if either is out of range.
@@ -85,14 +97,14 @@ class StackGradients {
   template <typename F>
   void forEach(F&& f) {
     detail::forEachStackTensor(
-        m_layers * m_directions, m_directions,
+        m_layers * m_directions, m_directions, m_reverse,
         [this](Eigen::Index k) -> Params& { return m_cells[static_cast<std::size_t>(k)]; }, f);
   }
   /// The same, read-only.
   template <typename F>
   void forEach(F&& f) const {
     detail::forEachStackTensor(
-        m_layers * m_directions, m_directions,
+        m_layers * m_directions, m_directions, m_reverse,
         [this](Eigen::Index k) -> const Params& { return m_cells[static_cast<std::size_t>(k)]; },
         f);
   }
@@ -109,6 +121,7 @@ class StackGradients {
 
   Eigen::Index m_layers = 0;
   Eigen::Index m_directions = 1;
+  bool m_reverse = false;
   std::vector<Params> m_cells;
 };
 
@@ -121,23 +134,24 @@ template <typename CellT>  // Cell, or const Cell for a const Stack
 class StackParameters {
  public:
   /// A view of the `count` cells at `cells`, layer by layer with `directions` (1 or 2) cells
-  /// per layer, forward first.
-  StackParameters(CellT* cells, Eigen::Index count, Eigen::Index directions)
-      : m_cells(cells), m_count(count), m_directions(directions) {}
+  /// per layer, forward first; `reverse`: a reverse stack's (every cell named _reverse).
+  StackParameters(CellT* cells, Eigen::Index count, Eigen::Index directions, bool reverse = false)
+      : m_cells(cells), m_count(count), m_directions(directions), m_reverse(reverse) {}
 
   /// Calls f(name, tensor) for each tensor of every cell, in PyTorch's state_dict order and
   /// names.
   template <typename F>
   void forEach(F&& f) const {
     detail::forEachStackTensor(
-        m_count, m_directions, [this](Eigen::Index k) -> auto& { return m_cells[k].parameters(); },
-        f);
+        m_count, m_directions,
+        m_reverse, [this](Eigen::Index k) -> auto& { return m_cells[k].parameters(); }, f);
   }
 
  private:
   CellT* m_cells;
   Eigen::Index m_count;
   Eigen::Index m_directions;
+  bool m_reverse;
 };
 
 }  // namespace recurrent

@@ -301,7 +301,8 @@ class DataParallel {
             }
           }
           detail::fail("DataParallel::connect: the stack's ", name, " of layer ", l,
-                       d == 0 ? "" : " (reverse)", " is not in the parameter list");
+                       stack.reverse() || d == 1 ? " (reverse)" : "",
+                       " is not in the parameter list");
         });
       }
     }
