@@ -57,6 +57,19 @@ using Dims = memory::dims;
 using Tag = memory::format_tag;
 using Args = std::unordered_map<int, memory>;
 
+/// A streaming call's arguments: `args` with the states swapped, so that the call after one with
+/// `args` reads the state it wrote (h0 ↔ h1, and c0 ↔ c1 for an LSTM).
+Args swappedStates(Args args, const memory& h0, const memory& h1, const memory& c0,
+                   const memory& c1, bool lstm) {
+  args[DNNL_ARG_SRC_ITER] = h1;
+  args[DNNL_ARG_DST_ITER] = h0;
+  if (lstm) {
+    args[DNNL_ARG_SRC_ITER_C] = c1;
+    args[DNNL_ARG_DST_ITER_C] = c0;
+  }
+  return args;
+}
+
 enum class Cell { lstm, lbrGru };
 enum class Mode { infer, train, step };
 using peer::Shape;
@@ -242,15 +255,7 @@ class Problem {
     if (mode == Mode::train) m_backwardArgs[DNNL_ARG_SCRATCHPAD] = pad;
 
     // Streaming: the next call reads the state this call wrote.
-    if (mode == Mode::step) {
-      m_stepArgs = m_forwardArgs;
-      m_stepArgs[DNNL_ARG_SRC_ITER] = h1;
-      m_stepArgs[DNNL_ARG_DST_ITER] = h0;
-      if (lstm) {
-        m_stepArgs[DNNL_ARG_SRC_ITER_C] = c1;
-        m_stepArgs[DNNL_ARG_DST_ITER_C] = c0;
-      }
-    }
+    if (mode == Mode::step) m_stepArgs = swappedStates(m_forwardArgs, h0, h1, c0, c1, lstm);
   }
 
   /// One timed call.
@@ -440,15 +445,7 @@ class Reduced {
     f[DNNL_ARG_SCRATCHPAD] =
         memory(desc({scratch / static_cast<memory::dim>(sizeof(float)) + 1}, Tag::a), engine);
     m_forward = dnnl::primitive(fwd);
-    if (mode == Mode::step) {
-      m_stepArgs = f;
-      m_stepArgs[DNNL_ARG_SRC_ITER] = h1;
-      m_stepArgs[DNNL_ARG_DST_ITER] = h0;
-      if (lstm) {
-        m_stepArgs[DNNL_ARG_SRC_ITER_C] = c1;
-        m_stepArgs[DNNL_ARG_DST_ITER_C] = c0;
-      }
-    }
+    if (mode == Mode::step) m_stepArgs = swappedStates(f, h0, h1, c0, c1, lstm);
   }
 
   /// One timed call: f32 x in, f32 y out.
