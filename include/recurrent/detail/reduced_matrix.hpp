@@ -28,10 +28,15 @@
 
 #include <Eigen/Core>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace recurrent {
@@ -129,6 +134,11 @@ class ReducedMatrix {
   template <typename Scalar>
   void packInt8Panel(const View<const Scalar>& source, Index block, Index u0, Index rows) {
     eigen_assert(!source.transposed);
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (rows == kPanelRows) return packInt8FullPanel(source, block, u0);
+    }
+#endif
     const Index first = block * m_blockRows + u0;
     float maxAbs[kPanelRows] = {}, scales[kPanelRows];
     for (Index k = 0; k < m_depth; ++k) {
@@ -157,6 +167,52 @@ class ReducedMatrix {
     for (Index r = 0; r < rows; ++r) m_rowSum[static_cast<std::size_t>(first + r)] = sums[r];
   }
 
+#if defined(__AVX512F__)
+  /// packInt8Panel of a whole panel of float rows: the same operations on the panel's 16 rows at
+  /// once (one register), each group of 4 depth rows interleaved into the panel's 64-byte line.
+  void packInt8FullPanel(const View<const float>& source, Index block, Index u0) {
+    const Index first = block * m_blockRows + u0;
+    __m512 maxAbs = _mm512_setzero_ps();
+    // vmaxps returns its second operand for a NaN: a NaN weight is passed over, as std::max does.
+    for (Index k = 0; k < m_depth; ++k) {
+      maxAbs = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(source.at(block, u0, k))), maxAbs);
+    }
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(maxAbs, _mm512_setzero_ps(), _CMP_GT_OQ);
+    const __m512 scales =
+        _mm512_mask_div_ps(_mm512_set1_ps(1.0f), nonzero, maxAbs, _mm512_set1_ps(127.0f));
+    _mm512_storeu_ps(m_scale.data() + first, scales);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    __m512i sums = _mm512_setzero_si512();
+    std::int8_t* panel = m_int8.data() + first * m_paddedDepth;
+    for (Index k0 = 0; k0 < m_paddedDepth; k0 += 4) {
+      __m128i bytes[4];  // depth row k0 + i: the 16 rows' codes, row r in byte r
+      for (Index i = 0; i < 4; ++i) {
+        if (k0 + i >= m_depth) {
+          bytes[i] = _mm_setzero_si128();
+          continue;
+        }
+        const __m512 q = _mm512_roundscale_ps(
+            _mm512_div_ps(_mm512_loadu_ps(source.at(block, u0, k0 + i)), scales),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i v = _mm512_cvttps_epi32(_mm512_min_ps(hi, _mm512_max_ps(q, lo)));
+        sums = _mm512_add_epi32(sums, v);
+        bytes[i] = _mm512_cvtepi32_epi8(v);
+      }
+      // [row][i] from [i][row]: bytes, then byte pairs, interleaved.
+      const __m128i lo01 = _mm_unpacklo_epi8(bytes[0], bytes[1]),
+                    hi01 = _mm_unpackhi_epi8(bytes[0], bytes[1]);
+      const __m128i lo23 = _mm_unpacklo_epi8(bytes[2], bytes[3]),
+                    hi23 = _mm_unpackhi_epi8(bytes[2], bytes[3]);
+      auto* line = reinterpret_cast<__m128i*>(panel + k0 * kPanelRows);
+      _mm_storeu_si128(line, _mm_unpacklo_epi16(lo01, lo23));
+      _mm_storeu_si128(line + 1, _mm_unpackhi_epi16(lo01, lo23));
+      _mm_storeu_si128(line + 2, _mm_unpacklo_epi16(hi01, hi23));
+      _mm_storeu_si128(line + 3, _mm_unpackhi_epi16(hi01, hi23));
+    }
+    _mm512_storeu_si512(m_rowSum.data() + first, sums);
+  }
+#endif
+
   template <typename Scalar>
   void packBF16Panel(const View<const Scalar>& source, Index block, Index u0, Index rows) {
     eigen_assert(!source.transposed);
@@ -177,35 +233,112 @@ class ReducedMatrix {
   AlignedVector<std::int32_t> m_rowSum;
 };
 
-/// quantizeColumn's int8 values, group g of 4 at dst + g·groupStride.
+/// The int8 code of input value x (see the file comment): clamp(round(x / s) + z, 0, 255), with
+/// the division done as a product by 1/s, rounding to nearest even; NaN gives 0.
+inline std::uint8_t int8Code(float x, float inverse, float zero) {
+  const float q = std::nearbyint(x * inverse) + zero;
+  return static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
+}
+
+#if defined(__AVX512F__)
+namespace codes {
+
+/// The lanes of depth rows [k0, k0 + 16) that are below depth.
+inline __mmask16 lanes(Index k0, Index depth) {
+  const Index valid = std::min<Index>(16, std::max<Index>(0, depth - k0));
+  return static_cast<__mmask16>((1u << valid) - 1u);
+}
+
+/// int8Code of src[k0, k0 + 16), 0 past depth: the same operations, sixteen lanes at once
+/// (vmaxps returns its second operand for a NaN, as std::max(0, NaN) returns 0).
+inline __m128i int8(const float* src, Index k0, Index depth, __m512 inverse, __m512 zero) {
+  const __mmask16 m = lanes(k0, depth);
+  const __m512 x = _mm512_maskz_loadu_ps(m, src + k0);
+  __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, inverse),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  q = _mm512_min_ps(_mm512_set1_ps(255.0f),
+                    _mm512_max_ps(_mm512_add_ps(q, zero), _mm512_setzero_ps()));
+  return _mm512_maskz_cvtepi32_epi8(m, _mm512_cvttps_epi32(q));
+}
+
+/// toBF16 of src[k0, k0 + 16), 0 past depth: the same integer rounding, sixteen lanes at once.
+inline __m256i bf16(const float* src, Index k0, Index depth) {
+  const __m512i u = _mm512_maskz_loadu_epi32(lanes(k0, depth), src + k0);
+  const __m512i high = _mm512_srli_epi32(u, 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+  const __m512i odd = _mm512_and_si512(high, _mm512_set1_epi32(1));
+  const __m512i rounded =
+      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+  const __m512i quiet = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
+}
+
+}  // namespace codes
+#endif
+
+/// lo = min(0, min_k src[k]) and hi = max(0, max_k src[k]): the range an int8 column is
+/// quantized over.
 template <typename Scalar>
-inline void quantizeGroups(const Scalar* src, Index depth, Index paddedDepth, float inverse,
-                           float zero, std::uint8_t* dst, Index groupStride) {
-  constexpr Index G = 4;
-  for (Index g = 0; g * G < paddedDepth; ++g) {
-    for (Index i = 0; i < G; ++i) {
-      const Index k = g * G + i;
-      const float q =
-          k < depth ? std::nearbyint(static_cast<float>(src[k]) * inverse) + zero : 0.0f;
-      dst[g * groupStride + i] = static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
+inline void columnRange(const Scalar* src, Index depth, float& lo, float& hi) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<Scalar, float>) {
+    // Starting from zeros, and with the lanes past depth loaded as zeros, the range includes 0
+    // as asked. Exact: min and max round nothing.
+    __m512 low = _mm512_setzero_ps(), high = _mm512_setzero_ps();
+    for (Index k0 = 0; k0 < depth; k0 += 16) {
+      const __m512 x = _mm512_maskz_loadu_ps(codes::lanes(k0, depth), src + k0);
+      low = _mm512_min_ps(x, low);
+      high = _mm512_max_ps(x, high);
     }
+    lo = _mm512_reduce_min_ps(low);
+    hi = _mm512_reduce_max_ps(high);
+    return;
+  }
+#endif
+  const Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>> column(src, depth);
+  lo = std::min(0.0f, static_cast<float>(column.minCoeff()));
+  hi = std::max(0.0f, static_cast<float>(column.maxCoeff()));
+}
+
+/// Writes the 16 codes of depth rows [k0, k0 + 16) to their places in a buffer column: group g of
+/// G rows at dst + g·groupStride codes (groupStride = G: contiguous), below paddedDepth only.
+template <Index G, typename Code>
+inline void placeCodes(const Code* codes, Index k0, Index paddedDepth, Code* dst,
+                       Index groupStride) {
+  const Index count = std::min<Index>(16, paddedDepth - k0);
+  const auto group = static_cast<std::size_t>(G) * sizeof(Code);
+  if (groupStride == G) {
+    std::memcpy(dst + k0, codes, static_cast<std::size_t>(count) * sizeof(Code));
+  } else if (count == 16) {  // a constant trip count: unrolled into 16 / G moves
+    for (Index i = 0; i < 16; i += G)
+      std::memcpy(dst + (k0 + i) / G * groupStride, codes + i, group);
+  } else {
+    for (Index i = 0; i < count; i += G)
+      std::memcpy(dst + (k0 + i) / G * groupStride, codes + i, group);
   }
 }
 
 /// Quantizes column `src` (depth values; int8, see the file comment) or rounds it (bf16) into
 /// the buffer, where its depth group g (4 or 2 values) lies at offset + g·groupStride, padded with
-/// zeros to paddedDepth; int8 keeps the column's scale and zero point at index j.
+/// zeros to paddedDepth; int8 keeps the column's scale and zero point at index j. Every build
+/// writes the same codes: the AVX-512 loops are the scalar ones, sixteen rows at a time.
 template <typename Scalar>
 inline void quantizeColumn(const Scalar* src, Index depth, Index paddedDepth, Precision precision,
                            ReducedBuffer& buffer, Index j, Index offset, Index groupStride) {
   const Index G = depthGroup(precision);
   if (precision == Precision::BF16) {
     std::uint16_t* dst = buffer.bf16.data() + offset;
-    if (groupStride == G) {  // one column alone: contiguous
-      for (Index k = 0; k < depth; ++k) dst[k] = toBF16(static_cast<float>(src[k]));
-      for (Index k = depth; k < paddedDepth; ++k) dst[k] = 0;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<Scalar, float>) {
+      for (Index k0 = 0; k0 < paddedDepth; k0 += 16) {
+        alignas(32) std::uint16_t chunk[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(chunk), codes::bf16(src, k0, depth));
+        placeCodes<2>(chunk, k0, paddedDepth, dst, groupStride);
+      }
       return;
     }
+#endif
     for (Index g = 0; g * G < paddedDepth; ++g) {
       for (Index i = 0; i < G; ++i) {
         const Index k = g * G + i;
@@ -214,24 +347,33 @@ inline void quantizeColumn(const Scalar* src, Index depth, Index paddedDepth, Pr
     }
     return;
   }
-  const Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>> column(src, depth);
-  const float lo = std::min(0.0f, static_cast<float>(column.minCoeff()));
-  const float hi = std::max(0.0f, static_cast<float>(column.maxCoeff()));
+  float lo, hi;  // min(0, min x), max(0, max x)
+  columnRange(src, depth, lo, hi);
   const float scale = hi > lo ? (hi - lo) / 255.0f : 1.0f;
   const float inverse = 1.0f / scale;
   const float zero = std::min(255.0f, std::max(0.0f, std::nearbyint(-lo * inverse)));
   std::uint8_t* dst = buffer.int8.data() + offset;
-  if (groupStride == G) {  // one column alone: contiguous
-    for (Index k = 0; k < depth; ++k) {
-      const float q = std::nearbyint(static_cast<float>(src[k]) * inverse) + zero;
-      dst[k] = static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
-    }
-    for (Index k = depth; k < paddedDepth; ++k) dst[k] = 0;
-  } else {
-    quantizeGroups(src, depth, paddedDepth, inverse, zero, dst, groupStride);
-  }
   buffer.scale[static_cast<std::size_t>(j)] = scale;
   buffer.zero[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(zero);
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<Scalar, float>) {
+    const __m512 inverses = _mm512_set1_ps(inverse), zeros = _mm512_set1_ps(zero);
+    for (Index k0 = 0; k0 < paddedDepth; k0 += 16) {
+      alignas(16) std::uint8_t chunk[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(chunk),
+                      codes::int8(src, k0, depth, inverses, zeros));
+      placeCodes<4>(chunk, k0, paddedDepth, dst, groupStride);
+    }
+    return;
+  }
+#endif
+  for (Index g = 0; g * G < paddedDepth; ++g) {
+    for (Index i = 0; i < G; ++i) {
+      const Index k = g * G + i;
+      dst[g * groupStride + i] =
+          k < depth ? int8Code(static_cast<float>(src[k]), inverse, zero) : 0;
+    }
+  }
 }
 
 }  // namespace detail
