@@ -5,23 +5,15 @@
 //                 multiplied; the result is scaled back to C's Scalar, the bias added when
 //                 overwriting. Any part of A's row blocks and units, like gemm (gemm.hpp).
 //
-// The kernel keeps NP panels (16 rows each) × NC columns of sums in registers over the depth:
-//
-//   int8  AVX-512 VNNI: per group of 4 depth rows, one 64-byte load of each panel and one
-//         broadcast of each column's 4 input bytes, vpdpbusd (u8 × s8, exact int32 sums)
-//   bf16  AVX-512 BF16: per pair of depth rows, vdpbf16ps (two bf16 products into a float sum)
-//
-// Elsewhere the same loops in plain C++ compute the same sums: int8's are exact integers, so
-// every build gives the same int32 sums to the bit; bf16's products are exact in float and are
-// added in vdpbf16ps's order (the odd depth row, then the even one), so builds differ at most in
-// the treatment of subnormal numbers (vdpbf16ps flushes them).
-//
-// Several columns (a batch) run tiles of kTilePanels × kTileColumns; one column (one sequence)
-// runs up to kGemvPanels panels at once, which share each broadcast of the column.
+// The sums come from the register kernels of reduced_dot.hpp. Several columns (a batch) run tiles
+// of kTilePanels panels × up to kTileColumns columns. One column (a step of one sequence) runs its
+// panels one at a time where AVX-512 is targeted (oneColumn: the sums scaled and written from the
+// register), else in groups of up to kGemvPanels, through the tiles' code.
 #pragma once
 
 #include <recurrent/detail/gemm.hpp>
 #include <recurrent/detail/kernel.hpp>
+#include <recurrent/detail/reduced_dot.hpp>
 #include <recurrent/detail/reduced_matrix.hpp>
 
 #include <Eigen/Core>
@@ -41,136 +33,7 @@ namespace detail {
 constexpr int kTilePanels = 2;  ///< panels of a tile of several columns
 /// Columns of a tile: kTilePanels · kTileColumns accumulators must fit the register file.
 constexpr int kTileColumns = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32 ? 12 : 4;
-constexpr int kGemvPanels = 8;  ///< panels that share one column's broadcasts
-
-/// The reduced-precision sums of NP panels × NC columns over `groups` groups of the depth: int32
-/// for int8, float for bf16; out[(p·NC + j)·16 + r] for row r of panel p, column j. x holds the
-/// NC columns' groups side by side: group g of column j at x + (g·NC + j)·4 bytes.
-template <int NP, int NC>
-inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uint8_t* x,
-                       std::int32_t* out) {
-#if defined(__AVX512VNNI__)
-  if constexpr (NC == 1) {
-    // One column: two sets of accumulators take alternate groups, so that 2·NP independent
-    // sums hide vpdpbusd's latency; integer sums do not depend on the order.
-    __m512i acc[2][std::size_t(NP)];
-    RECURRENT_UNROLL
-    for (int u = 0; u < 2; ++u) RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) acc[u][p] = _mm512_setzero_si512();
-    Index g = 0;
-    for (; g + 2 <= groups; g += 2) {
-      RECURRENT_UNROLL
-      for (int u = 0; u < 2; ++u) {
-        std::int32_t four;
-        std::memcpy(&four, x + (g + u) * 4, sizeof four);
-        const __m512i xb = _mm512_set1_epi32(four);
-        RECURRENT_UNROLL
-        for (int p = 0; p < NP; ++p) {
-          acc[u][p] = _mm512_dpbusd_epi32(acc[u][p], xb, _mm512_loadu_si512(a[p] + (g + u) * 64));
-        }
-      }
-    }
-    if (g < groups) {
-      std::int32_t four;
-      std::memcpy(&four, x + g * 4, sizeof four);
-      const __m512i xb = _mm512_set1_epi32(four);
-      RECURRENT_UNROLL
-      for (int p = 0; p < NP; ++p) {
-        acc[0][p] = _mm512_dpbusd_epi32(acc[0][p], xb, _mm512_loadu_si512(a[p] + g * 64));
-      }
-    }
-    RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) {
-      _mm512_storeu_si512(out + p * 16, _mm512_add_epi32(acc[0][p], acc[1][p]));
-    }
-    return;
-  }
-  __m512i acc[std::size_t(NP)][std::size_t(NC)];
-  RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
-  for (int j = 0; j < NC; ++j) acc[p][j] = _mm512_setzero_si512();
-  for (Index g = 0; g < groups; ++g) {
-    __m512i w[std::size_t(NP)];
-    RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) w[p] = _mm512_loadu_si512(a[p] + g * 64);
-    RECURRENT_UNROLL
-    for (int j = 0; j < NC; ++j) {
-      std::int32_t four;
-      std::memcpy(&four, x + (g * NC + j) * 4, sizeof four);
-      const __m512i xb = _mm512_set1_epi32(four);
-      RECURRENT_UNROLL
-      for (int p = 0; p < NP; ++p) acc[p][j] = _mm512_dpbusd_epi32(acc[p][j], xb, w[p]);
-    }
-  }
-  RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
-  for (int j = 0; j < NC; ++j) _mm512_storeu_si512(out + (p * NC + j) * 16, acc[p][j]);
-#else
-  std::int32_t acc[std::size_t(NP)][std::size_t(NC)][std::size_t(kPanelRows)] = {};
-  for (Index g = 0; g < groups; ++g) {
-    for (int p = 0; p < NP; ++p) {
-      const std::int8_t* w = a[p] + g * 64;
-      for (int j = 0; j < NC; ++j) {
-        const std::uint8_t* v = x + (g * NC + j) * 4;
-        const std::int32_t v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
-        for (int r = 0; r < kPanelRows; ++r) {
-          acc[p][j][r] += w[4 * r] * v0 + w[4 * r + 1] * v1 + w[4 * r + 2] * v2 + w[4 * r + 3] * v3;
-        }
-      }
-    }
-  }
-  for (int p = 0; p < NP; ++p)
-    for (int j = 0; j < NC; ++j) std::memcpy(out + (p * NC + j) * 16, acc[p][j], sizeof acc[p][j]);
-#endif
-}
-
-template <int NP, int NC>
-inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::uint16_t* x,
-                       float* out) {
-#if defined(__AVX512BF16__)
-  __m512 acc[std::size_t(NP)][std::size_t(NC)];
-  RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
-  for (int j = 0; j < NC; ++j) acc[p][j] = _mm512_setzero_ps();
-  for (Index g = 0; g < groups; ++g) {
-    __m512i w[std::size_t(NP)];
-    RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) w[p] = _mm512_loadu_si512(a[p] + g * 32);
-    RECURRENT_UNROLL
-    for (int j = 0; j < NC; ++j) {
-      std::int32_t pair;
-      std::memcpy(&pair, x + (g * NC + j) * 2, sizeof pair);
-      const __m512i xb = _mm512_set1_epi32(pair);
-      RECURRENT_UNROLL
-      for (int p = 0; p < NP; ++p) {
-        acc[p][j] = _mm512_dpbf16_ps(acc[p][j], reinterpret_cast<const __m512bh&>(w[p]),
-                                     reinterpret_cast<const __m512bh&>(xb));
-      }
-    }
-  }
-  RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
-  for (int j = 0; j < NC; ++j) _mm512_storeu_ps(out + (p * NC + j) * 16, acc[p][j]);
-#else
-  float acc[std::size_t(NP)][std::size_t(NC)][std::size_t(kPanelRows)] = {};
-  for (Index g = 0; g < groups; ++g) {
-    for (int p = 0; p < NP; ++p) {
-      const std::uint16_t* w = a[p] + g * 32;
-      for (int j = 0; j < NC; ++j) {
-        const std::uint16_t* v = x + (g * NC + j) * 2;
-        const float v0 = fromBF16(v[0]), v1 = fromBF16(v[1]);
-        for (int r = 0; r < kPanelRows; ++r) {
-          // Each product is exact in float: the order of the two additions is all that matters.
-          acc[p][j][r] += fromBF16(w[2 * r + 1]) * v1;
-          acc[p][j][r] += fromBF16(w[2 * r]) * v0;
-        }
-      }
-    }
-  }
-  for (int p = 0; p < NP; ++p)
-    for (int j = 0; j < NC; ++j) std::memcpy(out + (p * NC + j) * 16, acc[p][j], sizeof acc[p][j]);
-#endif
-}
+constexpr int kGemvPanels = 8;  ///< panels of one column's tiles, without AVX-512
 
 /// C (+)= A · B with A a ReducedMatrix: B's and C's first `columns` columns.
 template <typename Scalar>
@@ -219,44 +82,68 @@ void tile(const ReducedProduct<Scalar>& p, const Panel* panels, Index j0, Index 
     for (int q = 0; q < NP; ++q) w[q] = a.bf16Panel(panels[q].block, panels[q].unit);
     bf16Kernel<NP, NC>(ld / 2, w, buffer.bf16.data() + j * ld, floats);
   }
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<Scalar, float>) {
+    bool whole = true;
+    for (int q = 0; q < NP; ++q)
+      whole = whole && panels[q].first == 0 && panels[q].last == kPanelRows;
+    if (whole) {
+      // Whole panels of float rows: the operations of the loop below, a panel's 16 rows in one
+      // register. What the stores could alias (the intrinsics' stores alias anything) is read
+      // into locals first, so that the unrolled loop keeps it in registers.
+      const View<float> c = p.c;
+      const bool overwriting = p.overwriting;
+      const float* const biasAll = p.bias;
+      const float* const columnScale = buffer.scale.data();
+      const std::int32_t* const columnZero = buffer.zero.data();
+      __m512 rowScale[std::size_t(NP)], bias[std::size_t(NP)];
+      __m512i rowSum[std::size_t(NP)];
+      RECURRENT_UNROLL
+      for (int q = 0; q < NP; ++q) {
+        const Panel& panel = panels[q];
+        rowScale[q] =
+            int8 ? _mm512_loadu_ps(a.scales(panel.block, panel.unit)) : _mm512_setzero_ps();
+        rowSum[q] =
+            int8 ? _mm512_loadu_si512(a.rowSums(panel.block, panel.unit)) : _mm512_setzero_si512();
+        bias[q] = biasAll != nullptr
+                      ? _mm512_loadu_ps(biasAll + panel.block * c.blockStride + panel.unit)
+                      : _mm512_setzero_ps();
+      }
+      RECURRENT_UNROLL
+      for (int k = 0; k < NC; ++k) {
+        const auto column = static_cast<std::size_t>(j + k);
+        const __m512i zero = _mm512_set1_epi32(int8 ? columnZero[column] : 0);
+        const __m512 scale = _mm512_set1_ps(int8 ? columnScale[column] : 0.0f);
+        RECURRENT_UNROLL
+        for (int q = 0; q < NP; ++q) {
+          const std::size_t at = std::size_t(q * NC + k) * kPanelRows;
+          __m512 v;
+          if (int8) {
+            const __m512i s =
+                _mm512_sub_epi32(_mm512_load_si512(sums + at), _mm512_mullo_epi32(zero, rowSum[q]));
+            v = _mm512_mul_ps(_mm512_mul_ps(rowScale[q], scale), _mm512_cvtepi32_ps(s));
+          } else {
+            v = _mm512_load_ps(floats + at);
+          }
+          float* out = c.at(panels[q].block, panels[q].unit, j0 + k);
+          if (!overwriting) {
+            v = _mm512_add_ps(_mm512_loadu_ps(out), v);
+          } else if (biasAll != nullptr) {
+            v = _mm512_add_ps(bias[q], v);
+          }
+          _mm512_storeu_ps(out, v);
+        }
+      }
+      return;
+    }
+  }
+#endif
   for (int q = 0; q < NP; ++q) {
     const Panel& panel = panels[q];
     const float* scale = int8 ? a.scales(panel.block, panel.unit) : nullptr;
     const std::int32_t* rowSum = int8 ? a.rowSums(panel.block, panel.unit) : nullptr;
     const Scalar* bias =
         p.bias == nullptr ? nullptr : p.bias + panel.block * p.c.blockStride + panel.unit;
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<Scalar, float>) {
-      // A whole panel of float rows: the same operations, in one register each.
-      if (panel.first == 0 && panel.last == kPanelRows) {
-        const __m512 rowScale = int8 ? _mm512_loadu_ps(scale) : _mm512_setzero_ps();
-        const __m512i sum = int8 ? _mm512_loadu_si512(rowSum) : _mm512_setzero_si512();
-        const __m512 b = bias != nullptr ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-        for (int k = 0; k < NC; ++k) {
-          const auto column = static_cast<std::size_t>(j + k);
-          const std::size_t at = std::size_t(q * NC + k) * kPanelRows;
-          __m512 v;
-          if (int8) {
-            const __m512i s =
-                _mm512_sub_epi32(_mm512_load_si512(sums + at),
-                                 _mm512_mullo_epi32(_mm512_set1_epi32(buffer.zero[column]), sum));
-            v = _mm512_mul_ps(_mm512_mul_ps(rowScale, _mm512_set1_ps(buffer.scale[column])),
-                              _mm512_cvtepi32_ps(s));
-          } else {
-            v = _mm512_load_ps(floats + at);
-          }
-          float* out = p.c.at(panel.block, panel.unit, j0 + k);
-          if (!p.overwriting) {
-            v = _mm512_add_ps(_mm512_loadu_ps(out), v);
-          } else if (bias != nullptr) {
-            v = _mm512_add_ps(b, v);
-          }
-          _mm512_storeu_ps(out, v);
-        }
-        continue;
-      }
-    }
-#endif
     for (int k = 0; k < NC; ++k) {
       const auto column = static_cast<std::size_t>(j + k);
       const std::size_t at = std::size_t(q * NC + k) * kPanelRows;
@@ -285,6 +172,18 @@ void tile(const ReducedProduct<Scalar>& p, const Panel* panels, Index j0, Index 
   }
 }
 
+/// The tiles of n columns: ⌈n / kTileColumns⌉ of them (one column alone for n = 1), their widths
+/// differing by one at most, the wider first — 64 columns are 6 tiles of 11 or 10, not 5 of 12
+/// and a narrow one of 4, whose few sums per load would leave the multiply units idle.
+struct ColumnTiles {
+  explicit ColumnTiles(Index n)
+      : count((n + kTileColumns - 1) / kTileColumns), base(n / count), wider(n % count) {}
+  Index first(Index t) const { return t * base + std::min(t, wider); }
+  Index width(Index t) const { return base + (t < wider ? 1 : 0); }
+
+  Index count, base, wider;
+};
+
 /// The panels of block `block` that hold units [u0, u1), in order, to f(Panel).
 template <typename F>
 void forEachPanel(Index block, Index u0, Index u1, F&& f) {
@@ -295,6 +194,54 @@ void forEachPanel(Index block, Index u0, Index u1, F&& f) {
 
 }  // namespace reduced
 
+#if defined(__AVX512F__)
+/// One float column (a step of one sequence): each panel's sums by the kernels' one-column loops,
+/// written from the register by tile's operations (a partial panel through a mask), so that the
+/// result is tile's to the bit, without its tiles, groups and buffers of sums.
+inline void oneColumn(const ReducedProduct<float>& p, ReducedBuffer& buffer, Index u0, Index u1) {
+  const ReducedMatrix& a = p.a;
+  const bool int8 = a.precision() == Precision::Int8;
+  const Index depth = a.depth(), ld = a.paddedDepth();
+  quantizeColumn(p.b.data, depth, ld, a.precision(), buffer, 0, 0, depthGroup(a.precision()));
+  const __m512 columnScale = _mm512_set1_ps(int8 ? buffer.scale[0] : 0.0f);
+  const __m512i zero = _mm512_set1_epi32(int8 ? buffer.zero[0] : 0);
+  const View<float> c = p.c;
+  const bool overwriting = p.overwriting;
+  const float* const biasAll = p.bias;
+  for (Index block = p.selectedBlocks.begin; block < p.selectedBlocks.end; ++block) {
+    reduced::forEachPanel(block, u0, u1, [&](const reduced::Panel& panel) {
+      const auto rows =
+          static_cast<__mmask16>(((1u << panel.last) - 1u) & ~((1u << panel.first) - 1u));
+      __m512 v;
+      if (int8) {
+        const std::int8_t* w = a.int8Panel(block, panel.unit);
+        alignas(64) std::int32_t sums[kPanelRows];
+        int8Kernel<1, 1>(ld / 4, &w, buffer.int8.data(), sums);
+        const __m512i rowSum = _mm512_maskz_loadu_epi32(rows, a.rowSums(block, panel.unit));
+        const __m512i s =
+            _mm512_sub_epi32(_mm512_load_si512(sums), _mm512_mullo_epi32(zero, rowSum));
+        v = _mm512_mul_ps(
+            _mm512_mul_ps(_mm512_maskz_loadu_ps(rows, a.scales(block, panel.unit)), columnScale),
+            _mm512_cvtepi32_ps(s));
+      } else {
+        const std::uint16_t* w = a.bf16Panel(block, panel.unit);
+        alignas(64) float sums[kPanelRows];
+        bf16Kernel<1, 1>(ld / 2, &w, buffer.bf16.data(), sums);
+        v = _mm512_load_ps(sums);
+      }
+      float* out = c.at(block, panel.unit, 0);
+      if (!overwriting) {
+        v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows, out), v);
+      } else if (biasAll != nullptr) {
+        v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows, biasAll + block * c.blockStride + panel.unit),
+                          v);
+      }
+      _mm512_mask_storeu_ps(out, rows, v);
+    });
+  }
+}
+#endif
+
 /// Computes the ReducedProduct; `buffer` must hold ReducedBuffer::kColumns columns of A's depth.
 template <typename Scalar>
 void reducedGemm(const ReducedProduct<Scalar>& p, ReducedBuffer& buffer) {
@@ -302,47 +249,55 @@ void reducedGemm(const ReducedProduct<Scalar>& p, ReducedBuffer& buffer) {
   const Index H = a.rowBlocks().size, depth = a.depth(), ld = a.paddedDepth();
   const Index u0 = p.selectedUnits.begin, u1 = std::min(p.selectedUnits.end, H);
   if (p.columns == 0 || u0 >= u1) return;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<Scalar, float>) {
+    if (p.columns == 1) return oneColumn(p, buffer, u0, u1);
+  }
+#endif
   for (Index j0 = 0; j0 < p.columns; j0 += ReducedBuffer::kColumns) {
     const Index n = std::min(ReducedBuffer::kColumns, p.columns - j0);
-    for (Index j = 0; j < n; ++j) {
-      // Tiles of kTileColumns columns (one column alone for n = 1): the tile's columns
-      // side by side within each depth group, so that a kernel reads the group of every column
-      // of its tile from one line.
-      const Index width = n == 1 ? 1 : kTileColumns;
-      const Index tile = j / width * width, w = std::min(width, n - tile);
-      const Index G = depthGroup(a.precision());
-      quantizeColumn(p.b.data + (j0 + j) * p.b.ld, depth, ld, a.precision(), buffer, j,
-                     tile * ld + (j - tile) * G, w * G);
+    const reduced::ColumnTiles tiles(n);
+    const Index G = depthGroup(a.precision());
+    for (Index t = 0; t < tiles.count; ++t) {
+      // The tile's columns side by side within each depth group, so that a kernel reads the
+      // group of every column of its tile from one line.
+      const Index first = tiles.first(t), w = tiles.width(t);
+      for (Index j = first; j < first + w; ++j) {
+        quantizeColumn(p.b.data + (j0 + j) * p.b.ld, depth, ld, a.precision(), buffer, j,
+                       first * ld + (j - first) * G, w * G);
+      }
     }
+    // Panels in groups of `most`, across the blocks' boundaries (a gate of 64 units is 4 panels:
+    // one column's 4 gates run as 2 groups of 8, not 4 of 4). Each row's sum is its own, whatever
+    // group its panel is in.
+    reduced::Panel group[std::size_t(kGemvPanels)];
+    int count = 0;
+    const auto flush = [&] {
+      if (count == 0) return;
+      if (n == 1) {
+        withCount<kGemvPanels>(count, [&](auto np) {
+          reduced::tile<decltype(np)::value, 1>(p, group, j0, 0, buffer);
+        });
+      } else {
+        withCount<kTilePanels>(count, [&](auto np) {
+          for (Index t = 0; t < tiles.count; ++t) {
+            const Index j = tiles.first(t);
+            withCount<kTileColumns>(static_cast<int>(tiles.width(t)), [&](auto nc) {
+              reduced::tile<decltype(np)::value, decltype(nc)::value>(p, group, j0 + j, j, buffer);
+            });
+          }
+        });
+      }
+      count = 0;
+    };
+    const int most = n == 1 ? kGemvPanels : kTilePanels;
     for (Index block = p.selectedBlocks.begin; block < p.selectedBlocks.end; ++block) {
-      reduced::Panel group[std::size_t(kGemvPanels)];
-      int count = 0;
-      const auto flush = [&] {
-        if (count == 0) return;
-        if (n == 1) {
-          withCount<kGemvPanels>(count, [&](auto np) {
-            reduced::tile<decltype(np)::value, 1>(p, group, j0, 0, buffer);
-          });
-        } else {
-          withCount<kTilePanels>(count, [&](auto np) {
-            for (Index j = 0; j < n; j += kTileColumns) {
-              withCount<kTileColumns>(static_cast<int>(std::min<Index>(kTileColumns, n - j)),
-                                      [&](auto nc) {
-                                        reduced::tile<decltype(np)::value, decltype(nc)::value>(
-                                            p, group, j0 + j, j, buffer);
-                                      });
-            }
-          });
-        }
-        count = 0;
-      };
-      const int most = n == 1 ? kGemvPanels : kTilePanels;
       reduced::forEachPanel(block, u0, u1, [&](const reduced::Panel& panel) {
         group[count++] = panel;
         if (count == most) flush();
       });
-      flush();
     }
+    flush();
   }
 }
 

@@ -1,0 +1,234 @@
+// recurrent — detail/reduced_dot.hpp: the register kernels of the int8 and bf16 products.
+//
+// A kernel keeps NP panels (16 rows each) × NC columns of sums in registers over the depth:
+//
+//   int8  AVX-512 VNNI: per group of 4 depth rows, one 64-byte load of each panel and one
+//         broadcast of each column's 4 input bytes, vpdpbusd (u8 × s8, exact int32 sums)
+//   bf16  AVX-512 BF16: per pair of depth rows, vdpbf16ps (two bf16 products into a float sum)
+//
+// Elsewhere the same loops in plain C++ compute the same sums: int8's are exact integers, so
+// every build gives the same int32 sums to the bit; bf16's products are exact in float and are
+// added in vdpbf16ps's order (the odd depth row, then the even one, into the same sets of sums),
+// so builds differ at most in the treatment of subnormal numbers (vdpbf16ps flushes them).
+//
+// Several columns share each load of a panel (NC > 1); one column (NC = 1) reads each panel as one
+// sequential stream, its groups dealt to four sets of sums.
+#pragma once
+
+#include <recurrent/detail/kernel.hpp>
+#include <recurrent/detail/reduced_matrix.hpp>
+
+#include <Eigen/Core>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include <cstdint>
+#include <cstring>
+
+namespace recurrent {
+namespace detail {
+
+/// An empty statement that may change v, so that the compiler cannot take two zeros for one
+/// value: GCC otherwise keeps a second set of sums, started equal to the first, in registers it
+/// copies at every iteration of the loop.
+template <typename V>
+EIGEN_ALWAYS_INLINE void distinctRegister(V& v) {
+#if defined(__GNUC__) || defined(__clang__)
+  __asm__("" : "+v"(v));
+#else
+  (void)v;
+#endif
+}
+
+/// The reduced-precision sums of NP panels × NC columns over `groups` groups of the depth: int32
+/// for int8, float for bf16; out[(p·NC + j)·16 + r] for row r of panel p, column j. x holds the
+/// NC columns' groups side by side: group g of column j at x + (g·NC + j)·4 bytes.
+template <int NP, int NC>
+inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uint8_t* x,
+                       std::int32_t* out) {
+#if defined(__AVX512VNNI__)
+  if constexpr (NC == 1) {
+    // One column: the panels one after another, each read as one sequential stream (the
+    // prefetchers follow one stream better than NP interleaved ones), its groups dealt to four
+    // sets of accumulators so that four independent sums hide vpdpbusd's latency. Integer sums do
+    // not depend on the order.
+    const auto broadcast = [x](Index g) {
+      std::int32_t four;
+      std::memcpy(&four, x + g * 4, sizeof four);
+      return _mm512_set1_epi32(four);
+    };
+    for (int p = 0; p < NP; ++p) {
+      const std::int8_t* w = a[p];
+      __m512i sum[4];
+      RECURRENT_UNROLL
+      for (int u = 0; u < 4; ++u) {
+        sum[u] = _mm512_setzero_si512();
+        distinctRegister(sum[u]);
+      }
+      // The groups past a multiple of four first, so that the loop is the last to write the sums
+      // (GCC otherwise copies them between registers at every iteration).
+      const Index head = groups % 4;
+      RECURRENT_UNROLL
+      for (int u = 0; u < 3; ++u) {
+        if (u < head)
+          sum[u] = _mm512_dpbusd_epi32(sum[u], broadcast(u), _mm512_loadu_si512(w + u * 64));
+      }
+      for (Index g = head; g < groups; g += 4) {
+        RECURRENT_UNROLL
+        for (int u = 0; u < 4; ++u) {
+          sum[u] =
+              _mm512_dpbusd_epi32(sum[u], broadcast(g + u), _mm512_loadu_si512(w + (g + u) * 64));
+        }
+      }
+      _mm512_storeu_si512(out + p * 16, _mm512_add_epi32(_mm512_add_epi32(sum[0], sum[1]),
+                                                         _mm512_add_epi32(sum[2], sum[3])));
+    }
+    return;
+  }
+  __m512i acc[std::size_t(NP)][std::size_t(NC)];
+  RECURRENT_UNROLL
+  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
+  for (int j = 0; j < NC; ++j) acc[p][j] = _mm512_setzero_si512();
+  for (Index g = 0; g < groups; ++g) {
+    __m512i w[std::size_t(NP)];
+    RECURRENT_UNROLL
+    for (int p = 0; p < NP; ++p) w[p] = _mm512_loadu_si512(a[p] + g * 64);
+    RECURRENT_UNROLL
+    for (int j = 0; j < NC; ++j) {
+      std::int32_t four;
+      std::memcpy(&four, x + (g * NC + j) * 4, sizeof four);
+      const __m512i xb = _mm512_set1_epi32(four);
+      RECURRENT_UNROLL
+      for (int p = 0; p < NP; ++p) acc[p][j] = _mm512_dpbusd_epi32(acc[p][j], xb, w[p]);
+    }
+  }
+  RECURRENT_UNROLL
+  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
+  for (int j = 0; j < NC; ++j) _mm512_storeu_si512(out + (p * NC + j) * 16, acc[p][j]);
+#else
+  std::int32_t acc[std::size_t(NP)][std::size_t(NC)][std::size_t(kPanelRows)] = {};
+  for (Index g = 0; g < groups; ++g) {
+    for (int p = 0; p < NP; ++p) {
+      const std::int8_t* w = a[p] + g * 64;
+      for (int j = 0; j < NC; ++j) {
+        const std::uint8_t* v = x + (g * NC + j) * 4;
+        const std::int32_t v0 = v[0], v1 = v[1], v2 = v[2], v3 = v[3];
+        for (int r = 0; r < kPanelRows; ++r) {
+          acc[p][j][r] += w[4 * r] * v0 + w[4 * r + 1] * v1 + w[4 * r + 2] * v2 + w[4 * r + 3] * v3;
+        }
+      }
+    }
+  }
+  for (int p = 0; p < NP; ++p)
+    for (int j = 0; j < NC; ++j) std::memcpy(out + (p * NC + j) * 16, acc[p][j], sizeof acc[p][j]);
+#endif
+}
+
+/// int8Kernel's sums in bf16: float sums of the exact products of bfloat16 pairs.
+template <int NP, int NC>
+inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::uint16_t* x,
+                       float* out) {
+#if defined(__AVX512BF16__)
+  if constexpr (NC == 1) {
+    // One column: as int8Kernel's, each panel alone, its groups dealt to four sets of sums —
+    // the groups past a multiple of four to sets 0, 1, 2 first, then group head + 4i + u to set u
+    // — added as (s0 + s1) + (s2 + s3). The portable loop below keeps this order.
+    const auto broadcast = [x](Index g) {
+      std::int32_t pair;
+      std::memcpy(&pair, x + g * 2, sizeof pair);
+      return _mm512_set1_epi32(pair);
+    };
+    const auto dot = [](__m512 sum, __m512i w, __m512i v) {
+      return _mm512_dpbf16_ps(sum, reinterpret_cast<const __m512bh&>(w),
+                              reinterpret_cast<const __m512bh&>(v));
+    };
+    for (int p = 0; p < NP; ++p) {
+      const std::uint16_t* w = a[p];
+      __m512 sum[4];
+      RECURRENT_UNROLL
+      for (int u = 0; u < 4; ++u) {
+        sum[u] = _mm512_setzero_ps();
+        distinctRegister(sum[u]);
+      }
+      const Index head = groups % 4;
+      RECURRENT_UNROLL
+      for (int u = 0; u < 3; ++u) {
+        if (u < head) sum[u] = dot(sum[u], _mm512_loadu_si512(w + u * 32), broadcast(u));
+      }
+      for (Index g = head; g < groups; g += 4) {
+        RECURRENT_UNROLL
+        for (int u = 0; u < 4; ++u) {
+          sum[u] = dot(sum[u], _mm512_loadu_si512(w + (g + u) * 32), broadcast(g + u));
+        }
+      }
+      _mm512_storeu_ps(out + p * 16,
+                       _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
+    }
+    return;
+  }
+  __m512 acc[std::size_t(NP)][std::size_t(NC)];
+  RECURRENT_UNROLL
+  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
+  for (int j = 0; j < NC; ++j) acc[p][j] = _mm512_setzero_ps();
+  for (Index g = 0; g < groups; ++g) {
+    __m512i w[std::size_t(NP)];
+    RECURRENT_UNROLL
+    for (int p = 0; p < NP; ++p) w[p] = _mm512_loadu_si512(a[p] + g * 32);
+    RECURRENT_UNROLL
+    for (int j = 0; j < NC; ++j) {
+      std::int32_t pair;
+      std::memcpy(&pair, x + (g * NC + j) * 2, sizeof pair);
+      const __m512i xb = _mm512_set1_epi32(pair);
+      RECURRENT_UNROLL
+      for (int p = 0; p < NP; ++p) {
+        acc[p][j] = _mm512_dpbf16_ps(acc[p][j], reinterpret_cast<const __m512bh&>(w[p]),
+                                     reinterpret_cast<const __m512bh&>(xb));
+      }
+    }
+  }
+  RECURRENT_UNROLL
+  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
+  for (int j = 0; j < NC; ++j) _mm512_storeu_ps(out + (p * NC + j) * 16, acc[p][j]);
+#else
+  if constexpr (NC == 1) {  // the order of the AVX-512 loop above: four sets of sums
+    const Index head = groups % 4;
+    for (int p = 0; p < NP; ++p) {
+      float sum[4][std::size_t(kPanelRows)] = {};
+      for (Index g = 0; g < groups; ++g) {
+        float* s = sum[g < head ? g : (g - head) % 4];
+        const std::uint16_t* w = a[p] + g * 32;
+        const float v0 = fromBF16(x[2 * g]), v1 = fromBF16(x[2 * g + 1]);
+        for (int r = 0; r < kPanelRows; ++r) {
+          s[r] += fromBF16(w[2 * r + 1]) * v1;
+          s[r] += fromBF16(w[2 * r]) * v0;
+        }
+      }
+      for (int r = 0; r < kPanelRows; ++r)
+        out[p * 16 + r] = (sum[0][r] + sum[1][r]) + (sum[2][r] + sum[3][r]);
+    }
+    return;
+  }
+  float acc[std::size_t(NP)][std::size_t(NC)][std::size_t(kPanelRows)] = {};
+  for (Index g = 0; g < groups; ++g) {
+    for (int p = 0; p < NP; ++p) {
+      const std::uint16_t* w = a[p] + g * 32;
+      for (int j = 0; j < NC; ++j) {
+        const std::uint16_t* v = x + (g * NC + j) * 2;
+        const float v0 = fromBF16(v[0]), v1 = fromBF16(v[1]);
+        for (int r = 0; r < kPanelRows; ++r) {
+          // Each product is exact in float: the order of the two additions is all that matters.
+          acc[p][j][r] += fromBF16(w[2 * r + 1]) * v1;
+          acc[p][j][r] += fromBF16(w[2 * r]) * v0;
+        }
+      }
+    }
+  }
+  for (int p = 0; p < NP; ++p)
+    for (int j = 0; j < NC; ++j) std::memcpy(out + (p * NC + j) * 16, acc[p][j], sizeof acc[p][j]);
+#endif
+}
+
+}  // namespace detail
+}  // namespace recurrent
