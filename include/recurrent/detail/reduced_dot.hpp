@@ -42,6 +42,67 @@ EIGEN_ALWAYS_INLINE void distinctRegister(V& v) {
 #endif
 }
 
+#if defined(__AVX512F__)
+/// The sums of one panel for one column: the depth's groups dealt to four sets of sums, four
+/// independent chains that hide the instruction's latency — the groups past a multiple of four to
+/// sets 0, 1, 2 first, then group head + 4i + u to set u — added as (s0 + s1) + (s2 + s3).
+/// dot(s, g) adds group g's products to s. The panel is read as one sequential stream, which the
+/// prefetchers follow better than several interleaved panels. The odd groups come before the loop
+/// so that the loop is the last to write the sums: GCC otherwise copies them between registers at
+/// every iteration.
+template <typename V, typename Dot, typename Add>
+EIGEN_ALWAYS_INLINE V fourSets(Index groups, V zero, Dot&& dot, Add&& add) {
+  V sum[4];
+  RECURRENT_UNROLL
+  for (int u = 0; u < 4; ++u) {
+    sum[u] = zero;
+    distinctRegister(sum[u]);
+  }
+  const Index head = groups % 4;
+  RECURRENT_UNROLL
+  for (int u = 0; u < 3; ++u) {
+    if (u < head) sum[u] = dot(sum[u], Index(u));
+  }
+  for (Index g = head; g < groups; g += 4) {
+    RECURRENT_UNROLL
+    for (int u = 0; u < 4; ++u) sum[u] = dot(sum[u], g + u);
+  }
+  return add(add(sum[0], sum[1]), add(sum[2], sum[3]));
+}
+#endif
+
+#if defined(__AVX512VNNI__)
+/// One panel (w) times one column (x, its groups of 4 bytes in order): int8Kernel<1, 1>'s sums.
+EIGEN_ALWAYS_INLINE __m512i int8ColumnSums(const std::int8_t* w, const std::uint8_t* x,
+                                           Index groups) {
+  return fourSets(
+      groups, _mm512_setzero_si512(),
+      [w, x](__m512i sum, Index g) {
+        std::int32_t four;
+        std::memcpy(&four, x + g * 4, sizeof four);
+        return _mm512_dpbusd_epi32(sum, _mm512_set1_epi32(four), _mm512_loadu_si512(w + g * 64));
+      },
+      [](__m512i l, __m512i r) { return _mm512_add_epi32(l, r); });
+}
+#endif
+
+#if defined(__AVX512BF16__)
+/// One panel (w) times one column (x, its pairs in order): bf16Kernel<1, 1>'s sums.
+EIGEN_ALWAYS_INLINE __m512 bf16ColumnSums(const std::uint16_t* w, const std::uint16_t* x,
+                                          Index groups) {
+  return fourSets(
+      groups, _mm512_setzero_ps(),
+      [w, x](__m512 sum, Index g) {
+        std::int32_t pair;
+        std::memcpy(&pair, x + g * 2, sizeof pair);
+        const __m512i v = _mm512_set1_epi32(pair), a = _mm512_loadu_si512(w + g * 32);
+        return _mm512_dpbf16_ps(sum, reinterpret_cast<const __m512bh&>(a),
+                                reinterpret_cast<const __m512bh&>(v));
+      },
+      [](__m512 l, __m512 r) { return _mm512_add_ps(l, r); });
+}
+#endif
+
 /// The reduced-precision sums of NP panels × NC columns over `groups` groups of the depth: int32
 /// for int8, float for bf16; out[(p·NC + j)·16 + r] for row r of panel p, column j. x holds the
 /// NC columns' groups side by side: group g of column j at x + (g·NC + j)·4 bytes.
@@ -49,42 +110,9 @@ template <int NP, int NC>
 inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uint8_t* x,
                        std::int32_t* out) {
 #if defined(__AVX512VNNI__)
-  if constexpr (NC == 1) {
-    // One column: the panels one after another, each read as one sequential stream (the
-    // prefetchers follow one stream better than NP interleaved ones), its groups dealt to four
-    // sets of accumulators so that four independent sums hide vpdpbusd's latency. Integer sums do
-    // not depend on the order.
-    const auto broadcast = [x](Index g) {
-      std::int32_t four;
-      std::memcpy(&four, x + g * 4, sizeof four);
-      return _mm512_set1_epi32(four);
-    };
-    for (int p = 0; p < NP; ++p) {
-      const std::int8_t* w = a[p];
-      __m512i sum[4];
-      RECURRENT_UNROLL
-      for (int u = 0; u < 4; ++u) {
-        sum[u] = _mm512_setzero_si512();
-        distinctRegister(sum[u]);
-      }
-      // The groups past a multiple of four first, so that the loop is the last to write the sums
-      // (GCC otherwise copies them between registers at every iteration).
-      const Index head = groups % 4;
-      RECURRENT_UNROLL
-      for (int u = 0; u < 3; ++u) {
-        if (u < head)
-          sum[u] = _mm512_dpbusd_epi32(sum[u], broadcast(u), _mm512_loadu_si512(w + u * 64));
-      }
-      for (Index g = head; g < groups; g += 4) {
-        RECURRENT_UNROLL
-        for (int u = 0; u < 4; ++u) {
-          sum[u] =
-              _mm512_dpbusd_epi32(sum[u], broadcast(g + u), _mm512_loadu_si512(w + (g + u) * 64));
-        }
-      }
-      _mm512_storeu_si512(out + p * 16, _mm512_add_epi32(_mm512_add_epi32(sum[0], sum[1]),
-                                                         _mm512_add_epi32(sum[2], sum[3])));
-    }
+  if constexpr (NC == 1) {  // one column: each panel alone (fourSets)
+    RECURRENT_UNROLL
+    for (int p = 0; p < NP; ++p) _mm512_storeu_si512(out + p * 16, int8ColumnSums(a[p], x, groups));
     return;
   }
   __m512i acc[std::size_t(NP)][std::size_t(NC)];
@@ -131,41 +159,9 @@ template <int NP, int NC>
 inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::uint16_t* x,
                        float* out) {
 #if defined(__AVX512BF16__)
-  if constexpr (NC == 1) {
-    // One column: as int8Kernel's, each panel alone, its groups dealt to four sets of sums —
-    // the groups past a multiple of four to sets 0, 1, 2 first, then group head + 4i + u to set u
-    // — added as (s0 + s1) + (s2 + s3). The portable loop below keeps this order.
-    const auto broadcast = [x](Index g) {
-      std::int32_t pair;
-      std::memcpy(&pair, x + g * 2, sizeof pair);
-      return _mm512_set1_epi32(pair);
-    };
-    const auto dot = [](__m512 sum, __m512i w, __m512i v) {
-      return _mm512_dpbf16_ps(sum, reinterpret_cast<const __m512bh&>(w),
-                              reinterpret_cast<const __m512bh&>(v));
-    };
-    for (int p = 0; p < NP; ++p) {
-      const std::uint16_t* w = a[p];
-      __m512 sum[4];
-      RECURRENT_UNROLL
-      for (int u = 0; u < 4; ++u) {
-        sum[u] = _mm512_setzero_ps();
-        distinctRegister(sum[u]);
-      }
-      const Index head = groups % 4;
-      RECURRENT_UNROLL
-      for (int u = 0; u < 3; ++u) {
-        if (u < head) sum[u] = dot(sum[u], _mm512_loadu_si512(w + u * 32), broadcast(u));
-      }
-      for (Index g = head; g < groups; g += 4) {
-        RECURRENT_UNROLL
-        for (int u = 0; u < 4; ++u) {
-          sum[u] = dot(sum[u], _mm512_loadu_si512(w + (g + u) * 32), broadcast(g + u));
-        }
-      }
-      _mm512_storeu_ps(out + p * 16,
-                       _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
-    }
+  if constexpr (NC == 1) {  // one column: each panel alone (fourSets)
+    RECURRENT_UNROLL
+    for (int p = 0; p < NP; ++p) _mm512_storeu_ps(out + p * 16, bf16ColumnSums(a[p], x, groups));
     return;
   }
   __m512 acc[std::size_t(NP)][std::size_t(NC)];
@@ -192,7 +188,7 @@ inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::u
   for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
   for (int j = 0; j < NC; ++j) _mm512_storeu_ps(out + (p * NC + j) * 16, acc[p][j]);
 #else
-  if constexpr (NC == 1) {  // the order of the AVX-512 loop above: four sets of sums
+  if constexpr (NC == 1) {  // fourSets' order
     const Index head = groups % 4;
     for (int p = 0; p < NP; ++p) {
       float sum[4][std::size_t(kPanelRows)] = {};

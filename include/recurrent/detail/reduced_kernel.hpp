@@ -215,19 +215,27 @@ inline void oneColumn(const ReducedProduct<float>& p, ReducedBuffer& buffer, Ind
       __m512 v;
       if (int8) {
         const std::int8_t* w = a.int8Panel(block, panel.unit);
-        alignas(64) std::int32_t sums[kPanelRows];
-        int8Kernel<1, 1>(ld / 4, &w, buffer.int8.data(), sums);
+#if defined(__AVX512VNNI__)
+        const __m512i sums = int8ColumnSums(w, buffer.int8.data(), ld / 4);
+#else
+        alignas(64) std::int32_t sumsOut[kPanelRows];
+        int8Kernel<1, 1>(ld / 4, &w, buffer.int8.data(), sumsOut);
+        const __m512i sums = _mm512_load_si512(sumsOut);
+#endif
         const __m512i rowSum = _mm512_maskz_loadu_epi32(rows, a.rowSums(block, panel.unit));
-        const __m512i s =
-            _mm512_sub_epi32(_mm512_load_si512(sums), _mm512_mullo_epi32(zero, rowSum));
+        const __m512i s = _mm512_sub_epi32(sums, _mm512_mullo_epi32(zero, rowSum));
         v = _mm512_mul_ps(
             _mm512_mul_ps(_mm512_maskz_loadu_ps(rows, a.scales(block, panel.unit)), columnScale),
             _mm512_cvtepi32_ps(s));
       } else {
         const std::uint16_t* w = a.bf16Panel(block, panel.unit);
-        alignas(64) float sums[kPanelRows];
-        bf16Kernel<1, 1>(ld / 2, &w, buffer.bf16.data(), sums);
-        v = _mm512_load_ps(sums);
+#if defined(__AVX512BF16__)
+        v = bf16ColumnSums(w, buffer.bf16.data(), ld / 2);
+#else
+        alignas(64) float sumsOut[kPanelRows];
+        bf16Kernel<1, 1>(ld / 2, &w, buffer.bf16.data(), sumsOut);
+        v = _mm512_load_ps(sumsOut);
+#endif
       }
       float* out = c.at(block, panel.unit, 0);
       if (!overwriting) {
