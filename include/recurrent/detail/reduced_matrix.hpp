@@ -65,6 +65,50 @@ inline float fromBF16(std::uint16_t b) {
   return x;
 }
 
+/// The int8 code of input value x (see the file comment): clamp(round(x / s) + z, 0, 255), with
+/// the division done as a product by 1/s, rounding to nearest even; NaN gives 0.
+inline std::uint8_t int8Code(float x, float inverse, float zero) {
+  const float q = std::nearbyint(x * inverse) + zero;
+  return static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
+}
+
+#if defined(__AVX512F__)
+namespace codes {
+
+/// The lanes of depth rows [k0, k0 + 16) that are below depth.
+inline __mmask16 lanes(Index k0, Index depth) {
+  const Index valid = std::min<Index>(16, std::max<Index>(0, depth - k0));
+  return static_cast<__mmask16>((1u << valid) - 1u);
+}
+
+/// int8Code of src[k0, k0 + 16), 0 past depth: the same operations, sixteen lanes at once
+/// (vmaxps returns its second operand for a NaN, as std::max(0, NaN) returns 0).
+inline __m128i int8(const float* src, Index k0, Index depth, __m512 inverse, __m512 zero) {
+  const __mmask16 m = lanes(k0, depth);
+  const __m512 x = _mm512_maskz_loadu_ps(m, src + k0);
+  __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, inverse),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  q = _mm512_min_ps(_mm512_set1_ps(255.0f),
+                    _mm512_max_ps(_mm512_add_ps(q, zero), _mm512_setzero_ps()));
+  return _mm512_maskz_cvtepi32_epi8(m, _mm512_cvttps_epi32(q));
+}
+
+/// toBF16 of src[k0, k0 + 16), 0 past depth: the same integer rounding, sixteen lanes at once.
+inline __m256i bf16(const float* src, Index k0, Index depth) {
+  const __m512i u = _mm512_maskz_loadu_epi32(lanes(k0, depth), src + k0);
+  const __m512i high = _mm512_srli_epi32(u, 16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+  const __m512i odd = _mm512_and_si512(high, _mm512_set1_epi32(1));
+  const __m512i rounded =
+      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
+  const __m512i quiet = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
+}
+
+}  // namespace codes
+#endif
+
 /// A weight matrix in int8 or bf16, in panels of kPanelRows rows (see the file comment). Packing
 /// allocates only when the shape grows.
 class ReducedMatrix {
@@ -79,6 +123,22 @@ class ReducedMatrix {
     m_blockRows = roundUp(m.size, kPanelRows);
     const Index rows = m.count * m_blockRows;
     const auto size = static_cast<std::size_t>(rows * m_paddedDepth);
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (m.size % kPanelRows == 0) {  // whole panels, every byte written: no zeros first
+        if (precision == Precision::Int8) {
+          m_int8.resize(size);
+          m_scale.resize(static_cast<std::size_t>(rows));
+          m_rowSum.resize(static_cast<std::size_t>(rows));
+          packInt8Whole(source);
+        } else {
+          m_bf16.resize(size);
+          packBF16Whole(source);
+        }
+        return;
+      }
+    }
+#endif
     if (precision == Precision::Int8) {
       m_int8.assign(size, 0);
       m_scale.assign(static_cast<std::size_t>(rows), 0.0f);
@@ -134,11 +194,6 @@ class ReducedMatrix {
   template <typename Scalar>
   void packInt8Panel(const View<const Scalar>& source, Index block, Index u0, Index rows) {
     eigen_assert(!source.transposed);
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<Scalar, float>) {
-      if (rows == kPanelRows) return packInt8FullPanel(source, block, u0);
-    }
-#endif
     const Index first = block * m_blockRows + u0;
     float maxAbs[kPanelRows] = {}, scales[kPanelRows];
     for (Index k = 0; k < m_depth; ++k) {
@@ -168,48 +223,89 @@ class ReducedMatrix {
   }
 
 #if defined(__AVX512F__)
-  /// packInt8Panel of a whole panel of float rows: the same operations on the panel's 16 rows at
-  /// once (one register), each group of 4 depth rows interleaved into the panel's 64-byte line.
-  void packInt8FullPanel(const View<const float>& source, Index block, Index u0) {
-    const Index first = block * m_blockRows + u0;
-    __m512 maxAbs = _mm512_setzero_ps();
-    // vmaxps returns its second operand for a NaN: a NaN weight is passed over, as std::max does.
-    for (Index k = 0; k < m_depth; ++k) {
-      maxAbs = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(source.at(block, u0, k))), maxAbs);
-    }
-    const __mmask16 nonzero = _mm512_cmp_ps_mask(maxAbs, _mm512_setzero_ps(), _CMP_GT_OQ);
-    const __m512 scales =
-        _mm512_mask_div_ps(_mm512_set1_ps(1.0f), nonzero, maxAbs, _mm512_set1_ps(127.0f));
-    _mm512_storeu_ps(m_scale.data() + first, scales);
-    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-    __m512i sums = _mm512_setzero_si512();
-    std::int8_t* panel = m_int8.data() + first * m_paddedDepth;
-    for (Index k0 = 0; k0 < m_paddedDepth; k0 += 4) {
-      __m128i bytes[4];  // depth row k0 + i: the 16 rows' codes, row r in byte r
-      for (Index i = 0; i < 4; ++i) {
-        if (k0 + i >= m_depth) {
-          bytes[i] = _mm_setzero_si128();
-          continue;
+  // The panel loops' values for float weights in whole panels (H a multiple of 16), sixteen rows in
+  // a register, read column by column as the weights lie in memory (a panel's rows of one depth
+  // row are 64 bytes, and its next depth row is a whole column further): every panel's group of
+  // depth rows k0.. is written before the next group, a 64-byte line each.
+
+  void packInt8Whole(const View<const float>& source) {
+    const Blocks m = m_m;
+    // The rows' largest |w| (vmaxps returns its second operand for a NaN: a NaN weight is passed
+    // over, as std::max does), then their scales, in m_scale.
+    std::fill(m_scale.begin(), m_scale.end(), 0.0f);
+    for (Index block = 0; block < m.count; ++block) {
+      for (Index k = 0; k < m_depth; ++k) {
+        const float* w = source.at(block, 0, k);
+        float* maxAbs = m_scale.data() + block * m_blockRows;
+        for (Index u = 0; u < m.size; u += kPanelRows) {
+          const __m512 v = _mm512_abs_ps(_mm512_loadu_ps(w + u));
+          _mm512_storeu_ps(maxAbs + u, _mm512_max_ps(v, _mm512_loadu_ps(maxAbs + u)));
         }
-        const __m512 q = _mm512_roundscale_ps(
-            _mm512_div_ps(_mm512_loadu_ps(source.at(block, u0, k0 + i)), scales),
-            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        const __m512i v = _mm512_cvttps_epi32(_mm512_min_ps(hi, _mm512_max_ps(q, lo)));
-        sums = _mm512_add_epi32(sums, v);
-        bytes[i] = _mm512_cvtepi32_epi8(v);
       }
-      // [row][i] from [i][row]: bytes, then byte pairs, interleaved.
-      const __m128i lo01 = _mm_unpacklo_epi8(bytes[0], bytes[1]),
-                    hi01 = _mm_unpackhi_epi8(bytes[0], bytes[1]);
-      const __m128i lo23 = _mm_unpacklo_epi8(bytes[2], bytes[3]),
-                    hi23 = _mm_unpackhi_epi8(bytes[2], bytes[3]);
-      auto* line = reinterpret_cast<__m128i*>(panel + k0 * kPanelRows);
-      _mm_storeu_si128(line, _mm_unpacklo_epi16(lo01, lo23));
-      _mm_storeu_si128(line + 1, _mm_unpackhi_epi16(lo01, lo23));
-      _mm_storeu_si128(line + 2, _mm_unpacklo_epi16(hi01, hi23));
-      _mm_storeu_si128(line + 3, _mm_unpackhi_epi16(hi01, hi23));
     }
-    _mm512_storeu_si512(m_rowSum.data() + first, sums);
+    for (std::size_t r = 0; r < m_scale.size(); r += kPanelRows) {
+      const __m512 maxAbs = _mm512_loadu_ps(m_scale.data() + r);
+      const __mmask16 nonzero = _mm512_cmp_ps_mask(maxAbs, _mm512_setzero_ps(), _CMP_GT_OQ);
+      _mm512_storeu_ps(m_scale.data() + r, _mm512_mask_div_ps(_mm512_set1_ps(1.0f), nonzero, maxAbs,
+                                                              _mm512_set1_ps(127.0f)));
+    }
+    std::fill(m_rowSum.begin(), m_rowSum.end(), 0);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    for (Index k0 = 0; k0 < m_paddedDepth; k0 += 4) {
+      for (Index block = 0; block < m.count; ++block) {
+        for (Index u0 = 0; u0 < m.size; u0 += kPanelRows) {
+          const Index first = block * m_blockRows + u0;
+          const __m512 scales = _mm512_loadu_ps(m_scale.data() + first);
+          __m512i sums = _mm512_loadu_si512(m_rowSum.data() + first);
+          __m128i bytes[4];  // depth row k0 + i: the 16 rows' codes, row r in byte r
+          for (Index i = 0; i < 4; ++i) {
+            if (k0 + i >= m_depth) {
+              bytes[i] = _mm_setzero_si128();
+              continue;
+            }
+            const __m512 q = _mm512_roundscale_ps(
+                _mm512_div_ps(_mm512_loadu_ps(source.at(block, u0, k0 + i)), scales),
+                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __m512i v = _mm512_cvttps_epi32(_mm512_min_ps(hi, _mm512_max_ps(q, lo)));
+            sums = _mm512_add_epi32(sums, v);
+            bytes[i] = _mm512_cvtepi32_epi8(v);
+          }
+          _mm512_storeu_si512(m_rowSum.data() + first, sums);
+          // [row][i] from [i][row]: bytes, then byte pairs, interleaved.
+          const __m128i lo01 = _mm_unpacklo_epi8(bytes[0], bytes[1]);
+          const __m128i hi01 = _mm_unpackhi_epi8(bytes[0], bytes[1]);
+          const __m128i lo23 = _mm_unpacklo_epi8(bytes[2], bytes[3]);
+          const __m128i hi23 = _mm_unpackhi_epi8(bytes[2], bytes[3]);
+          auto* line =
+              reinterpret_cast<__m128i*>(m_int8.data() + first * m_paddedDepth + k0 * kPanelRows);
+          _mm_storeu_si128(line, _mm_unpacklo_epi16(lo01, lo23));
+          _mm_storeu_si128(line + 1, _mm_unpackhi_epi16(lo01, lo23));
+          _mm_storeu_si128(line + 2, _mm_unpacklo_epi16(hi01, hi23));
+          _mm_storeu_si128(line + 3, _mm_unpackhi_epi16(hi01, hi23));
+        }
+      }
+    }
+  }
+
+  void packBF16Whole(const View<const float>& source) {
+    for (Index k0 = 0; k0 < m_paddedDepth; k0 += 2) {
+      for (Index block = 0; block < m_m.count; ++block) {
+        for (Index u0 = 0; u0 < m_m.size; u0 += kPanelRows) {
+          // Depth rows k0 and k0 + 1 (zeros past the depth), rounded; then [row][k mod 2]:
+          // halves interleaved within each 128-bit lane, the lanes put back in row order.
+          const __m256i even = codes::bf16(source.at(block, u0, k0), 0, kPanelRows);
+          const __m256i odd = k0 + 1 < m_depth
+                                  ? codes::bf16(source.at(block, u0, k0 + 1), 0, kPanelRows)
+                                  : _mm256_setzero_si256();
+          const __m256i lo = _mm256_unpacklo_epi16(even, odd),
+                        hi = _mm256_unpackhi_epi16(even, odd);
+          auto* line = reinterpret_cast<__m256i*>(
+              m_bf16.data() + (block * m_blockRows + u0) * m_paddedDepth + k0 * kPanelRows);
+          _mm256_storeu_si256(line, _mm256_permute2x128_si256(lo, hi, 0x20));
+          _mm256_storeu_si256(line + 1, _mm256_permute2x128_si256(lo, hi, 0x31));
+        }
+      }
+    }
   }
 #endif
 
@@ -232,50 +328,6 @@ class ReducedMatrix {
   AlignedVector<float> m_scale;
   AlignedVector<std::int32_t> m_rowSum;
 };
-
-/// The int8 code of input value x (see the file comment): clamp(round(x / s) + z, 0, 255), with
-/// the division done as a product by 1/s, rounding to nearest even; NaN gives 0.
-inline std::uint8_t int8Code(float x, float inverse, float zero) {
-  const float q = std::nearbyint(x * inverse) + zero;
-  return static_cast<std::uint8_t>(std::min(255.0f, std::max(0.0f, q)));
-}
-
-#if defined(__AVX512F__)
-namespace codes {
-
-/// The lanes of depth rows [k0, k0 + 16) that are below depth.
-inline __mmask16 lanes(Index k0, Index depth) {
-  const Index valid = std::min<Index>(16, std::max<Index>(0, depth - k0));
-  return static_cast<__mmask16>((1u << valid) - 1u);
-}
-
-/// int8Code of src[k0, k0 + 16), 0 past depth: the same operations, sixteen lanes at once
-/// (vmaxps returns its second operand for a NaN, as std::max(0, NaN) returns 0).
-inline __m128i int8(const float* src, Index k0, Index depth, __m512 inverse, __m512 zero) {
-  const __mmask16 m = lanes(k0, depth);
-  const __m512 x = _mm512_maskz_loadu_ps(m, src + k0);
-  __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, inverse),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  q = _mm512_min_ps(_mm512_set1_ps(255.0f),
-                    _mm512_max_ps(_mm512_add_ps(q, zero), _mm512_setzero_ps()));
-  return _mm512_maskz_cvtepi32_epi8(m, _mm512_cvttps_epi32(q));
-}
-
-/// toBF16 of src[k0, k0 + 16), 0 past depth: the same integer rounding, sixteen lanes at once.
-inline __m256i bf16(const float* src, Index k0, Index depth) {
-  const __m512i u = _mm512_maskz_loadu_epi32(lanes(k0, depth), src + k0);
-  const __m512i high = _mm512_srli_epi32(u, 16);
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
-                                                _mm512_set1_epi32(0x7f800000));
-  const __m512i odd = _mm512_and_si512(high, _mm512_set1_epi32(1));
-  const __m512i rounded =
-      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd)), 16);
-  const __m512i quiet = _mm512_or_si512(high, _mm512_set1_epi32(0x40));
-  return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, quiet));
-}
-
-}  // namespace codes
-#endif
 
 /// lo = min(0, min_k src[k]) and hi = max(0, max_k src[k]): the range an int8 column is
 /// quantized over.
