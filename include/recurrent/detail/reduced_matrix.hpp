@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -371,6 +372,31 @@ inline void placeCodes(const Code* codes, Index k0, Index paddedDepth, Code* dst
   }
 }
 
+/// Writes a column's codes into its place in the buffer (group g of G codes at dst + g·groupStride,
+/// zeros from depth to paddedDepth): code(k) one at a time, or, where `chunk` is given (AVX-512,
+/// float), chunk(k0) — an integer vector of the 16 codes of depth rows k0.., zeros past depth —
+/// sixteen at a time.
+template <Index G, typename Code, typename One, typename Chunk = std::nullptr_t>
+inline void writeCodes(Index depth, Index paddedDepth, Code* dst, Index groupStride, One&& code,
+                       Chunk&& chunk = nullptr) {
+  if constexpr (!std::is_same_v<std::decay_t<Chunk>, std::nullptr_t>) {
+    for (Index k0 = 0; k0 < paddedDepth; k0 += 16) {
+      const auto v = chunk(k0);
+      static_assert(sizeof v == 16 * sizeof(Code), "a chunk is sixteen codes");
+      alignas(32) Code codes[16];
+      std::memcpy(codes, &v, sizeof v);
+      placeCodes<G>(codes, k0, paddedDepth, dst, groupStride);
+    }
+  } else {
+    for (Index g = 0; g * G < paddedDepth; ++g) {
+      for (Index i = 0; i < G; ++i) {
+        const Index k = g * G + i;
+        dst[g * groupStride + i] = k < depth ? code(k) : Code(0);
+      }
+    }
+  }
+}
+
 /// Quantizes column `src` (depth values; int8, see the file comment) or rounds it (bf16) into
 /// the buffer, where its depth group g (4 or 2 values) lies at offset + g·groupStride, padded with
 /// zeros to paddedDepth; int8 keeps the column's scale and zero point at index j. Every build
@@ -378,26 +404,16 @@ inline void placeCodes(const Code* codes, Index k0, Index paddedDepth, Code* dst
 template <typename Scalar>
 inline void quantizeColumn(const Scalar* src, Index depth, Index paddedDepth, Precision precision,
                            ReducedBuffer& buffer, Index j, Index offset, Index groupStride) {
-  const Index G = depthGroup(precision);
   if (precision == Precision::BF16) {
     std::uint16_t* dst = buffer.bf16.data() + offset;
+    const auto code = [src](Index k) { return toBF16(static_cast<float>(src[k])); };
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<Scalar, float>) {
-      for (Index k0 = 0; k0 < paddedDepth; k0 += 16) {
-        alignas(32) std::uint16_t chunk[16];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(chunk), codes::bf16(src, k0, depth));
-        placeCodes<2>(chunk, k0, paddedDepth, dst, groupStride);
-      }
-      return;
+      return writeCodes<2>(depth, paddedDepth, dst, groupStride, code,
+                           [src, depth](Index k0) { return codes::bf16(src, k0, depth); });
     }
 #endif
-    for (Index g = 0; g * G < paddedDepth; ++g) {
-      for (Index i = 0; i < G; ++i) {
-        const Index k = g * G + i;
-        dst[g * groupStride + i] = k < depth ? toBF16(static_cast<float>(src[k])) : 0;
-      }
-    }
-    return;
+    return writeCodes<2>(depth, paddedDepth, dst, groupStride, code);
   }
   float lo, hi;  // min(0, min x), max(0, max x)
   columnRange(src, depth, lo, hi);
@@ -407,25 +423,17 @@ inline void quantizeColumn(const Scalar* src, Index depth, Index paddedDepth, Pr
   std::uint8_t* dst = buffer.int8.data() + offset;
   buffer.scale[static_cast<std::size_t>(j)] = scale;
   buffer.zero[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(zero);
+  const auto code = [src, inverse, zero](Index k) {
+    return int8Code(static_cast<float>(src[k]), inverse, zero);
+  };
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<Scalar, float>) {
     const __m512 inverses = _mm512_set1_ps(inverse), zeros = _mm512_set1_ps(zero);
-    for (Index k0 = 0; k0 < paddedDepth; k0 += 16) {
-      alignas(16) std::uint8_t chunk[16];
-      _mm_store_si128(reinterpret_cast<__m128i*>(chunk),
-                      codes::int8(src, k0, depth, inverses, zeros));
-      placeCodes<4>(chunk, k0, paddedDepth, dst, groupStride);
-    }
-    return;
+    return writeCodes<4>(depth, paddedDepth, dst, groupStride, code,
+                         [=](Index k0) { return codes::int8(src, k0, depth, inverses, zeros); });
   }
 #endif
-  for (Index g = 0; g * G < paddedDepth; ++g) {
-    for (Index i = 0; i < G; ++i) {
-      const Index k = g * G + i;
-      dst[g * groupStride + i] =
-          k < depth ? int8Code(static_cast<float>(src[k]), inverse, zero) : 0;
-    }
-  }
+  writeCodes<4>(depth, paddedDepth, dst, groupStride, code);
 }
 
 }  // namespace detail
