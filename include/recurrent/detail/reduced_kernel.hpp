@@ -64,6 +64,28 @@ struct Panel {
   Index block, unit, first, last;
 };
 
+#if defined(__AVX512F__)
+/// A panel's int8 sums of one column in float: s_r · s · (Σ − z · Σ_k w_q), with the rows' scales
+/// s_r and sums Σ_k w_q, and the column's scale s and zero point z broadcast.
+EIGEN_ALWAYS_INLINE __m512 dequantize(__m512i sums, __m512i zero, __m512i rowSum, __m512 rowScale,
+                                      __m512 columnScale) {
+  const __m512i s = _mm512_sub_epi32(sums, _mm512_mullo_epi32(zero, rowSum));
+  return _mm512_mul_ps(_mm512_mul_ps(rowScale, columnScale), _mm512_cvtepi32_ps(s));
+}
+
+/// Writes a panel's values v of one column to out, the rows in `rows` only: added to the old
+/// values, or, when overwriting, to the bias where there is one.
+EIGEN_ALWAYS_INLINE void writePanel(__m512 v, float* out, bool overwriting, bool addBias,
+                                    __m512 bias, __mmask16 rows) {
+  if (!overwriting) {
+    v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows, out), v);
+  } else if (addBias) {
+    v = _mm512_add_ps(bias, v);
+  }
+  _mm512_mask_storeu_ps(out, rows, v);
+}
+#endif
+
 /// Runs NP panels × NC columns (from column j0 of C, column j of the buffer) and writes them.
 template <int NP, int NC, typename Scalar>
 void tile(const ReducedProduct<Scalar>& p, const Panel* panels, Index j0, Index j,
@@ -117,21 +139,11 @@ void tile(const ReducedProduct<Scalar>& p, const Panel* panels, Index j0, Index 
         RECURRENT_UNROLL
         for (int q = 0; q < NP; ++q) {
           const std::size_t at = std::size_t(q * NC + k) * kPanelRows;
-          __m512 v;
-          if (int8) {
-            const __m512i s =
-                _mm512_sub_epi32(_mm512_load_si512(sums + at), _mm512_mullo_epi32(zero, rowSum[q]));
-            v = _mm512_mul_ps(_mm512_mul_ps(rowScale[q], scale), _mm512_cvtepi32_ps(s));
-          } else {
-            v = _mm512_load_ps(floats + at);
-          }
-          float* out = c.at(panels[q].block, panels[q].unit, j0 + k);
-          if (!overwriting) {
-            v = _mm512_add_ps(_mm512_loadu_ps(out), v);
-          } else if (biasAll != nullptr) {
-            v = _mm512_add_ps(bias[q], v);
-          }
-          _mm512_storeu_ps(out, v);
+          const __m512 v =
+              int8 ? dequantize(_mm512_load_si512(sums + at), zero, rowSum[q], rowScale[q], scale)
+                   : _mm512_load_ps(floats + at);
+          writePanel(v, c.at(panels[q].block, panels[q].unit, j0 + k), overwriting,
+                     biasAll != nullptr, bias[q], __mmask16(0xffff));
         }
       }
       return;
@@ -222,11 +234,9 @@ inline void oneColumn(const ReducedProduct<float>& p, ReducedBuffer& buffer, Ind
         int8Kernel<1, 1>(ld / 4, &w, buffer.int8.data(), sumsOut);
         const __m512i sums = _mm512_load_si512(sumsOut);
 #endif
-        const __m512i rowSum = _mm512_maskz_loadu_epi32(rows, a.rowSums(block, panel.unit));
-        const __m512i s = _mm512_sub_epi32(sums, _mm512_mullo_epi32(zero, rowSum));
-        v = _mm512_mul_ps(
-            _mm512_mul_ps(_mm512_maskz_loadu_ps(rows, a.scales(block, panel.unit)), columnScale),
-            _mm512_cvtepi32_ps(s));
+        v = reduced::dequantize(
+            sums, zero, _mm512_maskz_loadu_epi32(rows, a.rowSums(block, panel.unit)),
+            _mm512_maskz_loadu_ps(rows, a.scales(block, panel.unit)), columnScale);
       } else {
         const std::uint16_t* w = a.bf16Panel(block, panel.unit);
 #if defined(__AVX512BF16__)
@@ -237,14 +247,12 @@ inline void oneColumn(const ReducedProduct<float>& p, ReducedBuffer& buffer, Ind
         v = _mm512_load_ps(sumsOut);
 #endif
       }
-      float* out = c.at(block, panel.unit, 0);
-      if (!overwriting) {
-        v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows, out), v);
-      } else if (biasAll != nullptr) {
-        v = _mm512_add_ps(_mm512_maskz_loadu_ps(rows, biasAll + block * c.blockStride + panel.unit),
-                          v);
-      }
-      _mm512_mask_storeu_ps(out, rows, v);
+      const __m512 bias =
+          biasAll != nullptr
+              ? _mm512_maskz_loadu_ps(rows, biasAll + block * c.blockStride + panel.unit)
+              : _mm512_setzero_ps();
+      reduced::writePanel(v, c.at(block, panel.unit, 0), overwriting, biasAll != nullptr, bias,
+                          rows);
     });
   }
 }
