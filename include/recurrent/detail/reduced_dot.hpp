@@ -69,6 +69,37 @@ EIGEN_ALWAYS_INLINE V fourSets(Index groups, V zero, Dot&& dot, Add&& add) {
   }
   return add(add(sum[0], sum[1]), add(sum[2], sum[3]));
 }
+
+/// The sums of NP panels × NC columns, kept in registers over the depth: per group, one 64-byte
+/// load of each panel shared by the NC columns and one broadcast of each column's 4-byte group
+/// shared by the NP panels. dot(sum, panel, column) adds one group's products; the sums of panel
+/// p and column j are stored by store(p, j, sum).
+template <int NP, int NC, typename T, typename U, typename V, typename Dot, typename Store>
+EIGEN_ALWAYS_INLINE void tileSums(Index groups, const T* const* a, const U* x, V zero, Dot&& dot,
+                                  Store&& store) {
+  static_assert(sizeof(T) == sizeof(U) && 4 % sizeof(T) == 0, "a group is 4 bytes of a column");
+  constexpr Index kPerGroup = 4 / Index(sizeof(T));  // a column's values per group
+  V acc[std::size_t(NP)][std::size_t(NC)];
+  RECURRENT_UNROLL
+  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
+  for (int j = 0; j < NC; ++j) acc[p][j] = zero;
+  for (Index g = 0; g < groups; ++g) {
+    __m512i w[std::size_t(NP)];
+    RECURRENT_UNROLL
+    for (int p = 0; p < NP; ++p) w[p] = _mm512_loadu_si512(a[p] + g * 16 * kPerGroup);
+    RECURRENT_UNROLL
+    for (int j = 0; j < NC; ++j) {
+      std::int32_t four;
+      std::memcpy(&four, x + (g * NC + j) * kPerGroup, sizeof four);
+      const __m512i xb = _mm512_set1_epi32(four);
+      RECURRENT_UNROLL
+      for (int p = 0; p < NP; ++p) acc[p][j] = dot(acc[p][j], w[p], xb);
+    }
+  }
+  RECURRENT_UNROLL
+  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
+  for (int j = 0; j < NC; ++j) store(p, j, acc[p][j]);
+}
 #endif
 
 #if defined(__AVX512VNNI__)
@@ -115,26 +146,10 @@ inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uin
     for (int p = 0; p < NP; ++p) _mm512_storeu_si512(out + p * 16, int8ColumnSums(a[p], x, groups));
     return;
   }
-  __m512i acc[std::size_t(NP)][std::size_t(NC)];
-  RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
-  for (int j = 0; j < NC; ++j) acc[p][j] = _mm512_setzero_si512();
-  for (Index g = 0; g < groups; ++g) {
-    __m512i w[std::size_t(NP)];
-    RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) w[p] = _mm512_loadu_si512(a[p] + g * 64);
-    RECURRENT_UNROLL
-    for (int j = 0; j < NC; ++j) {
-      std::int32_t four;
-      std::memcpy(&four, x + (g * NC + j) * 4, sizeof four);
-      const __m512i xb = _mm512_set1_epi32(four);
-      RECURRENT_UNROLL
-      for (int p = 0; p < NP; ++p) acc[p][j] = _mm512_dpbusd_epi32(acc[p][j], xb, w[p]);
-    }
-  }
-  RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
-  for (int j = 0; j < NC; ++j) _mm512_storeu_si512(out + (p * NC + j) * 16, acc[p][j]);
+  tileSums<NP, NC>(
+      groups, a, x, _mm512_setzero_si512(),
+      [](__m512i sum, __m512i w, __m512i v) { return _mm512_dpbusd_epi32(sum, v, w); },
+      [out](int p, int j, __m512i sum) { _mm512_storeu_si512(out + (p * NC + j) * 16, sum); });
 #else
   std::int32_t acc[std::size_t(NP)][std::size_t(NC)][std::size_t(kPanelRows)] = {};
   for (Index g = 0; g < groups; ++g) {
@@ -164,29 +179,13 @@ inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::u
     for (int p = 0; p < NP; ++p) _mm512_storeu_ps(out + p * 16, bf16ColumnSums(a[p], x, groups));
     return;
   }
-  __m512 acc[std::size_t(NP)][std::size_t(NC)];
-  RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
-  for (int j = 0; j < NC; ++j) acc[p][j] = _mm512_setzero_ps();
-  for (Index g = 0; g < groups; ++g) {
-    __m512i w[std::size_t(NP)];
-    RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) w[p] = _mm512_loadu_si512(a[p] + g * 32);
-    RECURRENT_UNROLL
-    for (int j = 0; j < NC; ++j) {
-      std::int32_t pair;
-      std::memcpy(&pair, x + (g * NC + j) * 2, sizeof pair);
-      const __m512i xb = _mm512_set1_epi32(pair);
-      RECURRENT_UNROLL
-      for (int p = 0; p < NP; ++p) {
-        acc[p][j] = _mm512_dpbf16_ps(acc[p][j], reinterpret_cast<const __m512bh&>(w[p]),
-                                     reinterpret_cast<const __m512bh&>(xb));
-      }
-    }
-  }
-  RECURRENT_UNROLL
-  for (int p = 0; p < NP; ++p) RECURRENT_UNROLL
-  for (int j = 0; j < NC; ++j) _mm512_storeu_ps(out + (p * NC + j) * 16, acc[p][j]);
+  tileSums<NP, NC>(
+      groups, a, x, _mm512_setzero_ps(),
+      [](__m512 sum, __m512i w, __m512i v) {
+        return _mm512_dpbf16_ps(sum, reinterpret_cast<const __m512bh&>(w),
+                                reinterpret_cast<const __m512bh&>(v));
+      },
+      [out](int p, int j, __m512 sum) { _mm512_storeu_ps(out + (p * NC + j) * 16, sum); });
 #else
   if constexpr (NC == 1) {  // fourSets' order
     const Index head = groups % 4;
