@@ -20,6 +20,8 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#elif defined(__SSE__)
+#include <xmmintrin.h>
 #endif
 
 #include <algorithm>
@@ -258,6 +260,21 @@ inline void oneColumn(const ReducedProduct<float>& p, ReducedBuffer& buffer, Ind
 }
 #endif
 
+/// How many columns ahead reducedGemm asks for the input's lines.
+constexpr Index kPrefetchColumns = 4;
+
+/// Asks for the lines of n scalars from p, into the first-level cache, without waiting for them.
+template <typename Scalar>
+inline void prefetch(const Scalar* p, Index n) {
+#if defined(__SSE__)
+  const auto* bytes = reinterpret_cast<const char*>(p);
+  for (Index b = 0; b < n * Index(sizeof(Scalar)); b += 64) _mm_prefetch(bytes + b, _MM_HINT_T0);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 /// Computes the ReducedProduct; `buffer` must hold ReducedBuffer::kColumns columns of A's depth.
 template <typename Scalar>
 void reducedGemm(const ReducedProduct<Scalar>& p, ReducedBuffer& buffer) {
@@ -279,6 +296,12 @@ void reducedGemm(const ReducedProduct<Scalar>& p, ReducedBuffer& buffer) {
       // group of every column of its tile from one line.
       const Index first = tiles.first(t), w = tiles.width(t);
       for (Index j = first; j < first + w; ++j) {
+        // The input's columns are read once each (a projection's input comes from memory), and a
+        // column's quantizing is too short a loop for the hardware prefetchers to get ahead of
+        // it: its first pass waited on every line. The lines of a column a few ahead are asked
+        // for while this one is quantized.
+        if (j0 + j + kPrefetchColumns < p.columns)
+          prefetch(p.b.data + (j0 + j + kPrefetchColumns) * p.b.ld, depth);
         quantizeColumn(p.b.data + (j0 + j) * p.b.ld, depth, ld, a.precision(), buffer, j,
                        first * ld + (j - first) * G, w * G);
       }
