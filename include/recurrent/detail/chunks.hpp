@@ -2,9 +2,10 @@
 //
 // A cell's gate math reads a few rows of each gate for one column and writes a few others.
 // Written as whole-column Eigen expressions it makes one pass over memory per statement; here
-// the range is cut into chunks of one SIMD packet, each chunk's values are loaded into
-// fixed-size arrays (registers), combined, and stored once. The last, shorter chunk is padded
-// to a whole packet, so σ and tanh always run vectorised, even for H smaller than a packet.
+// the range is cut into chunks of one SIMD packet (two with AVX-512), each chunk's values are
+// loaded into fixed-size arrays (registers), combined, and stored once. The last, shorter chunk
+// is padded to a whole packet, so σ and tanh always run vectorised, even for H smaller than a
+// packet.
 #pragma once
 
 #include <recurrent/detail/kernel.hpp>
@@ -30,7 +31,7 @@
 namespace recurrent {
 namespace detail {
 
-/// The values of one chunk: W scalars, one SIMD packet or a fraction of one.
+/// The values of one chunk: W scalars, one SIMD packet, two, or a fraction of one.
 template <typename Scalar, int W = GemmTraits<Scalar>::P>
 using Chunk = Eigen::Array<Scalar, W, 1>;
 
@@ -88,11 +89,11 @@ inline void forEachChunkOf(Index begin, Index end, F&& f) {
 /// units. The width w (a std::integral_constant) is a whole packet where H is a multiple of
 /// one, else the half or quarter packet that divides H (H = 8 with 16-float packets runs on
 /// 8-float ones), else a whole packet with a padded last chunk; n = w but for a last chunk.
-/// Where the target has 32 vector registers (AVX-512), whole packets go two at a time while two
-/// fit the range: σ and tanh are chains of dependent multiply-adds and a division, and two
-/// independent packets in one chunk fill each other's latency, where one chunk after another
-/// would wait at every step of the chain when the range is short (one step of a small cell).
-/// Every operation is lane by lane, so the values do not depend on the width.
+/// With AVX-512 (32 vector registers), whole packets go two at a time while two fit the range: σ
+/// and tanh are chains of dependent multiply-adds and a division, and two independent packets in
+/// one chunk fill each other's latency, where one chunk after another would wait at every step of
+/// the chain when the range is short (one step of a small cell). Every operation is lane by lane,
+/// so the values do not depend on the width.
 template <typename Scalar, typename F>
 inline void forEachChunk(Index begin, Index end, Index H, F&& f) {
   constexpr int P = GemmTraits<Scalar>::P;
@@ -100,12 +101,15 @@ inline void forEachChunk(Index begin, Index end, Index H, F&& f) {
     if (H % P != 0 && H % (P / 2) == 0) return forEachChunkOf<Scalar, P / 2>(begin, end, f);
     if (H % P != 0 && H % (P / 4) == 0) return forEachChunkOf<Scalar, P / 4>(begin, end, f);
   }
-  if constexpr (EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS >= 32) {
+#ifdef EIGEN_VECTORIZE_AVX512
+  {
     Index k = begin;
     for (; k + 2 * P <= end; k += 2 * P) f(k, Index(2 * P), std::integral_constant<int, 2 * P>());
     return forEachChunkOf<Scalar, P>(k, end, f);
   }
+#else
   forEachChunkOf<Scalar, P>(begin, end, f);
+#endif
 }
 
 }  // namespace detail

@@ -20,8 +20,6 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
-#elif defined(__SSE__)
-#include <xmmintrin.h>
 #endif
 
 #include <algorithm>
@@ -263,12 +261,17 @@ inline void oneColumn(const ReducedProduct<float>& p, ReducedBuffer& buffer, Ind
 /// How many columns ahead reducedGemm asks for the input's lines.
 constexpr Index kPrefetchColumns = 4;
 
-/// Asks for the lines of n scalars from p, into the first-level cache, without waiting for them.
+/// Asks for the lines holding the n scalars from p, into the first-level cache, without waiting
+/// for them: one address in each 64 bytes, and the last byte, for a range that does not start on
+/// a line.
 template <typename Scalar>
 inline void prefetch(const Scalar* p, Index n) {
-#if defined(__SSE__)
+#if defined(__GNUC__) || defined(__clang__)
+  if (n <= 0) return;
   const auto* bytes = reinterpret_cast<const char*>(p);
-  for (Index b = 0; b < n * Index(sizeof(Scalar)); b += 64) _mm_prefetch(bytes + b, _MM_HINT_T0);
+  const Index size = n * Index(sizeof(Scalar));
+  for (Index b = 0; b < size; b += 64) __builtin_prefetch(bytes + b, 0, 3);
+  __builtin_prefetch(bytes + size - 1, 0, 3);
 #else
   (void)p;
   (void)n;
