@@ -103,8 +103,9 @@ inline void forEachChunk(Index begin, Index end, Index H, F&& f) {
   }
 #ifdef EIGEN_VECTORIZE_AVX512
   {
+    constexpr Index kTwo = 2 * Index(P);
     Index k = begin;
-    for (; k + 2 * P <= end; k += 2 * P) f(k, Index(2 * P), std::integral_constant<int, 2 * P>());
+    for (; k + kTwo <= end; k += kTwo) f(k, kTwo, std::integral_constant<int, 2 * P>());
     return forEachChunkOf<Scalar, P>(k, end, f);
   }
 #else
