@@ -102,15 +102,10 @@ inline void forEachChunk(Index begin, Index end, Index H, F&& f) {
     if (H % P != 0 && H % (P / 4) == 0) return forEachChunkOf<Scalar, P / 4>(begin, end, f);
   }
 #ifdef EIGEN_VECTORIZE_AVX512
-  {
-    constexpr Index kTwo = 2 * Index(P);
-    Index k = begin;
-    for (; k + kTwo <= end; k += kTwo) f(k, kTwo, std::integral_constant<int, 2 * P>());
-    return forEachChunkOf<Scalar, P>(k, end, f);
-  }
-#else
-  forEachChunkOf<Scalar, P>(begin, end, f);
+  constexpr Index kTwo = 2 * Index(P);
+  for (; begin + kTwo <= end; begin += kTwo) f(begin, kTwo, std::integral_constant<int, 2 * P>());
 #endif
+  forEachChunkOf<Scalar, P>(begin, end, f);
 }
 
 }  // namespace detail
