@@ -324,8 +324,11 @@ TEST_CASE("Stream steps equal Sequence::infer at the same precision", "[precisio
     CHECK(worst <= 1e-6);
   };
   for (const Precision p : {Precision::Int8, Precision::BF16}) {
+    // B = 1 runs the reduced fused step (detail/reduced_step.hpp), B > 1 the batched kernel.
     check(recurrent::LSTMCell<float>(64, 64), 1, p);
     check(recurrent::LSTMCell<float>(17, 40), 3, p);
+    check(recurrent::LSTMCell<float>(17, 40), 1, p);  // partial panels
+    check(recurrent::GRUCell<float>(9, 24), 1, p);
     check(recurrent::GRUCell<float>(128, 128), 1, p);
     check(recurrent::RNNCell<float>(5, 33), 1, p);
     check(recurrent::LSTMCell<float, 16, 32>(), 1, p);  // compile-time sizes

@@ -43,31 +43,53 @@ EIGEN_ALWAYS_INLINE void distinctRegister(V& v) {
 }
 
 #if defined(__AVX512F__)
-/// The sums of one panel for one column: the depth's groups dealt to four sets of sums, four
-/// independent chains that hide the instruction's latency — the groups past a multiple of four to
-/// sets 0, 1, 2 first, then group head + 4i + u to set u — added as (s0 + s1) + (s2 + s3).
-/// dot(s, g) adds group g's products to s. The panel is read as one sequential stream, which the
-/// prefetchers follow better than several interleaved panels. The odd groups come before the loop
+/// A column's group g (4 bytes at x + 4g) in every lane.
+template <typename Code>
+EIGEN_ALWAYS_INLINE __m512i broadcastGroup(const Code* x, Index g) {
+  std::int32_t four;
+  std::memcpy(&four, x + g * Index(4 / sizeof(Code)), sizeof four);
+  return _mm512_set1_epi32(four);
+}
+
+/// The sums of NP panels for one column: each panel's groups dealt to four sets of sums, four
+/// independent chains per panel that hide the instruction's latency — the groups past a multiple of four to
+/// sets 0, 1, 2 first, then group head + 4i + u to set u — added as (s0 + s1) + (s2 + s3), so
+/// that a panel's sums do not depend on NP. dot(s, q, g, b) adds group g's products of panel q
+/// to s, b = broadcast(g) being the column's group, shared by the NP panels. One panel is read as
+/// one sequential stream, which the prefetchers follow better than several interleaved panels
+/// where the weights come from L2; where they sit in L1, two panels share each broadcast and run
+/// eight chains. The odd groups come before the loop
 /// so that the loop is the last to write the sums: GCC otherwise copies them between registers at
 /// every iteration.
-template <typename V, typename Dot, typename Add>
-EIGEN_ALWAYS_INLINE V fourSets(Index groups, V zero, Dot&& dot, Add&& add) {
-  V sum[4];
+template <int NP, typename V, typename Broadcast, typename Dot, typename Add>
+EIGEN_ALWAYS_INLINE void fourSetsOf(Index groups, V zero, Broadcast&& broadcast, Dot&& dot,
+                                    Add&& add, V* out) {
+  V sum[std::size_t(NP)][4];
   RECURRENT_UNROLL
+  for (int q = 0; q < NP; ++q) RECURRENT_UNROLL
   for (int u = 0; u < 4; ++u) {
-    sum[u] = zero;
-    distinctRegister(sum[u]);
+    sum[q][u] = zero;
+    distinctRegister(sum[q][u]);
   }
   const Index head = groups % 4;
   RECURRENT_UNROLL
   for (int u = 0; u < 3; ++u) {
-    if (u < head) sum[u] = dot(sum[u], Index(u));
+    if (u < head) {
+      const auto b = broadcast(Index(u));
+      RECURRENT_UNROLL
+      for (int q = 0; q < NP; ++q) sum[q][u] = dot(sum[q][u], q, Index(u), b);
+    }
   }
   for (Index g = head; g < groups; g += 4) {
     RECURRENT_UNROLL
-    for (int u = 0; u < 4; ++u) sum[u] = dot(sum[u], g + u);
+    for (int u = 0; u < 4; ++u) {
+      const auto b = broadcast(g + u);
+      RECURRENT_UNROLL
+      for (int q = 0; q < NP; ++q) sum[q][u] = dot(sum[q][u], q, g + u, b);
+    }
   }
-  return add(add(sum[0], sum[1]), add(sum[2], sum[3]));
+  RECURRENT_UNROLL
+  for (int q = 0; q < NP; ++q) out[q] = add(add(sum[q][0], sum[q][1]), add(sum[q][2], sum[q][3]));
 }
 
 /// The sums of NP panels × NC columns, kept in registers over the depth: per group, one 64-byte
@@ -89,9 +111,7 @@ EIGEN_ALWAYS_INLINE void tileSums(Index groups, const T* const* a, const U* x, V
     for (int p = 0; p < NP; ++p) w[p] = _mm512_loadu_si512(a[p] + g * 16 * kPerGroup);
     RECURRENT_UNROLL
     for (int j = 0; j < NC; ++j) {
-      std::int32_t four;
-      std::memcpy(&four, x + (g * NC + j) * kPerGroup, sizeof four);
-      const __m512i xb = _mm512_set1_epi32(four);
+      const __m512i xb = broadcastGroup(x, g * NC + j);
       RECURRENT_UNROLL
       for (int p = 0; p < NP; ++p) acc[p][j] = dot(acc[p][j], w[p], xb);
     }
@@ -103,34 +123,33 @@ EIGEN_ALWAYS_INLINE void tileSums(Index groups, const T* const* a, const U* x, V
 #endif
 
 #if defined(__AVX512VNNI__)
-/// One panel (w) times one column (x, its groups of 4 bytes in order): int8Kernel<1, 1>'s sums.
-EIGEN_ALWAYS_INLINE __m512i int8ColumnSums(const std::int8_t* w, const std::uint8_t* x,
-                                           Index groups) {
-  return fourSets(
-      groups, _mm512_setzero_si512(),
-      [w, x](__m512i sum, Index g) {
-        std::int32_t four;
-        std::memcpy(&four, x + g * 4, sizeof four);
-        return _mm512_dpbusd_epi32(sum, _mm512_set1_epi32(four), _mm512_loadu_si512(w + g * 64));
+/// NP panels (w[q]) times one column (x, its groups of 4 bytes in order): int8Kernel<1, 1>'s
+/// sums of each.
+template <int NP>
+EIGEN_ALWAYS_INLINE void int8ColumnSums(const std::int8_t* const* w, const std::uint8_t* x,
+                                        Index groups, __m512i* out) {
+  fourSetsOf<NP>(
+      groups, _mm512_setzero_si512(), [x](Index g) { return broadcastGroup(x, g); },
+      [w](__m512i sum, int q, Index g, __m512i v) {
+        return _mm512_dpbusd_epi32(sum, v, _mm512_loadu_si512(w[q] + g * 64));
       },
-      [](__m512i l, __m512i r) { return _mm512_add_epi32(l, r); });
+      [](__m512i l, __m512i r) { return _mm512_add_epi32(l, r); }, out);
 }
 #endif
 
 #if defined(__AVX512BF16__)
-/// One panel (w) times one column (x, its pairs in order): bf16Kernel<1, 1>'s sums.
-EIGEN_ALWAYS_INLINE __m512 bf16ColumnSums(const std::uint16_t* w, const std::uint16_t* x,
-                                          Index groups) {
-  return fourSets(
-      groups, _mm512_setzero_ps(),
-      [w, x](__m512 sum, Index g) {
-        std::int32_t pair;
-        std::memcpy(&pair, x + g * 2, sizeof pair);
-        const __m512i v = _mm512_set1_epi32(pair), a = _mm512_loadu_si512(w + g * 32);
+/// NP panels (w[q]) times one column (x, its pairs in order): bf16Kernel<1, 1>'s sums of each.
+template <int NP>
+EIGEN_ALWAYS_INLINE void bf16ColumnSums(const std::uint16_t* const* w, const std::uint16_t* x,
+                                        Index groups, __m512* out) {
+  fourSetsOf<NP>(
+      groups, _mm512_setzero_ps(), [x](Index g) { return broadcastGroup(x, g); },
+      [w](__m512 sum, int q, Index g, __m512i v) {
+        const __m512i a = _mm512_loadu_si512(w[q] + g * 32);
         return _mm512_dpbf16_ps(sum, reinterpret_cast<const __m512bh&>(a),
                                 reinterpret_cast<const __m512bh&>(v));
       },
-      [](__m512 l, __m512 r) { return _mm512_add_ps(l, r); });
+      [](__m512 l, __m512 r) { return _mm512_add_ps(l, r); }, out);
 }
 #endif
 
@@ -141,9 +160,11 @@ template <int NP, int NC>
 inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uint8_t* x,
                        std::int32_t* out) {
 #if defined(__AVX512VNNI__)
-  if constexpr (NC == 1) {  // one column: each panel alone (fourSets)
+  if constexpr (NC == 1) {  // one column: the panels' own four sets (fourSetsOf)
+    __m512i sums[std::size_t(NP)];
+    int8ColumnSums<NP>(a, x, groups, sums);
     RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) _mm512_storeu_si512(out + p * 16, int8ColumnSums(a[p], x, groups));
+    for (int p = 0; p < NP; ++p) _mm512_storeu_si512(out + p * 16, sums[p]);
     return;
   }
   tileSums<NP, NC>(
@@ -174,9 +195,11 @@ template <int NP, int NC>
 inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::uint16_t* x,
                        float* out) {
 #if defined(__AVX512BF16__)
-  if constexpr (NC == 1) {  // one column: each panel alone (fourSets)
+  if constexpr (NC == 1) {  // one column: the panels' own four sets (fourSetsOf)
+    __m512 sums[std::size_t(NP)];
+    bf16ColumnSums<NP>(a, x, groups, sums);
     RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) _mm512_storeu_ps(out + p * 16, bf16ColumnSums(a[p], x, groups));
+    for (int p = 0; p < NP; ++p) _mm512_storeu_ps(out + p * 16, sums[p]);
     return;
   }
   tileSums<NP, NC>(
@@ -187,7 +210,7 @@ inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::u
       },
       [out](int p, int j, __m512 sum) { _mm512_storeu_ps(out + (p * NC + j) * 16, sum); });
 #else
-  if constexpr (NC == 1) {  // fourSets' order
+  if constexpr (NC == 1) {  // fourSetsOf's order
     const Index head = groups % 4;
     for (int p = 0; p < NP; ++p) {
       float sum[4][std::size_t(kPanelRows)] = {};

@@ -207,14 +207,71 @@ void forEachPanel(Index block, Index u0, Index u1, F&& f) {
 }  // namespace reduced
 
 #if defined(__AVX512F__)
-/// One float column (a step of one sequence): each panel's sums by the kernels' one-column loops,
-/// written from the register by tile's operations (a partial panel through a mask), so that the
-/// result is tile's to the bit, without its tiles, groups and buffers of sums.
+namespace reduced {
+
+/// The mask of a panel's rows [first, last).
+inline __mmask16 rowMask(const Panel& panel) {
+  return static_cast<__mmask16>(((1u << panel.last) - 1u) & ~((1u << panel.first) - 1u));
+}
+
+/// The 16 float values of each of NP panels of A times one buffer column whose codes start at
+/// `codes` (its groups contiguous), int8 with that column's zero point and scale broadcast: the
+/// kernels' one-column sums, dequantized as tile() does, so that the values are tile's to the
+/// bit. A panel's rows outside [first, last) read nothing and are zero.
+template <int NP>
+EIGEN_ALWAYS_INLINE void columnPanels(const ReducedMatrix& a, const Panel* panels,
+                                      const ReducedBuffer& buffer, Index codes, __m512i zero,
+                                      __m512 columnScale, __m512* v) {
+  const Index ld = a.paddedDepth();
+  if (a.precision() == Precision::Int8) {
+    const std::int8_t* w[std::size_t(NP)];
+    RECURRENT_UNROLL
+    for (int q = 0; q < NP; ++q) w[q] = a.int8Panel(panels[q].block, panels[q].unit);
+    const std::uint8_t* x = buffer.int8.data() + codes;
+    __m512i sums[std::size_t(NP)];
+#if defined(__AVX512VNNI__)
+    int8ColumnSums<NP>(w, x, ld / 4, sums);
+#else
+    alignas(64) std::int32_t sumsOut[std::size_t(NP * kPanelRows)];
+    int8Kernel<NP, 1>(ld / 4, w, x, sumsOut);
+    RECURRENT_UNROLL
+    for (int q = 0; q < NP; ++q) sums[q] = _mm512_load_si512(sumsOut + q * kPanelRows);
+#endif
+    RECURRENT_UNROLL
+    for (int q = 0; q < NP; ++q) {
+      const Panel& p = panels[q];
+      const __mmask16 rows = rowMask(p);
+      v[q] = dequantize(sums[q], zero, _mm512_maskz_loadu_epi32(rows, a.rowSums(p.block, p.unit)),
+                        _mm512_maskz_loadu_ps(rows, a.scales(p.block, p.unit)), columnScale);
+    }
+    return;
+  }
+  const std::uint16_t* w[std::size_t(NP)];
+  RECURRENT_UNROLL
+  for (int q = 0; q < NP; ++q) w[q] = a.bf16Panel(panels[q].block, panels[q].unit);
+  const std::uint16_t* x = buffer.bf16.data() + codes;
+#if defined(__AVX512BF16__)
+  bf16ColumnSums<NP>(w, x, ld / 2, v);
+#else
+  alignas(64) float sumsOut[std::size_t(NP * kPanelRows)];
+  bf16Kernel<NP, 1>(ld / 2, w, x, sumsOut);
+  RECURRENT_UNROLL
+  for (int q = 0; q < NP; ++q) v[q] = _mm512_load_ps(sumsOut + q * kPanelRows);
+#endif
+  RECURRENT_UNROLL
+  for (int q = 0; q < NP; ++q) v[q] = _mm512_maskz_mov_ps(rowMask(panels[q]), v[q]);
+}
+
+}  // namespace reduced
+
+/// One float column (a step of one sequence): each panel's values by columnPanels, written from
+/// the register by tile's operations (a partial panel through a mask), so that the result is
+/// tile's to the bit, without its tiles, groups and buffers of sums.
 inline void oneColumn(const ReducedProduct<float>& p, ReducedBuffer& buffer, Index u0, Index u1) {
   const ReducedMatrix& a = p.a;
   const bool int8 = a.precision() == Precision::Int8;
-  const Index depth = a.depth(), ld = a.paddedDepth();
-  quantizeColumn(p.b.data, depth, ld, a.precision(), buffer, 0, 0, depthGroup(a.precision()));
+  quantizeColumn(p.b.data, a.depth(), a.paddedDepth(), a.precision(), buffer, 0, 0,
+                 depthGroup(a.precision()));
   const __m512 columnScale = _mm512_set1_ps(int8 ? buffer.scale[0] : 0.0f);
   const __m512i zero = _mm512_set1_epi32(int8 ? buffer.zero[0] : 0);
   const View<float> c = p.c;
@@ -222,31 +279,9 @@ inline void oneColumn(const ReducedProduct<float>& p, ReducedBuffer& buffer, Ind
   const float* const biasAll = p.bias;
   for (Index block = p.selectedBlocks.begin; block < p.selectedBlocks.end; ++block) {
     reduced::forEachPanel(block, u0, u1, [&](const reduced::Panel& panel) {
-      const auto rows =
-          static_cast<__mmask16>(((1u << panel.last) - 1u) & ~((1u << panel.first) - 1u));
+      const __mmask16 rows = reduced::rowMask(panel);
       __m512 v;
-      if (int8) {
-        const std::int8_t* w = a.int8Panel(block, panel.unit);
-#if defined(__AVX512VNNI__)
-        const __m512i sums = int8ColumnSums(w, buffer.int8.data(), ld / 4);
-#else
-        alignas(64) std::int32_t sumsOut[kPanelRows];
-        int8Kernel<1, 1>(ld / 4, &w, buffer.int8.data(), sumsOut);
-        const __m512i sums = _mm512_load_si512(sumsOut);
-#endif
-        v = reduced::dequantize(
-            sums, zero, _mm512_maskz_loadu_epi32(rows, a.rowSums(block, panel.unit)),
-            _mm512_maskz_loadu_ps(rows, a.scales(block, panel.unit)), columnScale);
-      } else {
-        const std::uint16_t* w = a.bf16Panel(block, panel.unit);
-#if defined(__AVX512BF16__)
-        v = bf16ColumnSums(w, buffer.bf16.data(), ld / 2);
-#else
-        alignas(64) float sumsOut[kPanelRows];
-        bf16Kernel<1, 1>(ld / 2, &w, buffer.bf16.data(), sumsOut);
-        v = _mm512_load_ps(sumsOut);
-#endif
-      }
+      reduced::columnPanels<1>(a, &panel, buffer, 0, zero, columnScale, &v);
       const __m512 bias =
           biasAll != nullptr
               ? _mm512_maskz_loadu_ps(rows, biasAll + block * c.blockStride + panel.unit)

@@ -7,6 +7,7 @@
 #include <recurrent/detail/gemm.hpp>
 #include <recurrent/detail/packed_weights.hpp>
 #include <recurrent/detail/reduced_kernel.hpp>
+#include <recurrent/detail/reduced_step.hpp>
 #include <recurrent/detail/team.hpp>
 #include <recurrent/layers/regularization.hpp>
 #include <recurrent/precision.hpp>
@@ -37,9 +38,10 @@ namespace recurrent {
 /// over [x; h] with the accumulators in registers (detail/fused_step.hpp). With compile-time
 /// sizes (`LSTMCell<float, 1, 16>`) its loops are constants and unroll; with run-time sizes the
 /// same kernel reads its bounds from the layout, and the two give the same sums. Its results agree
-/// with Sequence's batched kernel to float rounding (the products sum in another order). Larger
-/// batches, GRU-ResetBefore, the layer-normalised cells and int8 / bf16 use the batched kernel,
-/// which reads the weights once for all sequences.
+/// with Sequence's batched kernel to float rounding (the products sum in another order). In int8
+/// and bf16 a batch of one of the same cells runs the reduced fused step
+/// (detail/reduced_step.hpp). Larger batches, GRU-ResetBefore and the layer-normalised cells use
+/// the batched kernel, which reads the weights once for all sequences.
 ///
 /// A model trained with regularisation (Sequence::setRegularization) steps here as
 /// Sequence::infer runs it once given the same options (setRegularization): dropout and weight
@@ -75,9 +77,9 @@ class Stream {
   void refresh();
 
   /// The precision of the step's products (Precision; default Full), packed at once from the
-  /// cell's current parameters (as refresh(), which keeps it). In Int8 and BF16 every batch size
-  /// runs the batched kernel in that precision, and the steps equal Sequence::infer's at the
-  /// same precision.
+  /// cell's current parameters (as refresh(), which keeps it). In Int8 and BF16 the products'
+  /// codes and integer sums are Sequence::infer's at the same precision, and the steps equal its
+  /// outputs to float rounding.
   void setPrecision(Precision precision) {
     m_precision = precision;
     refresh();
@@ -131,11 +133,12 @@ class Stream {
   }
 
   /// A batch of one of a cell that has the fused step and whose h is its hidden state (not an
-  /// LSTM's projection) runs the fused step.
-  bool fusedApplies() const {
-    return kFusedStep && m_batch == 1 && m_cell->outputSize() == m_cell->hiddenSize() &&
-           m_precision == Precision::Full;
+  /// LSTM's projection) runs the fused step: in float, or in the reduced precision.
+  bool fusedShape() const {
+    return kFusedStep && m_batch == 1 && m_cell->outputSize() == m_cell->hiddenSize();
   }
+  bool fusedApplies() const { return fusedShape() && m_precision == Precision::Full; }
+  bool reducedFusedApplies() const { return fusedShape() && m_precision != Precision::Full; }
 
   /// Zoneout's expectation on the step just made (prev → next), where a rate is set.
   void expectZoneout(const State& prev, State& next) const {
@@ -182,6 +185,8 @@ class Stream {
       std::conditional_t<kFixedSizes, detail::FusedStep<Cell>, detail::DynamicFusedStep<Cell>>,
       detail::NoFusedStep>
       m_fused;
+  std::conditional_t<kFusedStep, detail::ReducedFusedStep<Cell>, detail::NoFusedStep>
+      m_reducedFused;
 };
 
 template <typename Cell>
@@ -193,6 +198,8 @@ void Stream<Cell>::refresh() {
   m_packed = false;
   if (fusedApplies()) {
     if constexpr (kFusedStep) m_fused.pack(cell);
+  } else if (reducedFusedApplies()) {
+    if constexpr (kFusedStep) m_reducedFused.pack(cell, m_precision);
   } else {
     packBatched(cell);
   }
@@ -217,6 +224,15 @@ const typename Stream<Cell>::Matrix& Stream<Cell>::step(const Eigen::Ref<const M
       State& prev = m_state[m_current];
       State& next = m_state[1 - m_current];
       m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(), cellData(next));
+      expectZoneout(prev, next);
+      m_current = 1 - m_current;
+      return next.h;
+    }
+    if (reducedFusedApplies()) {
+      State& prev = m_state[m_current];
+      State& next = m_state[1 - m_current];
+      m_reducedFused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(),
+                          cellData(next));
       expectZoneout(prev, next);
       m_current = 1 - m_current;
       return next.h;

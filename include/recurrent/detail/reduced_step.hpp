@@ -1,0 +1,174 @@
+// recurrent — detail/reduced_step.hpp: the fused step of one sequence in int8 or bf16.
+//
+// A Stream of one sequence in a reduced precision runs each step as the float fused step does
+// (fused_step.hpp): A = F · [x; h] + b_F, then the cell's gate math on A (Cell::fusedGates). F's
+// two column halves are ReducedMatrix (reduced_matrix.hpp) of their own:
+//
+//     X = F's x-part, the row blocks that read x       A_b = (b_b + X_b · x) + R_b · h
+//     R = F's h-part, the row blocks that read h
+//
+// (the reset-after GRU's candidate halves read one side each: X has its blocks r, z, n_x and R its
+// blocks r, z, m). x and h are quantized separately, each with its own scale and zero point, and
+// X's and R's rows have their own scales, exactly as Sequence quantizes W_ih·x and W_hh·h (and as
+// PyTorch's dynamic quantization does): the codes and the int32 sums are Sequence's. What the
+// step saves against the batched kernel's two products is their second pass over A and the
+// calls around them; a panel of A is written once, from the register.
+#pragma once
+
+#include <recurrent/detail/fused_step.hpp>
+#include <recurrent/detail/reduced_kernel.hpp>
+#include <recurrent/precision.hpp>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <type_traits>
+
+namespace recurrent {
+namespace detail {
+
+/// The reduced-precision step of one sequence of a cell that names a fused product.
+template <typename Cell>
+class ReducedFusedStep {
+ public:
+  using Scalar = typename Cell::Scalar;
+  using Fused = typename FusedProductOf<Cell>::type;
+  static constexpr int kBlocks = Fused::kBlocks;
+  /// For each of A's blocks, a part's block that it reads, or −1.
+  using BlockMap = std::array<int, std::size_t(kBlocks)>;
+
+  /// Packs the cell's current parameters in `precision` (Int8 or BF16; allocates).
+  void pack(const Cell& cell, Precision precision) {
+    typename Cell::Matrix f;
+    typename Cell::Vector b;
+    fused::buildProduct(cell, f, b);
+    const Index I = cell.inputSize(), H = cell.hiddenSize();
+    // Each part: the rows of the blocks that read it, from its columns of F; source[b] is the
+    // part's block that A's block b reads, or −1.
+    const auto part = [&](bool input, ReducedMatrix& m, BlockMap& source) {
+      Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic> rows(kBlocks * H, input ? I : H);
+      int count = 0;
+      for (int block = 0; block < kBlocks; ++block) {
+        const bool reads = input ? Fused::depthBegin(block, int(I)) < I
+                                 : Fused::depthEnd(block, int(I), int(H)) > I;
+        source[std::size_t(block)] = reads ? count : -1;
+        if (!reads) continue;
+        rows.middleRows(count * H, H) = f.block(block * H, input ? 0 : I, H, rows.cols());
+        ++count;
+      }
+      m.pack(viewOf<const Scalar>(rows.data(), rows.rows(), H), Blocks{count, H}, rows.cols(),
+             precision);
+    };
+    part(true, m_x, m_xBlock);
+    part(false, m_r, m_rBlock);
+    m_hiddenSize = H;
+    m_bias = b;
+    m_a.setZero(kBlocks * H);
+    // x's codes, then h's, each padded to its part's depth group.
+    m_hCodes = m_x.paddedDepth();
+    const auto codes = static_cast<std::size_t>(m_x.paddedDepth() + m_r.paddedDepth());
+    m_buffer.int8.assign(codes, 0);
+    m_buffer.bf16.assign(codes, 0);
+    m_buffer.scale.assign(2, 1.0f);
+    m_buffer.zero.assign(2, 0);
+  }
+
+  /// One step: x (I), hPrev, cPrev (H each; cPrev only for a cell state) in, h and c out.
+  void step(const Cell& cell, const Scalar* x, const Scalar* hPrev, const Scalar* cPrev, Scalar* h,
+            Scalar* c) {
+    const Precision precision = m_x.precision();
+    const Index G = depthGroup(precision);
+    quantizeColumn(x, m_x.depth(), m_x.paddedDepth(), precision, m_buffer, 0, 0, G);
+    quantizeColumn(hPrev, m_r.depth(), m_r.paddedDepth(), precision, m_buffer, 1, m_hCodes, G);
+    // X's panels, then R's: A = (b + X·x) + R·h, the order of the batched kernel's products.
+    product(m_x, m_xBlock, 0, 0, false);
+    product(m_r, m_rBlock, m_hCodes, 1, true);
+    cell.fusedGates(m_a.data(), hPrev, cPrev, h, c);
+  }
+
+  /// Bytes of the packed weights (X and R with their scales and padding).
+  Index packedBytes() const {
+    return ReducedMatrix::bytes(m_x.precision(), m_x.rowBlocks(), m_x.depth()) +
+           ReducedMatrix::bytes(m_r.precision(), m_r.rowBlocks(), m_r.depth());
+  }
+
+ private:
+  /// A (+)= m · buffer column j, whose codes start at `codes`, in the blocks of A that read m
+  /// (source[b], m's block, ≥ 0): from the bias, or, when `adding`, from what X wrote where A's
+  /// block reads X too.
+  void product(const ReducedMatrix& m, const BlockMap& source, Index codes,
+               Index j, bool adding) {
+    const Index H = m_hiddenSize;
+    Scalar* a = m_a.data();
+    const Scalar* bias = m_bias.data();
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<Scalar, float>) {
+      const bool int8 = m.precision() == Precision::Int8;
+      const __m512 scale = _mm512_set1_ps(int8 ? m_buffer.scale[std::size_t(j)] : 0.0f);
+      const __m512i zero = _mm512_set1_epi32(int8 ? m_buffer.zero[std::size_t(j)] : 0);
+      for (int block = 0; block < kBlocks; ++block) {
+        const int mb = source[std::size_t(block)];
+        if (mb < 0) continue;
+        const float* base = adding && m_xBlock[std::size_t(block)] >= 0 ? a : bias;
+        reduced::forEachPanel(mb, 0, H, [&](const reduced::Panel& panel) {
+          const __mmask16 rows = reduced::rowMask(panel);
+          const Index at = block * H + panel.unit;
+          __m512 v;
+          reduced::columnPanels<1>(m, &panel, m_buffer, codes, zero, scale, &v);
+          _mm512_mask_storeu_ps(a + at, rows,
+                                _mm512_add_ps(_mm512_maskz_loadu_ps(rows, base + at), v));
+        });
+      }
+      return;
+    }
+#endif
+    for (int block = 0; block < kBlocks; ++block) {
+      const int mb = source[std::size_t(block)];
+      if (mb < 0) continue;
+      const Scalar* base = adding && m_xBlock[std::size_t(block)] >= 0 ? a : bias;
+      reduced::forEachPanel(mb, 0, H, [&](const reduced::Panel& panel) {
+        float v[kPanelRows];
+        panelValues(m, panel, codes, j, v);
+        const Index at = block * H + panel.unit;
+        for (Index r = panel.first; r < panel.last; ++r) {
+          a[at + r] = base[at + r] + static_cast<Scalar>(v[r]);
+        }
+      });
+    }
+  }
+
+  /// The 16 values of a panel of `m` times buffer column j, whose codes start at `codes`:
+  /// tile()'s operations, one panel and one column.
+  void panelValues(const ReducedMatrix& m, const reduced::Panel& panel, Index codes, Index j,
+                   float* v) const {
+    const Index ld = m.paddedDepth(), block = panel.block, unit = panel.unit;
+    if (m.precision() == Precision::Int8) {
+      alignas(64) std::int32_t sums[kPanelRows];
+      const std::int8_t* w = m.int8Panel(block, unit);
+      int8Kernel<1, 1>(ld / 4, &w, m_buffer.int8.data() + codes, sums);
+      const float* scale = m.scales(block, unit);
+      const std::int32_t* rowSum = m.rowSums(block, unit);
+      const std::int32_t zero = m_buffer.zero[std::size_t(j)];
+      const float columnScale = m_buffer.scale[std::size_t(j)];
+      for (int r = 0; r < kPanelRows; ++r) {
+        v[r] = scale[r] * columnScale * static_cast<float>(sums[r] - zero * rowSum[r]);
+      }
+    } else {
+      const std::uint16_t* w = m.bf16Panel(block, unit);
+      bf16Kernel<1, 1>(ld / 2, &w, m_buffer.bf16.data() + codes, v);
+    }
+  }
+
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  ReducedMatrix m_x, m_r;
+  BlockMap m_xBlock{}, m_rBlock{};  ///< X's, R's block of A's block b, or −1
+  Index m_hiddenSize = 0;
+  Index m_hCodes = 0;  ///< where h's codes start in the buffer
+  ReducedBuffer m_buffer;   ///< x's codes (column 0), then h's (column 1)
+  Vector m_bias, m_a;       // aligned by Eigen
+};
+
+}  // namespace detail
+}  // namespace recurrent
