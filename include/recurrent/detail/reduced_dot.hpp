@@ -52,9 +52,9 @@ EIGEN_ALWAYS_INLINE __m512i broadcastGroup(const Code* x, Index g) {
 }
 
 /// The sums of NP panels for one column: each panel's groups dealt to four sets of sums, four
-/// independent chains per panel that hide the instruction's latency — the groups past a multiple of four to
-/// sets 0, 1, 2 first, then group head + 4i + u to set u — added as (s0 + s1) + (s2 + s3), so
-/// that a panel's sums do not depend on NP. dot(s, q, g, b) adds group g's products of panel q
+/// independent chains per panel that hide the instruction's latency — the groups past a multiple of
+/// four to sets 0, 1, 2 first, then group head + 4i + u to set u — added as (s0 + s1) + (s2 + s3),
+/// so that a panel's sums do not depend on NP. dot(s, q, g, b) adds group g's products of panel q
 /// to s, b = broadcast(g) being the column's group, shared by the NP panels. One panel is read as
 /// one sequential stream, which the prefetchers follow better than several interleaved panels
 /// where the weights come from L2; where they sit in L1, two panels share each broadcast and run

@@ -15,6 +15,7 @@
 // calls around them; a panel of A is written once, from the register.
 #pragma once
 
+#include <recurrent/detail/cpu.hpp>
 #include <recurrent/detail/fused_step.hpp>
 #include <recurrent/detail/reduced_kernel.hpp>
 #include <recurrent/precision.hpp>
@@ -73,6 +74,15 @@ class ReducedFusedStep {
     m_buffer.bf16.assign(codes, 0);
     m_buffer.scale.assign(2, 1.0f);
     m_buffer.zero.assign(2, 0);
+    // Two panels sharing each broadcast run eight chains and save a load per group, which pays
+    // where the weights stay in L1 from step to step, beside the codes, A and the state (a
+    // quarter of L1 left for them); from L2 the single sequential stream is faster (measured:
+    // benchmarks/README.md, the reduced fused step).
+    const Index codeBytes = precision == Precision::Int8 ? 1 : 2;
+    const Index weightBytes =
+        codeBytes * (m_x.rowBlocks().count * m_x.packedBlockRows() * m_x.paddedDepth() +
+                     m_r.rowBlocks().count * m_r.packedBlockRows() * m_r.paddedDepth());
+    m_pairs = 4 * weightBytes <= 3 * l1DataCacheBytes();
   }
 
   /// One step: x (I), hPrev, cPrev (H each; cPrev only for a cell state) in, h and c out.
@@ -98,8 +108,7 @@ class ReducedFusedStep {
   /// A (+)= m · buffer column j, whose codes start at `codes`, in the blocks of A that read m
   /// (source[b], m's block, ≥ 0): from the bias, or, when `adding`, from what X wrote where A's
   /// block reads X too.
-  void product(const ReducedMatrix& m, const BlockMap& source, Index codes,
-               Index j, bool adding) {
+  void product(const ReducedMatrix& m, const BlockMap& source, Index codes, Index j, bool adding) {
     const Index H = m_hiddenSize;
     Scalar* a = m_a.data();
     const Scalar* bias = m_bias.data();
@@ -108,18 +117,16 @@ class ReducedFusedStep {
       const bool int8 = m.precision() == Precision::Int8;
       const __m512 scale = _mm512_set1_ps(int8 ? m_buffer.scale[std::size_t(j)] : 0.0f);
       const __m512i zero = _mm512_set1_epi32(int8 ? m_buffer.zero[std::size_t(j)] : 0);
+      const Index panels = (H + kPanelRows - 1) / kPanelRows;
       for (int block = 0; block < kBlocks; ++block) {
         const int mb = source[std::size_t(block)];
         if (mb < 0) continue;
         const float* base = adding && m_xBlock[std::size_t(block)] >= 0 ? a : bias;
-        reduced::forEachPanel(mb, 0, H, [&](const reduced::Panel& panel) {
-          const __mmask16 rows = reduced::rowMask(panel);
-          const Index at = block * H + panel.unit;
-          __m512 v;
-          reduced::columnPanels<1>(m, &panel, m_buffer, codes, zero, scale, &v);
-          _mm512_mask_storeu_ps(a + at, rows,
-                                _mm512_add_ps(_mm512_maskz_loadu_ps(rows, base + at), v));
-        });
+        Index p = 0;
+        if (m_pairs) {
+          for (; p + 2 <= panels; p += 2) writePanels<2>(m, mb, p, block, base, codes, zero, scale);
+        }
+        for (; p < panels; ++p) writePanels<1>(m, mb, p, block, base, codes, zero, scale);
       }
       return;
     }
@@ -138,6 +145,32 @@ class ReducedFusedStep {
       });
     }
   }
+
+#if defined(__AVX512F__)
+  /// A's rows of panels [p, p + NP) of m's block mb, which are A's block `block`: base + m · the
+  /// column whose codes start at `codes`.
+  template <int NP>
+  EIGEN_ALWAYS_INLINE void writePanels(const ReducedMatrix& m, Index mb, Index p, Index block,
+                                       const float* base, Index codes, __m512i zero, __m512 scale) {
+    const Index H = m_hiddenSize;
+    reduced::Panel panels[std::size_t(NP)];
+    RECURRENT_UNROLL
+    for (int q = 0; q < NP; ++q) {
+      const Index unit = (p + q) * kPanelRows;
+      panels[q] = reduced::Panel{mb, unit, 0, std::min<Index>(kPanelRows, H - unit)};
+    }
+    __m512 v[std::size_t(NP)];
+    reduced::columnPanels<NP>(m, panels, m_buffer, codes, zero, scale, v);
+    float* a = m_a.data();
+    RECURRENT_UNROLL
+    for (int q = 0; q < NP; ++q) {
+      const __mmask16 rows = reduced::rowMask(panels[q]);
+      const Index at = block * H + panels[q].unit;
+      _mm512_mask_storeu_ps(a + at, rows,
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(rows, base + at), v[q]));
+    }
+  }
+#endif
 
   /// The 16 values of a panel of `m` times buffer column j, whose codes start at `codes`:
   /// tile()'s operations, one panel and one column.
@@ -165,9 +198,10 @@ class ReducedFusedStep {
   ReducedMatrix m_x, m_r;
   BlockMap m_xBlock{}, m_rBlock{};  ///< X's, R's block of A's block b, or −1
   Index m_hiddenSize = 0;
-  Index m_hCodes = 0;  ///< where h's codes start in the buffer
-  ReducedBuffer m_buffer;   ///< x's codes (column 0), then h's (column 1)
-  Vector m_bias, m_a;       // aligned by Eigen
+  Index m_hCodes = 0;      ///< where h's codes start in the buffer
+  bool m_pairs = false;    ///< whether two panels share each broadcast (weights that fit in L1)
+  ReducedBuffer m_buffer;  ///< x's codes (column 0), then h's (column 1)
+  Vector m_bias, m_a;      // aligned by Eigen
 };
 
 }  // namespace detail
