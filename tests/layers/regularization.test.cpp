@@ -180,9 +180,9 @@ TEST_CASE("zoneout in inference is its expectation h = z h_prev + (1 − z) h~",
 }
 
 // A Stream given the training options steps as Sequence::infer runs: zoneout's expectation after
-// every step, in the fused kernel (a batch of one) and the batched one.
+// every step, in the fused kernel (a batch of one) and the batched one, in any precision.
 template <typename Cell>
-void streamZoneout(Index B) {
+void streamZoneout(Index B, recurrent::Precision precision = recurrent::Precision::Full) {
   std::mt19937 rng(37);
   Cell cell(3, 4);
   randomize(cell, rng);
@@ -191,15 +191,20 @@ void streamZoneout(Index B) {
   const Regularization options = Regularization().zoneout(0.3, 0.2).recurrentDropout(0.4);
   Sequence<Cell> sequence(cell);
   sequence.setRegularization(options);
+  sequence.setPrecision(precision);
   sequence.infer(x, std::vector<int>(static_cast<std::size_t>(B), static_cast<int>(T)));
   recurrent::Stream<Cell> stream(cell, B);
   stream.setRegularization(options);
+  stream.setPrecision(precision);
+  // bf16 sums a batch of one's depth in four sets, Sequence's input projection in one.
+  const double tolerance = precision == recurrent::Precision::BF16 ? 1e-6 : 1e-13;
+  INFO(recurrent::precisionName(precision) << ", B = " << B);
   for (Index t = 0; t < T; ++t) {
     const Mat<double> h = stream.step(x.middleCols(t * B, B));
-    CHECK(relativeError(h, sequence.output().middleCols(t * B, B)) <= 1e-13);
+    CHECK(relativeError(h, sequence.output().middleCols(t * B, B)) <= tolerance);
   }
   if constexpr (Cell::kHasCellState) {
-    CHECK(relativeError(stream.finalState().c, sequence.finalState().c) <= 1e-13);
+    CHECK(relativeError(stream.finalState().c, sequence.finalState().c) <= tolerance);
   }
   // Without the options, the Stream runs the cell alone: another result.
   recurrent::Stream<Cell> plain(cell, B);
@@ -215,6 +220,10 @@ TEST_CASE("a Stream given the regularisation steps with zoneout's expectation, a
   streamZoneout<recurrent::GRUCell<double>>(1);
   streamZoneout<recurrent::GRUCell<double>>(2);
   streamZoneout<recurrent::LayerNormLSTMCell<double>>(1);
+  // int8 and bf16: the reduced fused step (B = 1) and the batched kernel.
+  streamZoneout<recurrent::LSTMCell<double>>(1, recurrent::Precision::Int8);
+  streamZoneout<recurrent::GRUCell<double>>(1, recurrent::Precision::BF16);
+  streamZoneout<recurrent::GRUCell<double>>(2, recurrent::Precision::Int8);
 }
 
 TEST_CASE("regularisation: seeded masks, 0 or 1/(1 − p), off in infer, checked arguments",

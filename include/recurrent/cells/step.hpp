@@ -79,7 +79,8 @@ class StepContext {
       detail::reducedGemm(detail::ReducedProduct<Scalar>(m_weights.hhReduced, in, out, h.cols())
                               .blocks(g0, g1)
                               .units(m_u0, m_u1)
-                              .overwrite(overwrite),
+                              .overwrite(overwrite)
+                              .inputInCache(),
                           m_buffer.reduced);
       return;
     }

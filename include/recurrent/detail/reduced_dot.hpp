@@ -12,7 +12,8 @@
 // so builds differ at most in the treatment of subnormal numbers (vdpbf16ps flushes them).
 //
 // Several columns share each load of a panel (NC > 1); one column (NC = 1) reads each panel as one
-// sequential stream, its groups dealt to four sets of sums.
+// sequential stream, its groups dealt to four sets of sums, or, where the reduced fused step's
+// weights fit in L1 (reduced_step.hpp), two panels share each broadcast (fourSetsOf<2>).
 #pragma once
 
 #include <recurrent/detail/kernel.hpp>
@@ -160,11 +161,13 @@ template <int NP, int NC>
 inline void int8Kernel(Index groups, const std::int8_t* const* a, const std::uint8_t* x,
                        std::int32_t* out) {
 #if defined(__AVX512VNNI__)
-  if constexpr (NC == 1) {  // one column: the panels' own four sets (fourSetsOf)
-    __m512i sums[std::size_t(NP)];
-    int8ColumnSums<NP>(a, x, groups, sums);
+  if constexpr (NC == 1) {  // one column: each panel alone, one sequential stream (fourSetsOf)
     RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) _mm512_storeu_si512(out + p * 16, sums[p]);
+    for (int p = 0; p < NP; ++p) {
+      __m512i sums;
+      int8ColumnSums<1>(a + p, x, groups, &sums);
+      _mm512_storeu_si512(out + p * 16, sums);
+    }
     return;
   }
   tileSums<NP, NC>(
@@ -195,11 +198,13 @@ template <int NP, int NC>
 inline void bf16Kernel(Index groups, const std::uint16_t* const* a, const std::uint16_t* x,
                        float* out) {
 #if defined(__AVX512BF16__)
-  if constexpr (NC == 1) {  // one column: the panels' own four sets (fourSetsOf)
-    __m512 sums[std::size_t(NP)];
-    bf16ColumnSums<NP>(a, x, groups, sums);
+  if constexpr (NC == 1) {  // one column: each panel alone, one sequential stream (fourSetsOf)
     RECURRENT_UNROLL
-    for (int p = 0; p < NP; ++p) _mm512_storeu_ps(out + p * 16, sums[p]);
+    for (int p = 0; p < NP; ++p) {
+      __m512 sums;
+      bf16ColumnSums<1>(a + p, x, groups, &sums);
+      _mm512_storeu_ps(out + p * 16, sums);
+    }
     return;
   }
   tileSums<NP, NC>(

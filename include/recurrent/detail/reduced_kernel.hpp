@@ -8,7 +8,8 @@
 // The sums come from the register kernels of reduced_dot.hpp. Several columns (a batch) run tiles
 // of kTilePanels panels × up to kTileColumns columns. One column (a step of one sequence) runs its
 // panels one at a time where AVX-512 is targeted (oneColumn: the sums scaled and written from the
-// register), else in groups of up to kGemvPanels, through the tiles' code.
+// register), else in groups of up to kGemvPanels, through the tiles' code. columnPanels is
+// oneColumn's body for NP panels, which the reduced fused step (reduced_step.hpp) shares.
 #pragma once
 
 #include <recurrent/detail/gemm.hpp>
@@ -49,12 +50,18 @@ struct ReducedProduct : RowSelection<ReducedProduct<Scalar>> {
     bias = b_;
     return *this;
   }
+  /// B was just written and is in cache (a step's h): its columns are not prefetched.
+  ReducedProduct& inputInCache() {
+    prefetchInput = false;
+    return *this;
+  }
 
   const ReducedMatrix& a;
   View<const Scalar> b;  ///< not transposed: column j is `depth` consecutive scalars
   View<Scalar> c;
   Index columns;
   const Scalar* bias = nullptr;
+  bool prefetchInput = true;  ///< whether reducedGemm prefetches B's columns ahead
 };
 
 namespace reduced {
@@ -63,6 +70,13 @@ namespace reduced {
 struct Panel {
   Index block, unit, first, last;
 };
+
+/// A row's int8 sum of one column in float: s_r · s · (Σ − z · Σ_k w_q), the operations of the
+/// vector form below, in its order.
+inline float dequantize(std::int32_t sum, std::int32_t zero, std::int32_t rowSum, float rowScale,
+                        float columnScale) {
+  return rowScale * columnScale * static_cast<float>(sum - zero * rowSum);
+}
 
 #if defined(__AVX512F__)
 /// A panel's int8 sums of one column in float: s_r · s · (Σ − z · Σ_k w_q), with the rows' scales
@@ -165,8 +179,7 @@ void tile(const ReducedProduct<Scalar>& p, const Panel* panels, Index j0, Index 
         const std::int32_t zero = buffer.zero[column];
         const float columnScale = buffer.scale[column];
         for (int r = 0; r < kPanelRows; ++r) {
-          v[r] = scale[r] * columnScale *
-                 static_cast<float>(sums[at + std::size_t(r)] - zero * rowSum[r]);
+          v[r] = dequantize(sums[at + std::size_t(r)], zero, rowSum[r], scale[r], columnScale);
         }
       } else {
         for (int r = 0; r < kPanelRows; ++r) v[r] = floats[at + std::size_t(r)];
@@ -337,8 +350,8 @@ void reducedGemm(const ReducedProduct<Scalar>& p, ReducedBuffer& buffer) {
         // The input's columns are read once each (a projection's input comes from memory), and a
         // column's quantizing is too short a loop for the hardware prefetchers to get ahead of
         // it: its first pass waited on every line. The lines of a column a few ahead are asked
-        // for while this one is quantized.
-        if (j0 + j + kPrefetchColumns < p.columns)
+        // for while this one is quantized (not for a step's h, just written: inputInCache()).
+        if (p.prefetchInput && j0 + j + kPrefetchColumns < p.columns)
           prefetch(p.b.data + (j0 + j + kPrefetchColumns) * p.b.ld, depth);
         quantizeColumn(p.b.data + (j0 + j) * p.b.ld, depth, ld, a.precision(), buffer, j,
                        first * ld + (j - first) * G, w * G);

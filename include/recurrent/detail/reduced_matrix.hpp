@@ -373,27 +373,27 @@ inline void placeCodes(const Code* codes, Index k0, Index paddedDepth, Code* dst
 }
 
 /// Writes a column's codes into its place in the buffer (group g of G codes at dst + g·groupStride,
-/// zeros from depth to paddedDepth): code(k) one at a time, or, where `chunk` is given (AVX-512,
-/// float), chunk(k0) — an integer vector of the 16 codes of depth rows k0.., zeros past depth —
-/// sixteen at a time.
-template <Index G, typename Code, typename One, typename Chunk = std::nullptr_t>
-inline void writeCodes(Index depth, Index paddedDepth, Code* dst, Index groupStride, One&& code,
-                       Chunk&& chunk = nullptr) {
-  if constexpr (!std::is_same_v<std::decay_t<Chunk>, std::nullptr_t>) {
-    for (Index k0 = 0; k0 < paddedDepth; k0 += 16) {
-      const auto v = chunk(k0);
-      static_assert(sizeof v == 16 * sizeof(Code), "a chunk is sixteen codes");
-      alignas(32) Code codes[16];
-      std::memcpy(codes, &v, sizeof v);
-      placeCodes<G>(codes, k0, paddedDepth, dst, groupStride);
+/// zeros from depth to paddedDepth), code(k) one at a time.
+template <Index G, typename Code, typename One>
+inline void writeCodes(Index depth, Index paddedDepth, Code* dst, Index groupStride, One&& code) {
+  for (Index g = 0; g * G < paddedDepth; ++g) {
+    for (Index i = 0; i < G; ++i) {
+      const Index k = g * G + i;
+      dst[g * groupStride + i] = k < depth ? code(k) : Code(0);
     }
-  } else {
-    for (Index g = 0; g * G < paddedDepth; ++g) {
-      for (Index i = 0; i < G; ++i) {
-        const Index k = g * G + i;
-        dst[g * groupStride + i] = k < depth ? code(k) : Code(0);
-      }
-    }
+  }
+}
+
+/// writeCodes sixteen at a time (AVX-512, float): chunk(k0) is an integer vector of the 16 codes
+/// of depth rows k0.., zeros past depth.
+template <Index G, typename Code, typename Chunk>
+inline void writeChunks(Index paddedDepth, Code* dst, Index groupStride, Chunk&& chunk) {
+  for (Index k0 = 0; k0 < paddedDepth; k0 += 16) {
+    const auto v = chunk(k0);
+    static_assert(sizeof v == 16 * sizeof(Code), "a chunk is sixteen codes");
+    alignas(32) Code codes[16];
+    std::memcpy(codes, &v, sizeof v);
+    placeCodes<G>(codes, k0, paddedDepth, dst, groupStride);
   }
 }
 
@@ -406,14 +406,14 @@ inline void quantizeColumn(const Scalar* src, Index depth, Index paddedDepth, Pr
                            ReducedBuffer& buffer, Index j, Index offset, Index groupStride) {
   if (precision == Precision::BF16) {
     std::uint16_t* dst = buffer.bf16.data() + offset;
-    const auto code = [src](Index k) { return toBF16(static_cast<float>(src[k])); };
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<Scalar, float>) {
-      return writeCodes<2>(depth, paddedDepth, dst, groupStride, code,
-                           [src, depth](Index k0) { return codes::bf16(src, k0, depth); });
+      return writeChunks<2>(paddedDepth, dst, groupStride,
+                            [src, depth](Index k0) { return codes::bf16(src, k0, depth); });
     }
 #endif
-    return writeCodes<2>(depth, paddedDepth, dst, groupStride, code);
+    return writeCodes<2>(depth, paddedDepth, dst, groupStride,
+                         [src](Index k) { return toBF16(static_cast<float>(src[k])); });
   }
   float lo, hi;  // min(0, min x), max(0, max x)
   columnRange(src, depth, lo, hi);
@@ -423,17 +423,16 @@ inline void quantizeColumn(const Scalar* src, Index depth, Index paddedDepth, Pr
   std::uint8_t* dst = buffer.int8.data() + offset;
   buffer.scale[static_cast<std::size_t>(j)] = scale;
   buffer.zero[static_cast<std::size_t>(j)] = static_cast<std::int32_t>(zero);
-  const auto code = [src, inverse, zero](Index k) {
-    return int8Code(static_cast<float>(src[k]), inverse, zero);
-  };
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<Scalar, float>) {
     const __m512 inverses = _mm512_set1_ps(inverse), zeros = _mm512_set1_ps(zero);
-    return writeCodes<4>(depth, paddedDepth, dst, groupStride, code,
-                         [=](Index k0) { return codes::int8(src, k0, depth, inverses, zeros); });
+    return writeChunks<4>(paddedDepth, dst, groupStride,
+                          [=](Index k0) { return codes::int8(src, k0, depth, inverses, zeros); });
   }
 #endif
-  writeCodes<4>(depth, paddedDepth, dst, groupStride, code);
+  writeCodes<4>(depth, paddedDepth, dst, groupStride, [src, inverse, zero](Index k) {
+    return int8Code(static_cast<float>(src[k]), inverse, zero);
+  });
 }
 
 }  // namespace detail

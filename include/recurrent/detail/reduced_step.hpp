@@ -76,8 +76,10 @@ class ReducedFusedStep {
     m_buffer.zero.assign(2, 0);
     // Two panels sharing each broadcast run eight chains and save a load per group, which pays
     // where the weights stay in L1 from step to step, beside the codes, A and the state (a
-    // quarter of L1 left for them); from L2 the single sequential stream is faster (measured:
-    // benchmarks/README.md, the reduced fused step).
+    // quarter of L1 left for them, and for int8's row scales and sums, 8 bytes a row, which are
+    // not counted); from L2 the single sequential stream is faster (measured:
+    // benchmarks/README.md, the reduced fused step). Elsewhere than the AVX-512 float kernels a
+    // pair runs as two panels one after the other.
     const Index codeBytes = precision == Precision::Int8 ? 1 : 2;
     const Index weightBytes =
         codeBytes * (m_x.rowBlocks().count * m_x.packedBlockRows() * m_x.paddedDepth() +
@@ -98,60 +100,29 @@ class ReducedFusedStep {
     cell.fusedGates(m_a.data(), hPrev, cPrev, h, c);
   }
 
-  /// Bytes of the packed weights (X and R with their scales and padding).
-  Index packedBytes() const {
-    return ReducedMatrix::bytes(m_x.precision(), m_x.rowBlocks(), m_x.depth()) +
-           ReducedMatrix::bytes(m_r.precision(), m_r.rowBlocks(), m_r.depth());
-  }
-
  private:
   /// A (+)= m · buffer column j, whose codes start at `codes`, in the blocks of A that read m
-  /// (source[b], m's block, ≥ 0): from the bias, or, when `adding`, from what X wrote where A's
-  /// block reads X too.
+  /// (source[b], m's block, ≥ 0): onto the bias, or, when `adding`, onto what X's pass wrote
+  /// where A's block reads X too.
   void product(const ReducedMatrix& m, const BlockMap& source, Index codes, Index j, bool adding) {
-    const Index H = m_hiddenSize;
-    Scalar* a = m_a.data();
-    const Scalar* bias = m_bias.data();
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<Scalar, float>) {
-      const bool int8 = m.precision() == Precision::Int8;
-      const __m512 scale = _mm512_set1_ps(int8 ? m_buffer.scale[std::size_t(j)] : 0.0f);
-      const __m512i zero = _mm512_set1_epi32(int8 ? m_buffer.zero[std::size_t(j)] : 0);
-      const Index panels = (H + kPanelRows - 1) / kPanelRows;
-      for (int block = 0; block < kBlocks; ++block) {
-        const int mb = source[std::size_t(block)];
-        if (mb < 0) continue;
-        const float* base = adding && m_xBlock[std::size_t(block)] >= 0 ? a : bias;
-        Index p = 0;
-        if (m_pairs) {
-          for (; p + 2 <= panels; p += 2) writePanels<2>(m, mb, p, block, base, codes, zero, scale);
-        }
-        for (; p < panels; ++p) writePanels<1>(m, mb, p, block, base, codes, zero, scale);
-      }
-      return;
-    }
-#endif
+    const Index panels = (m_hiddenSize + kPanelRows - 1) / kPanelRows;
     for (int block = 0; block < kBlocks; ++block) {
       const int mb = source[std::size_t(block)];
       if (mb < 0) continue;
-      const Scalar* base = adding && m_xBlock[std::size_t(block)] >= 0 ? a : bias;
-      reduced::forEachPanel(mb, 0, H, [&](const reduced::Panel& panel) {
-        float v[kPanelRows];
-        panelValues(m, panel, codes, j, v);
-        const Index at = block * H + panel.unit;
-        for (Index r = panel.first; r < panel.last; ++r) {
-          a[at + r] = base[at + r] + static_cast<Scalar>(v[r]);
-        }
-      });
+      const bool onBias = !adding || m_xBlock[std::size_t(block)] < 0;
+      Index p = 0;
+      if (m_pairs) {
+        for (; p + 2 <= panels; p += 2) writePanels<2>(m, mb, p, block, onBias, codes, j);
+      }
+      for (; p < panels; ++p) writePanels<1>(m, mb, p, block, onBias, codes, j);
     }
   }
 
-#if defined(__AVX512F__)
-  /// A's rows of panels [p, p + NP) of m's block mb, which are A's block `block`: base + m · the
-  /// column whose codes start at `codes`.
+  /// A's rows of panels [p, p + NP) of m's block mb, which are A's block `block`: the bias (or A)
+  /// + m · buffer column j, whose codes start at `codes`.
   template <int NP>
   EIGEN_ALWAYS_INLINE void writePanels(const ReducedMatrix& m, Index mb, Index p, Index block,
-                                       const float* base, Index codes, __m512i zero, __m512 scale) {
+                                       bool onBias, Index codes, Index j) {
     const Index H = m_hiddenSize;
     reduced::Panel panels[std::size_t(NP)];
     RECURRENT_UNROLL
@@ -159,18 +130,35 @@ class ReducedFusedStep {
       const Index unit = (p + q) * kPanelRows;
       panels[q] = reduced::Panel{mb, unit, 0, std::min<Index>(kPanelRows, H - unit)};
     }
-    __m512 v[std::size_t(NP)];
-    reduced::columnPanels<NP>(m, panels, m_buffer, codes, zero, scale, v);
-    float* a = m_a.data();
-    RECURRENT_UNROLL
+    Scalar* a = m_a.data();
+    const Scalar* bias = m_bias.data();
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<Scalar, float>) {
+      const bool int8 = m.precision() == Precision::Int8;
+      const __m512 scale = _mm512_set1_ps(int8 ? m_buffer.scale[std::size_t(j)] : 0.0f);
+      const __m512i zero = _mm512_set1_epi32(int8 ? m_buffer.zero[std::size_t(j)] : 0);
+      __m512 v[std::size_t(NP)];
+      reduced::columnPanels<NP>(m, panels, m_buffer, codes, zero, scale, v);
+      RECURRENT_UNROLL
+      for (int q = 0; q < NP; ++q) {
+        const __mmask16 rows = reduced::rowMask(panels[q]);
+        const Index at = block * H + panels[q].unit;
+        reduced::writePanel(v[q], a + at, onBias, true, _mm512_maskz_loadu_ps(rows, bias + at),
+                            rows);
+      }
+      return;
+    }
+#endif
     for (int q = 0; q < NP; ++q) {
-      const __mmask16 rows = reduced::rowMask(panels[q]);
+      float v[kPanelRows];
+      panelValues(m, panels[q], codes, j, v);
       const Index at = block * H + panels[q].unit;
-      _mm512_mask_storeu_ps(a + at, rows,
-                            _mm512_add_ps(_mm512_maskz_loadu_ps(rows, base + at), v[q]));
+      const Scalar* base = onBias ? bias : a;
+      for (Index r = 0; r < panels[q].last; ++r) {
+        a[at + r] = base[at + r] + static_cast<Scalar>(v[r]);
+      }
     }
   }
-#endif
 
   /// The 16 values of a panel of `m` times buffer column j, whose codes start at `codes`:
   /// tile()'s operations, one panel and one column.
@@ -183,10 +171,9 @@ class ReducedFusedStep {
       int8Kernel<1, 1>(ld / 4, &w, m_buffer.int8.data() + codes, sums);
       const float* scale = m.scales(block, unit);
       const std::int32_t* rowSum = m.rowSums(block, unit);
-      const std::int32_t zero = m_buffer.zero[std::size_t(j)];
-      const float columnScale = m_buffer.scale[std::size_t(j)];
       for (int r = 0; r < kPanelRows; ++r) {
-        v[r] = scale[r] * columnScale * static_cast<float>(sums[r] - zero * rowSum[r]);
+        v[r] = reduced::dequantize(sums[r], m_buffer.zero[std::size_t(j)], rowSum[r], scale[r],
+                                   m_buffer.scale[std::size_t(j)]);
       }
     } else {
       const std::uint16_t* w = m.bf16Panel(block, unit);

@@ -72,14 +72,16 @@ class Stream {
 
   /// Packs the cell's current parameters (after an optimizer step, a load, ...). If the cell's
   /// sizes changed (it was assigned another cell), the state is also set to zero, at the new
-  /// sizes. Should packing fail (std::bad_alloc), the Stream refuses to step until a refresh()
-  /// succeeds.
+  /// sizes. Should it fail (an invalid parameter, std::bad_alloc), the Stream refuses to step
+  /// until a refresh() succeeds.
   void refresh();
 
   /// The precision of the step's products (Precision; default Full), packed at once from the
-  /// cell's current parameters (as refresh(), which keeps it). In Int8 and BF16 the products'
-  /// codes and integer sums are Sequence::infer's at the same precision, and the steps equal its
-  /// outputs to float rounding.
+  /// cell's current parameters (as refresh(), which keeps it; should that fail, the precision is
+  /// set but the Stream refuses to step until a refresh() succeeds). In Int8 a step equals
+  /// Sequence::infer's at the same precision; in BF16 it agrees to float rounding (a batch of one
+  /// sums each product's depth in four interleaved sets, Sequence's input projection over all
+  /// steps in one).
   void setPrecision(Precision precision) {
     m_precision = precision;
     refresh();
@@ -192,17 +194,23 @@ class Stream {
 template <typename Cell>
 void Stream<Cell>::refresh() {
   const Cell& cell = *m_cell;
+  // First: whatever fails below (an invalid parameter, std::bad_alloc), the weights packed before
+  // may not be those of the current precision, so the Stream must not step on them.
+  m_packed = false;
   cell.checkParameters("Stream::refresh");
   const bool resized = cell.inputSize() != m_inputSize || cell.hiddenSize() != m_hiddenSize ||
                        cell.outputSize() != m_outputSize;
-  m_packed = false;
-  if (fusedApplies()) {
-    if constexpr (kFusedStep) m_fused.pack(cell);
-  } else if (reducedFusedApplies()) {
-    if constexpr (kFusedStep) m_reducedFused.pack(cell, m_precision);
-  } else {
-    packBatched(cell);
+  bool fused = false;
+  if constexpr (kFusedStep) {
+    if (fusedApplies()) {
+      m_fused.pack(cell);
+      fused = true;
+    } else if (reducedFusedApplies()) {
+      m_reducedFused.pack(cell, m_precision);
+      fused = true;
+    }
   }
+  if (!fused) packBatched(cell);
   m_inputSize = cell.inputSize();
   m_hiddenSize = cell.hiddenSize();
   m_outputSize = cell.outputSize();
@@ -220,19 +228,16 @@ const typename Stream<Cell>::Matrix& Stream<Cell>::step(const Eigen::Ref<const M
   detail::checkShape("Stream::step", "input", x.rows(), x.cols(), m_inputSize, m_batch);
   m_cell->checkParameters("Stream::step");
   if constexpr (kFusedStep) {
-    if (fusedApplies()) {
+    if (fusedShape()) {
       State& prev = m_state[m_current];
       State& next = m_state[1 - m_current];
-      m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(), cellData(next));
-      expectZoneout(prev, next);
-      m_current = 1 - m_current;
-      return next.h;
-    }
-    if (reducedFusedApplies()) {
-      State& prev = m_state[m_current];
-      State& next = m_state[1 - m_current];
-      m_reducedFused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(),
-                          cellData(next));
+      if (fusedApplies()) {
+        m_fused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(),
+                     cellData(next));
+      } else {
+        m_reducedFused.step(*m_cell, x.data(), prev.h.data(), cellData(prev), next.h.data(),
+                            cellData(next));
+      }
       expectZoneout(prev, next);
       m_current = 1 - m_current;
       return next.h;
