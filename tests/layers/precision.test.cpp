@@ -107,9 +107,12 @@ MatrixF reducedProduct(const MatrixF& a, Index G, const MatrixF& x, const Eigen:
 TEST_CASE("the int8 product is the exact integer product, scaled", "[precision][int8]") {
   std::mt19937 rng(11);
   // H = 21: a panel straddles each block's end; H = 32: whole panels (packed column by column
-  // with AVX-512). K is no multiple of 4.
-  for (const Index H : {Index(21), Index(32)}) {
-    const Index G = 3, K = 37;
+  // with AVX-512); H = 16: an odd count of panels (3). K is no multiple of 4; K = 100 is a whole
+  // chunk of the AMX tiles (64 depth rows) and 9 groups past it, K = 200 three chunks and 2
+  // groups: where AMX runs, batches of 2 columns or more take them.
+  for (const auto& [H, K] : {std::pair<Index, Index>{21, 37}, std::pair<Index, Index>{32, 37},
+                             std::pair<Index, Index>{21, 100}, std::pair<Index, Index>{16, 200}}) {
+    const Index G = 3;
     const MatrixF a = normal(G * H, K, rng);
     const Eigen::VectorXf bias = normal(G * H, 1, rng);
     for (const Index n : {Index(1), Index(5), Index(29), Index(200)}) {
@@ -117,7 +120,8 @@ TEST_CASE("the int8 product is the exact integer product, scaled", "[precision][
       x.col(0).array() += 2.0f;  // a column whose minimum is above zero: zero point 0
       for (const auto& units : {std::pair<Index, Index>{0, H}, std::pair<Index, Index>{5, 17}}) {
         const MatrixF c = reducedProduct(a, G, x, bias, units.first, units.second, Precision::Int8);
-        INFO("n = " << n << ", units " << units.first << ".." << units.second);
+        INFO("H = " << H << ", K = " << K << ", n = " << n << ", units " << units.first << ".."
+                    << units.second);
         for (Index j = 0; j < n; ++j) {
           const QuantizedColumn col = quantizeColumn(x, j);
           for (Index row = 0; row < G * H; ++row) {
@@ -144,8 +148,14 @@ TEST_CASE("the int8 product is the exact integer product, scaled", "[precision][
 
 TEST_CASE("the bf16 product sums the products of the rounded operands", "[precision][bf16]") {
   std::mt19937 rng(12);
-  for (const Index H : {Index(18), Index(16)}) {  // a partial panel; whole panels
-    const Index G = 4, K = 33;
+  // A partial panel; whole panels; an odd count of panels (G = 3 of H = 16). K = 33 is one
+  // chunk of the AMX tiles (32 depth rows) and one pair past it, K = 81 two chunks and 9 pairs.
+  struct Shape {
+    Index G, H, K;
+  };
+  for (const Shape& shape :
+       {Shape{4, 18, 33}, Shape{4, 16, 33}, Shape{4, 18, 81}, Shape{3, 16, 81}}) {
+    const Index G = shape.G, H = shape.H, K = shape.K;
     const MatrixF a = normal(G * H, K, rng);
     const Eigen::VectorXf bias = normal(G * H, 1, rng);
     const auto round = [](float v) {
@@ -155,11 +165,18 @@ TEST_CASE("the bf16 product sums the products of the rounded operands", "[precis
     CHECK(round(1.0f + 1.0f / 256) == 1.0f);
     CHECK(round(1.0f + 3.0f / 256) == 1.0f + 4.0f / 256);
     CHECK(round(1.0f + 1.0f / 256 + 1.0f / 65536) == 1.0f + 2.0f / 256);
-    for (const Index n : {Index(1), Index(7), Index(30)}) {
+    for (const Index n : {Index(1), Index(7), Index(30), Index(200)}) {
       const MatrixF x = normal(K, n, rng);
-      const MatrixF c = reducedProduct(a, G, x, bias, 0, H, Precision::BF16);
+      // Every unit, and units [5, 13): panels cut on both sides, the other rows left alone.
+      const Index u0 = n % 2 == 0 ? 0 : 5, u1 = n % 2 == 0 ? H : 13;
+      const MatrixF c = reducedProduct(a, G, x, bias, u0, u1, Precision::BF16);
+      INFO("G = " << G << ", H = " << H << ", K = " << K << ", n = " << n);
       for (Index j = 0; j < n; ++j) {
         for (Index row = 0; row < G * H; ++row) {
+          if (row % H < u0 || row % H >= u1) {
+            REQUIRE(std::isnan(c(row, j)));
+            continue;
+          }
           double exact = bias[row], size = std::abs(bias[row]);
           for (Index k = 0; k < K; ++k) {
             const double p = double(round(a(row, k))) * double(round(x(k, j)));

@@ -18,9 +18,9 @@ template <typename T>
 using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
 
 /// The inputs of a reduced product, quantized column by column (bytes for int8, halves for bf16)
-/// in tiles of the kernel's columns, each tile's columns interleaved group by group
-/// (reduced_kernel.hpp), padded with zeros; int8 keeps each column's scale and zero point. One per
-/// thread; reserve() allocates only when it grows.
+/// in tiles of the kernel's columns, each tile's columns interleaved group by group, or, for the
+/// AMX tiles, each column's codes contiguous (reduced_kernel.hpp), padded with zeros; int8 keeps
+/// each column's scale and zero point. One per thread; reserve() allocates only when it grows.
 struct ReducedBuffer {
   /// Columns quantized at a time: a product over more columns runs in blocks of this many.
   static constexpr Index kColumns = 192;

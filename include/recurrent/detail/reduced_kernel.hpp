@@ -9,11 +9,14 @@
 // of kTilePanels panels × up to kTileColumns columns. One column (a step of one sequence) runs its
 // panels one at a time where AVX-512 is targeted (oneColumn: the sums scaled and written from the
 // register), else in groups of up to kGemvPanels, through the tiles' code. columnPanels is
-// oneColumn's body for NP panels, which the reduced fused step (reduced_step.hpp) shares.
+// oneColumn's body for NP panels, which the reduced fused step (reduced_step.hpp) shares. Where
+// AMX is targeted and granted, float batches of 2 columns or more whose depth fills a tile chunk
+// run on the tile unit instead (amxGemm, with reduced_amx.hpp's tile products).
 #pragma once
 
 #include <recurrent/detail/gemm.hpp>
 #include <recurrent/detail/kernel.hpp>
+#include <recurrent/detail/reduced_amx.hpp>
 #include <recurrent/detail/reduced_dot.hpp>
 #include <recurrent/detail/reduced_matrix.hpp>
 
@@ -326,6 +329,158 @@ inline void prefetch(const Scalar* p, Index n) {
 #endif
 }
 
+#if defined(RECURRENT_AMX)
+/// A batch of at least this many columns runs on the AMX tiles where they are granted.
+constexpr Index kAmxColumns = 2;
+
+namespace reduced {
+
+/// tileSums for up to 32 columns (one or two tiles) and one or two panels.
+inline void amxSums(bool int8, Index columns, int panels, const void* x, Index stride,
+                    const void* const* w, Index chunks, void* out) {
+  const bool two = columns > amx::kTileColumns;
+  if (int8) {
+    if (two) {
+      panels == 2 ? amx::tileSums<true, 2, 2>(x, stride, w, chunks, out)
+                  : amx::tileSums<true, 2, 1>(x, stride, w, chunks, out);
+    } else {
+      panels == 2 ? amx::tileSums<true, 1, 2>(x, stride, w, chunks, out)
+                  : amx::tileSums<true, 1, 1>(x, stride, w, chunks, out);
+    }
+  } else if (two) {
+    panels == 2 ? amx::tileSums<false, 2, 2>(x, stride, w, chunks, out)
+                : amx::tileSums<false, 2, 1>(x, stride, w, chunks, out);
+  } else {
+    panels == 2 ? amx::tileSums<false, 1, 2>(x, stride, w, chunks, out)
+                : amx::tileSums<false, 1, 1>(x, stride, w, chunks, out);
+  }
+}
+
+/// One job of amxGemm: up to two panels × the buffer's columns [first, first + columns), at most
+/// two tiles of them.
+struct AmxJob {
+  Panel panels[2];
+  int count;
+  Index first, columns;
+};
+
+/// Writes a job's values from its tile sums (`sums`, tileSums's order): for each panel and
+/// column, the depth groups past the tiles' whole chunks (from `group` on) added by the vector
+/// instruction, then scaled back (int8) as tile() does, then written as tile() writes.
+inline void amxWrite(const ReducedProduct<float>& p, const ReducedBuffer& buffer, const AmxJob& job,
+                     Index j0, const std::uint8_t* sums, Index group) {
+  const ReducedMatrix& a = p.a;
+  const Index ld = a.paddedDepth();
+  const View<float> c = p.c;
+  const bool addBias = p.bias != nullptr;
+  for (int q = 0; q < job.count; ++q) {
+    const Panel& panel = job.panels[q];
+    const __mmask16 rows = rowMask(panel);
+    const __m512 bias =
+        addBias ? _mm512_maskz_loadu_ps(rows, p.bias + panel.block * c.blockStride + panel.unit)
+                : _mm512_setzero_ps();
+    // The sums of column k: line k mod 16 of the tile of column tile k / 16 and panel q.
+    const auto line = [&](Index k) {
+      return sums + (k / amx::kTileColumns * job.count + q) * 1024 + k % amx::kTileColumns * 64;
+    };
+    if (a.precision() == Precision::Int8) {
+      const std::int8_t* w = a.int8Panel(panel.block, panel.unit);
+      const __m512 rowScale = _mm512_maskz_loadu_ps(rows, a.scales(panel.block, panel.unit));
+      const __m512i rowSum = _mm512_maskz_loadu_epi32(rows, a.rowSums(panel.block, panel.unit));
+      for (Index k = 0; k < job.columns; ++k) {
+        const Index j = job.first + k;
+        const std::uint8_t* x = buffer.int8.data() + j * ld;
+        __m512i s = _mm512_load_si512(line(k));
+        for (Index g = group; g < ld / 4; ++g) {
+          s = _mm512_dpbusd_epi32(s, broadcastGroup(x, g), _mm512_loadu_si512(w + g * 64));
+        }
+        const __m512 v = dequantize(s, _mm512_set1_epi32(buffer.zero[std::size_t(j)]), rowSum,
+                                    rowScale, _mm512_set1_ps(buffer.scale[std::size_t(j)]));
+        writePanel(v, c.at(panel.block, panel.unit, j0 + j), p.overwriting, addBias, bias, rows);
+      }
+    } else {
+      const std::uint16_t* w = a.bf16Panel(panel.block, panel.unit);
+      for (Index k = 0; k < job.columns; ++k) {
+        const Index j = job.first + k;
+        const std::uint16_t* x = buffer.bf16.data() + j * ld;
+        __m512 s = _mm512_load_ps(reinterpret_cast<const float*>(line(k)));
+        for (Index g = group; g < ld / 2; ++g) {
+          const __m512i v = broadcastGroup(x, g), b = _mm512_loadu_si512(w + g * 32);
+          s = _mm512_dpbf16_ps(s, reinterpret_cast<const __m512bh&>(b),
+                               reinterpret_cast<const __m512bh&>(v));
+        }
+        writePanel(_mm512_maskz_mov_ps(rows, s), c.at(panel.block, panel.unit, j0 + j),
+                   p.overwriting, addBias, bias, rows);
+      }
+    }
+  }
+}
+
+}  // namespace reduced
+
+/// A batch on the AMX tiles (reduced_amx.hpp): the input columns quantized each into contiguous
+/// codes, then jobs of two panels × up to 32 columns, their sums over the depth's whole chunks by
+/// the tile unit, the rest of the depth, the scaling and the writing by amxWrite. The jobs are
+/// pipelined: a job's sums are stored to one of two buffers while the previous job's are written
+/// from the other, so that the tile unit and the vector units work side by side (the vector
+/// loads of a tile's stored sums would otherwise wait for the stores).
+inline void amxGemm(const ReducedProduct<float>& p, ReducedBuffer& buffer, Index u0, Index u1) {
+  const ReducedMatrix& a = p.a;
+  const bool int8 = a.precision() == Precision::Int8;
+  const Index depth = a.depth(), ld = a.paddedDepth(), G = depthGroup(a.precision());
+  const Index chunks = ld / G / amx::kChunkGroups, stride = int8 ? ld : 2 * ld;
+  const auto* codes =
+      int8 ? buffer.int8.data() : reinterpret_cast<const std::uint8_t*>(buffer.bf16.data());
+  // A job's two tiles of columns start at a multiple of 32: their rows stay in the buffer.
+  static_assert(ReducedBuffer::kColumns % (2 * amx::kTileColumns) == 0);
+  const amx::Configuration configuration;
+  alignas(64) std::uint8_t sums[2][4 * 1024];
+  for (Index j0 = 0; j0 < p.columns; j0 += ReducedBuffer::kColumns) {
+    const Index n = std::min(ReducedBuffer::kColumns, p.columns - j0);
+    for (Index j = 0; j < n; ++j) {
+      if (p.prefetchInput && j0 + j + kPrefetchColumns < p.columns)
+        prefetch(p.b.data + (j0 + j + kPrefetchColumns) * p.b.ld, depth);
+      quantizeColumn(p.b.data + (j0 + j) * p.b.ld, depth, ld, a.precision(), buffer, j, j * ld, G);
+    }
+    reduced::AmxJob job{}, pending{};
+    bool hasPending = false;
+    int slot = 0;
+    const auto run = [&] {
+      const void* w[2];
+      for (int q = 0; q < job.count; ++q) {
+        const reduced::Panel& panel = job.panels[q];
+        w[q] = int8 ? static_cast<const void*>(a.int8Panel(panel.block, panel.unit))
+                    : static_cast<const void*>(a.bf16Panel(panel.block, panel.unit));
+      }
+      // The buffer holds kColumns = 6 · 32 columns: a tile's rows past n are read in bounds, and
+      // their sums are not used.
+      for (job.first = 0; job.first < n; job.first += 2 * amx::kTileColumns) {
+        job.columns = std::min(2 * amx::kTileColumns, n - job.first);
+        reduced::amxSums(int8, job.columns, job.count, codes + job.first * stride, stride, w,
+                         chunks, sums[slot]);
+        if (hasPending) {
+          reduced::amxWrite(p, buffer, pending, j0, sums[1 - slot], chunks * amx::kChunkGroups);
+        }
+        pending = job;
+        hasPending = true;
+        slot = 1 - slot;
+      }
+      job.count = 0;
+    };
+    for (Index block = p.selectedBlocks.begin; block < p.selectedBlocks.end; ++block) {
+      reduced::forEachPanel(block, u0, u1, [&](const reduced::Panel& panel) {
+        job.panels[job.count++] = panel;
+        if (job.count == 2) run();
+      });
+    }
+    if (job.count > 0) run();
+    if (hasPending) {
+      reduced::amxWrite(p, buffer, pending, j0, sums[1 - slot], chunks * amx::kChunkGroups);
+    }
+  }
+}
+#endif
+
 /// Computes the ReducedProduct; `buffer` must hold ReducedBuffer::kColumns columns of A's depth.
 template <typename Scalar>
 void reducedGemm(const ReducedProduct<Scalar>& p, ReducedBuffer& buffer) {
@@ -336,6 +491,12 @@ void reducedGemm(const ReducedProduct<Scalar>& p, ReducedBuffer& buffer) {
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<Scalar, float>) {
     if (p.columns == 1) return oneColumn(p, buffer, u0, u1);
+#if defined(RECURRENT_AMX)
+    if (p.columns >= kAmxColumns && ld / depthGroup(a.precision()) >= amx::kChunkGroups &&
+        amx::available()) {
+      return amxGemm(p, buffer, u0, u1);
+    }
+#endif
   }
 #endif
   for (Index j0 = 0; j0 < p.columns; j0 += ReducedBuffer::kColumns) {
