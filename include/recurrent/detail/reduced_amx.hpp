@@ -55,16 +55,19 @@ inline bool available() {
   return granted;
 }
 
-/// The tiles' configuration for a product: every one of the 8 tiles 16 rows of 64 bytes. Tiles
-/// 0–3 hold sums (column tile t, panel q: tile 2t + q), 4–5 the input columns, 6–7 the panels.
-/// Loading it zeroes the tiles; it holds for the calling thread until release().
+/// The tiles' configuration for a product: 8 tiles of 64 bytes a row. Tiles 0–3 hold sums
+/// (tileSums: column tile t, panel q: tile 2t + q; columnSums: panel q), 4–5 the input columns,
+/// one row each, 6–7 the panels, 16 rows each. `columns` is the rows of the sums and input
+/// tiles: 16 for a batch, 1 for a single column (a tile product then takes fewer cycles).
+/// Loading it zeroes the tiles; it holds for the calling thread until the destructor releases
+/// them.
 struct Configuration {
-  Configuration() {
+  explicit Configuration(int columns = int(kTileColumns)) {
     alignas(64) std::uint8_t config[64] = {};
     config[0] = 1;  // palette 1
     for (int t = 0; t < 8; ++t) {
-      config[16 + 2 * t] = 64;  // bytes a row (little-endian 16 bits)
-      config[48 + t] = 16;      // rows
+      config[16 + 2 * t] = 64;                                           // bytes a row (16 bits)
+      config[48 + t] = static_cast<std::uint8_t>(t < 6 ? columns : 16);  // rows
     }
     _tile_loadconfig(config);
   }
@@ -116,6 +119,63 @@ void tileSums(const void* columns, Index stride, const void* const* panels, Inde
   if constexpr (NP == 2) _tile_stored(1, o + kTileBytes, 64);
   if constexpr (NT == 2) _tile_stored(2, o + NP * kTileBytes, 64);
   if constexpr (NT == 2 && NP == 2) _tile_stored(3, o + 3 * kTileBytes, 64);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
+/// Sums of one input column (a Configuration of 1 column) × NP ≤ 4 panels over `chunks` chunks,
+/// written to out[q · 16 + row] (int32 for Int8, float for BF16). The column's codes start at
+/// `column`, contiguous; panel q's lines at panels[q].
+template <bool kInt8, int NP>
+void columnSums(const void* column, const void* const* panels, Index chunks, void* out) {
+  static_assert(NP >= 1 && NP <= 4, "four tiles of sums");
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  const auto* a = static_cast<const std::uint8_t*>(column);
+  const std::uint8_t* w[4];
+  for (int q = 0; q < 4; ++q) w[q] = static_cast<const std::uint8_t*>(panels[q < NP ? q : 0]);
+  _tile_zero(0);
+  if constexpr (NP > 1) _tile_zero(1);
+  if constexpr (NP > 2) _tile_zero(2);
+  if constexpr (NP > 3) _tile_zero(3);
+  const Index chunkBytes = kChunkGroups * 64;
+  // The intrinsics take the tiles' numbers as literal tokens (they are pasted into the asm).
+  for (Index c = 0; c < chunks; ++c) {
+    _tile_loadd(4, a + c * 64, 64);
+    _tile_loadd(6, w[0] + c * chunkBytes, 64);
+    if constexpr (kInt8) {
+      _tile_dpbusd(0, 4, 6);
+    } else {
+      _tile_dpbf16ps(0, 4, 6);
+    }
+    if constexpr (NP > 1) {
+      _tile_loadd(7, w[1] + c * chunkBytes, 64);
+      if constexpr (kInt8) {
+        _tile_dpbusd(1, 4, 7);
+      } else {
+        _tile_dpbf16ps(1, 4, 7);
+      }
+    }
+    if constexpr (NP > 2) {
+      _tile_loadd(6, w[2] + c * chunkBytes, 64);
+      if constexpr (kInt8) {
+        _tile_dpbusd(2, 4, 6);
+      } else {
+        _tile_dpbf16ps(2, 4, 6);
+      }
+    }
+    if constexpr (NP > 3) {
+      _tile_loadd(7, w[3] + c * chunkBytes, 64);
+      if constexpr (kInt8) {
+        _tile_dpbusd(3, 4, 7);
+      } else {
+        _tile_dpbf16ps(3, 4, 7);
+      }
+    }
+  }
+  auto* o = static_cast<std::uint8_t*>(out);
+  _tile_stored(0, o, 64);
+  if constexpr (NP > 1) _tile_stored(1, o + 64, 64);
+  if constexpr (NP > 2) _tile_stored(2, o + 128, 64);
+  if constexpr (NP > 3) _tile_stored(3, o + 192, 64);
   std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 

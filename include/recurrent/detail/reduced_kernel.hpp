@@ -364,54 +364,75 @@ struct AmxJob {
   Index first, columns;
 };
 
-/// Writes a job's values from its tile sums (`sums`, tileSums's order): for each panel and
-/// column, the depth groups past the tiles' whole chunks (from `group` on) added by the vector
-/// instruction, then scaled back (int8) as tile() does, then written as tile() writes.
+/// The values of one panel for the column whose codes start at `x` (its zero point and scale
+/// in buffer column j for int8), from the tile's sums of it at `sums`: the depth groups from
+/// `group` on (past the tiles' whole chunks) added by the vector instruction, then scaled back
+/// (int8, with the panel's row scales and sums) as tile() does. Rows outside the panel's
+/// [first, last) come out of masked row scales (int8) or are masked by the caller.
+EIGEN_ALWAYS_INLINE __m512 amxValues(const ReducedMatrix& a, const Panel& panel,
+                                     const ReducedBuffer& buffer, const void* x, Index j,
+                                     const std::uint8_t* sums, Index group, __m512 rowScale,
+                                     __m512i rowSum) {
+  const Index ld = a.paddedDepth();
+  if (a.precision() == Precision::Int8) {
+    const std::int8_t* w = a.int8Panel(panel.block, panel.unit);
+    const auto* codes = static_cast<const std::uint8_t*>(x);
+    __m512i s = _mm512_load_si512(sums);
+    for (Index g = group; g < ld / 4; ++g) {
+      s = _mm512_dpbusd_epi32(s, broadcastGroup(codes, g), _mm512_loadu_si512(w + g * 64));
+    }
+    return dequantize(s, _mm512_set1_epi32(buffer.zero[std::size_t(j)]), rowSum, rowScale,
+                      _mm512_set1_ps(buffer.scale[std::size_t(j)]));
+  }
+  const std::uint16_t* w = a.bf16Panel(panel.block, panel.unit);
+  const auto* codes = static_cast<const std::uint16_t*>(x);
+  __m512 s = _mm512_load_ps(reinterpret_cast<const float*>(sums));
+  for (Index g = group; g < ld / 2; ++g) {
+    const __m512i v = broadcastGroup(codes, g), b = _mm512_loadu_si512(w + g * 32);
+    s = _mm512_dpbf16_ps(s, reinterpret_cast<const __m512bh&>(b),
+                         reinterpret_cast<const __m512bh&>(v));
+  }
+  return _mm512_maskz_mov_ps(rowMask(panel), s);
+}
+
+/// Int8: a panel's row scales and row sums, zero outside its rows [first, last).
+EIGEN_ALWAYS_INLINE void panelScales(const ReducedMatrix& a, const Panel& panel, __m512& rowScale,
+                                     __m512i& rowSum) {
+  const __mmask16 rows = rowMask(panel);
+  const bool int8 = a.precision() == Precision::Int8;
+  rowScale =
+      int8 ? _mm512_maskz_loadu_ps(rows, a.scales(panel.block, panel.unit)) : _mm512_setzero_ps();
+  rowSum = int8 ? _mm512_maskz_loadu_epi32(rows, a.rowSums(panel.block, panel.unit))
+                : _mm512_setzero_si512();
+}
+
+/// Writes a job's values from its tile sums (`sums`, tileSums's order) by amxValues, as tile()
+/// writes.
 inline void amxWrite(const ReducedProduct<float>& p, const ReducedBuffer& buffer, const AmxJob& job,
                      Index j0, const std::uint8_t* sums, Index group) {
   const ReducedMatrix& a = p.a;
   const Index ld = a.paddedDepth();
   const View<float> c = p.c;
   const bool addBias = p.bias != nullptr;
+  const bool int8 = a.precision() == Precision::Int8;
   for (int q = 0; q < job.count; ++q) {
     const Panel& panel = job.panels[q];
     const __mmask16 rows = rowMask(panel);
     const __m512 bias =
         addBias ? _mm512_maskz_loadu_ps(rows, p.bias + panel.block * c.blockStride + panel.unit)
                 : _mm512_setzero_ps();
-    // The sums of column k: line k mod 16 of the tile of column tile k / 16 and panel q.
-    const auto line = [&](Index k) {
-      return sums + (k / amx::kTileColumns * job.count + q) * 1024 + k % amx::kTileColumns * 64;
-    };
-    if (a.precision() == Precision::Int8) {
-      const std::int8_t* w = a.int8Panel(panel.block, panel.unit);
-      const __m512 rowScale = _mm512_maskz_loadu_ps(rows, a.scales(panel.block, panel.unit));
-      const __m512i rowSum = _mm512_maskz_loadu_epi32(rows, a.rowSums(panel.block, panel.unit));
-      for (Index k = 0; k < job.columns; ++k) {
-        const Index j = job.first + k;
-        const std::uint8_t* x = buffer.int8.data() + j * ld;
-        __m512i s = _mm512_load_si512(line(k));
-        for (Index g = group; g < ld / 4; ++g) {
-          s = _mm512_dpbusd_epi32(s, broadcastGroup(x, g), _mm512_loadu_si512(w + g * 64));
-        }
-        const __m512 v = dequantize(s, _mm512_set1_epi32(buffer.zero[std::size_t(j)]), rowSum,
-                                    rowScale, _mm512_set1_ps(buffer.scale[std::size_t(j)]));
-        writePanel(v, c.at(panel.block, panel.unit, j0 + j), p.overwriting, addBias, bias, rows);
-      }
-    } else {
-      const std::uint16_t* w = a.bf16Panel(panel.block, panel.unit);
-      for (Index k = 0; k < job.columns; ++k) {
-        const Index j = job.first + k;
-        const std::uint16_t* x = buffer.bf16.data() + j * ld;
-        __m512 s = _mm512_load_ps(reinterpret_cast<const float*>(line(k)));
-        for (Index g = group; g < ld / 2; ++g) {
-          const __m512i v = broadcastGroup(x, g), b = _mm512_loadu_si512(w + g * 32);
-          s = _mm512_dpbf16_ps(s, reinterpret_cast<const __m512bh&>(b),
-                               reinterpret_cast<const __m512bh&>(v));
-        }
-        writePanel(_mm512_maskz_mov_ps(rows, s), c.at(panel.block, panel.unit, j0 + j),
-                   p.overwriting, addBias, bias, rows);
-      }
+    __m512 rowScale;
+    __m512i rowSum;
+    panelScales(a, panel, rowScale, rowSum);
+    for (Index k = 0; k < job.columns; ++k) {
+      const Index j = job.first + k;
+      // The sums of column k: line k mod 16 of the tile of column tile k / 16 and panel q.
+      const std::uint8_t* line =
+          sums + (k / amx::kTileColumns * job.count + q) * 1024 + k % amx::kTileColumns * 64;
+      const void* x = int8 ? static_cast<const void*>(buffer.int8.data() + j * ld)
+                           : static_cast<const void*>(buffer.bf16.data() + j * ld);
+      const __m512 v = amxValues(a, panel, buffer, x, j, line, group, rowScale, rowSum);
+      writePanel(v, c.at(panel.block, panel.unit, j0 + j), p.overwriting, addBias, bias, rows);
     }
   }
 }

@@ -12,7 +12,9 @@
 // X's and R's rows have their own scales, exactly as Sequence quantizes W_ih·x and W_hh·h (and as
 // PyTorch's dynamic quantization does): the codes and the int32 sums are Sequence's. What the
 // step saves against the batched kernel's two products is their second pass over A and the
-// calls around them; a panel of A is written once, from the register.
+// calls around them; a panel of A is written once, from the register. In bf16, where AMX is
+// targeted and granted and h is 128 deep or more, the panels are summed on the tiles, four at a
+// time over one column (tileProduct, reduced_amx.hpp's columnSums).
 #pragma once
 
 #include <recurrent/detail/cpu.hpp>
@@ -85,6 +87,14 @@ class ReducedFusedStep {
         codeBytes * (m_x.rowBlocks().count * m_x.packedBlockRows() * m_x.paddedDepth() +
                      m_r.rowBlocks().count * m_r.packedBlockRows() * m_r.paddedDepth());
     m_pairs = 4 * weightBytes <= 3 * l1DataCacheBytes();
+#if defined(RECURRENT_AMX)
+    // bf16 on the tiles where h's depth fills four of their chunks (128): a tile product of one
+    // column (3.2 ns measured) does 512 multiply-adds in the time of about 5 vdpbf16ps, 170;
+    // int8's does 1024 in the time of about 21 vpdpbusd, 1340, so int8 stays on the vectors.
+    // At a depth of 64 the tiles gained nothing (benchmarks/README.md).
+    m_amx = std::is_same_v<Scalar, float> && precision == Precision::BF16 &&
+            m_r.paddedDepth() / depthGroup(precision) >= 4 * amx::kChunkGroups && amx::available();
+#endif
   }
 
   /// One step: x (I), hPrev, cPrev (H each; cPrev only for a cell state) in, h and c out.
@@ -95,6 +105,17 @@ class ReducedFusedStep {
     quantizeColumn(x, m_x.depth(), m_x.paddedDepth(), precision, m_buffer, 0, 0, G);
     quantizeColumn(hPrev, m_r.depth(), m_r.paddedDepth(), precision, m_buffer, 1, m_hCodes, G);
     // X's panels, then R's: A = (b + X·x) + R·h, the order of the batched kernel's products.
+#if defined(RECURRENT_AMX)
+    if constexpr (std::is_same_v<Scalar, float>) {
+      if (m_amx) {
+        const amx::Configuration configuration(1);
+        tileProduct(m_x, m_xBlock, 0, 0, false);
+        tileProduct(m_r, m_rBlock, m_hCodes, 1, true);
+        cell.fusedGates(m_a.data(), hPrev, cPrev, h, c);
+        return;
+      }
+    }
+#endif
     product(m_x, m_xBlock, 0, 0, false);
     product(m_r, m_rBlock, m_hCodes, 1, true);
     cell.fusedGates(m_a.data(), hPrev, cPrev, h, c);
@@ -117,6 +138,79 @@ class ReducedFusedStep {
       for (; p < panels; ++p) writePanels<1>(m, mb, p, block, onBias, codes, j);
     }
   }
+
+#if defined(RECURRENT_AMX)
+  /// Up to four panels of one of A's blocks, for tileProduct.
+  struct TileJob {
+    reduced::Panel panel[4];
+    int count;
+    Index block;
+    bool onBias;
+  };
+
+  /// product() on the AMX tiles (a Configuration of one column loaded): four panels at a time
+  /// summed over the depth's whole chunks by the tile unit, the rest of the depth and the
+  /// scaling by amxValues, A's rows written as writePanels writes them. The jobs are pipelined
+  /// over two stores of sums, as amxGemm's: a job's values are read while the next job's tile
+  /// products run.
+  void tileProduct(const ReducedMatrix& m, const BlockMap& source, Index codes, Index j,
+                   bool adding) {
+    const Index H = m_hiddenSize, panels = (H + kPanelRows - 1) / kPanelRows;
+    const bool int8 = m.precision() == Precision::Int8;
+    const Index chunks = m.paddedDepth() / depthGroup(m.precision()) / amx::kChunkGroups;
+    const void* x = int8 ? static_cast<const void*>(m_buffer.int8.data() + codes)
+                         : static_cast<const void*>(m_buffer.bf16.data() + codes);
+    float* a = m_a.data();
+    const float* bias = m_bias.data();
+    alignas(64) std::uint8_t sums[2][4 * 64];
+    const auto finish = [&](const TileJob& job, const std::uint8_t* jobSums) {
+      for (int q = 0; q < job.count; ++q) {
+        const reduced::Panel& panel = job.panel[q];
+        __m512 rowScale;
+        __m512i rowSum;
+        reduced::panelScales(m, panel, rowScale, rowSum);
+        const __m512 v = reduced::amxValues(m, panel, m_buffer, x, j, jobSums + q * 64,
+                                            chunks * amx::kChunkGroups, rowScale, rowSum);
+        const __mmask16 rows = reduced::rowMask(panel);
+        const Index at = job.block * H + panel.unit;
+        reduced::writePanel(v, a + at, job.onBias, true, _mm512_maskz_loadu_ps(rows, bias + at),
+                            rows);
+      }
+    };
+    TileJob pending{};
+    bool hasPending = false;
+    int slot = 0;
+    for (int block = 0; block < kBlocks; ++block) {
+      const int mb = source[std::size_t(block)];
+      if (mb < 0) continue;
+      for (Index p = 0; p < panels; p += 4) {
+        TileJob job{};
+        job.count = static_cast<int>(std::min<Index>(4, panels - p));
+        job.block = block;
+        job.onBias = !adding || m_xBlock[std::size_t(block)] < 0;
+        const void* w[4];
+        for (int q = 0; q < job.count; ++q) {
+          const Index unit = (p + q) * kPanelRows;
+          job.panel[q] = reduced::Panel{mb, unit, 0, std::min<Index>(kPanelRows, H - unit)};
+          w[q] = int8 ? static_cast<const void*>(m.int8Panel(mb, unit))
+                      : static_cast<const void*>(m.bf16Panel(mb, unit));
+        }
+        withCount<4>(job.count, [&](auto np) {
+          if (int8) {
+            amx::columnSums<true, decltype(np)::value>(x, w, chunks, sums[slot]);
+          } else {
+            amx::columnSums<false, decltype(np)::value>(x, w, chunks, sums[slot]);
+          }
+        });
+        if (hasPending) finish(pending, sums[1 - slot]);
+        pending = job;
+        hasPending = true;
+        slot = 1 - slot;
+      }
+    }
+    if (hasPending) finish(pending, sums[1 - slot]);
+  }
+#endif
 
   /// A's rows of panels [p, p + NP) of m's block mb, which are A's block `block`: the bias (or A)
   /// + m · buffer column j, whose codes start at `codes`.
@@ -185,8 +279,11 @@ class ReducedFusedStep {
   ReducedMatrix m_x, m_r;
   BlockMap m_xBlock{}, m_rBlock{};  ///< X's, R's block of A's block b, or −1
   Index m_hiddenSize = 0;
-  Index m_hCodes = 0;      ///< where h's codes start in the buffer
-  bool m_pairs = false;    ///< whether two panels share each broadcast (weights that fit in L1)
+  Index m_hCodes = 0;    ///< where h's codes start in the buffer
+  bool m_pairs = false;  ///< whether two panels share each broadcast (weights that fit in L1)
+#if defined(RECURRENT_AMX)
+  bool m_amx = false;  ///< whether the step runs on the AMX tiles
+#endif
   ReducedBuffer m_buffer;  ///< x's codes (column 0), then h's (column 1)
   Vector m_bias, m_a;      // aligned by Eigen
 };
