@@ -339,7 +339,8 @@ TEST_CASE("Stream steps equal Sequence::infer at the same precision", "[precisio
     }
     INFO(recurrent::precisionName(precision) << " B = " << B << " H = " << cell.hiddenSize());
     // int8: the same codes, exact int32 sums and the same float operations on them, whichever
-    // kernel; bf16: a batch of one sums its depth in four sets, Sequence's input projection in one.
+    // kernel; bf16: a batch of one sums its depth in four sets (or, on AMX tiles, in the tile
+    // unit's order), Sequence's input projection in one chain (or the tiles').
     if (precision == Precision::Int8) {
       CHECK(worst == 0);
     } else {
@@ -352,7 +353,7 @@ TEST_CASE("Stream steps equal Sequence::infer at the same precision", "[precisio
     check(recurrent::LSTMCell<float>(17, 40), 3, p);
     check(recurrent::LSTMCell<float>(17, 40), 1, p);  // partial panels
     check(recurrent::GRUCell<float>(9, 24), 1, p);
-    check(recurrent::LSTMCell<float>(33, 200), 1, p);  // weights beyond L1: one panel at a time
+    check(recurrent::LSTMCell<float>(33, 200), 1, p);  // beyond L1; bf16 on AMX: the tiles
     check(recurrent::GRUCell<float>(7, 37), 1, p);
     check(recurrent::GRUCell<float>(128, 128), 1, p);
     check(recurrent::RNNCell<float>(5, 33), 1, p);

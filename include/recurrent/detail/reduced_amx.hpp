@@ -1,4 +1,5 @@
-// recurrent — detail/reduced_amx.hpp: the int8 and bf16 products of a batch on AMX tiles.
+// recurrent — detail/reduced_amx.hpp: the int8 and bf16 products on AMX tiles (a batch's, and
+// the bf16 step's of one column).
 //
 // Where the compiler targets AMX (AMX-TILE, -INT8 and -BF16, with AVX-512 VNNI and BF16: Intel
 // Xeon from Sapphire Rapids on) and the operating system grants the tiles' state to the process,
@@ -11,6 +12,8 @@
 // a time, 16 lines of 64 bytes, one a group. The first operand is 16 input columns, each column's
 // codes contiguous (reduced_kernel.hpp's amxGemm quantizes them so), read with the buffer's
 // stride. A tile of sums holds 16 columns × one panel's 16 rows, int32 (int8) or float (bf16).
+// For one column (columnSums, the reduced fused step's bf16 products) the input and sums tiles
+// are configured one row high.
 //
 // The depth runs in whole chunks of 16 groups here; the groups left over (paddedDepth not a
 // multiple of 64 int8 or 32 bf16 depth rows) are added by the caller with vpdpbusd / vdpbf16ps.
@@ -56,8 +59,8 @@ inline bool available() {
 }
 
 /// The tiles' configuration for a product: 8 tiles of 64 bytes a row. Tiles 0–3 hold sums
-/// (tileSums: column tile t, panel q: tile 2t + q; columnSums: panel q), 4–5 the input columns,
-/// one row each, 6–7 the panels, 16 rows each. `columns` is the rows of the sums and input
+/// (tileSums: column tile t, panel q: tile 2t + q; columnSums: panel q), 4–5 the input columns
+/// (a row per column), 6–7 the panels, 16 rows each. `columns` is the rows of the sums and input
 /// tiles: 16 for a batch, 1 for a single column (a tile product then takes fewer cycles).
 /// Loading it zeroes the tiles; it holds for the calling thread until the destructor releases
 /// them.
