@@ -155,22 +155,19 @@ class ReducedFusedStep {
   /// products run.
   void tileProduct(const ReducedMatrix& m, const BlockMap& source, Index codes, Index j,
                    bool adding) {
+    // bf16 only (pack() sets m_amx for BF16 alone): no row scales or sums to apply.
     const Index H = m_hiddenSize, panels = (H + kPanelRows - 1) / kPanelRows;
-    const bool int8 = m.precision() == Precision::Int8;
-    const Index chunks = m.paddedDepth() / depthGroup(m.precision()) / amx::kChunkGroups;
-    const void* x = int8 ? static_cast<const void*>(m_buffer.int8.data() + codes)
-                         : static_cast<const void*>(m_buffer.bf16.data() + codes);
+    const Index chunks = m.paddedDepth() / 2 / amx::kChunkGroups;
+    const std::uint16_t* x = m_buffer.bf16.data() + codes;
     float* a = m_a.data();
     const float* bias = m_bias.data();
     alignas(64) std::uint8_t sums[2][4 * 64];
     const auto finish = [&](const TileJob& job, const std::uint8_t* jobSums) {
       for (int q = 0; q < job.count; ++q) {
         const reduced::Panel& panel = job.panel[q];
-        __m512 rowScale;
-        __m512i rowSum;
-        reduced::panelScales(m, panel, rowScale, rowSum);
         const __m512 v = reduced::amxValues(m, panel, m_buffer, x, j, jobSums + q * 64,
-                                            chunks * amx::kChunkGroups, rowScale, rowSum);
+                                            chunks * amx::kChunkGroups, _mm512_setzero_ps(),
+                                            _mm512_setzero_si512());
         const __mmask16 rows = reduced::rowMask(panel);
         const Index at = job.block * H + panel.unit;
         reduced::writePanel(v, a + at, job.onBias, true, _mm512_maskz_loadu_ps(rows, bias + at),
@@ -192,15 +189,10 @@ class ReducedFusedStep {
         for (int q = 0; q < job.count; ++q) {
           const Index unit = (p + q) * kPanelRows;
           job.panel[q] = reduced::Panel{mb, unit, 0, std::min<Index>(kPanelRows, H - unit)};
-          w[q] = int8 ? static_cast<const void*>(m.int8Panel(mb, unit))
-                      : static_cast<const void*>(m.bf16Panel(mb, unit));
+          w[q] = m.bf16Panel(mb, unit);
         }
         withCount<4>(job.count, [&](auto np) {
-          if (int8) {
-            amx::columnSums<true, decltype(np)::value>(x, w, chunks, sums[slot]);
-          } else {
-            amx::columnSums<false, decltype(np)::value>(x, w, chunks, sums[slot]);
-          }
+          amx::columnSums<decltype(np)::value>(x, w, chunks, sums[slot]);
         });
         if (hasPending) finish(pending, sums[1 - slot]);
         pending = job;
