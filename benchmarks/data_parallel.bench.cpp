@@ -7,16 +7,23 @@
 //   lstm|gru / train_step / T / B / I / H / processes   one training step of the global batch B:
 //       each process runs forward and backward on its B / processes sequences, the gradients
 //       are averaged (DataParallel::averageGradients), every process takes the Adam step.
-//       Wall time of the slowest process. items/s: sequences of the global batch per second.
+//       Wall time of the slowest process. items/s: sequences of the global batch per second;
+//       `average ms`: the averaging's share of the step on rank 0 (its wait for the slower
+//       process included).
+//   lstm|gru / train_step_messages / ...                 the same with Transport::Messages: the
+//       gradients travel as messages even where the processes share this machine's memory.
 //   lstm|gru / train_local / ...                         the same without the averaging: what the
 //       processes' shares cost alone, the step's time less its communication.
 //   average / MB / processes                             DataParallel::averageGradients over that
 //       many MB of float gradients (tensors of 1 MB, buckets of 4 MB): the averaging alone.
+//   average_messages / MB / processes                    the same with Transport::Messages.
 //   allreduce / MB / processes                           MPI_Allreduce of as many floats in place,
 //       for comparison. bytes_per_second: of the gradients averaged or reduced.
 //
 // Every process runs the same fixed iterations (Google Benchmark's own iteration count is not
-// used, since the processes must call the collectives together); rank 0 reports.
+// used, since the processes must call the collectives together), after one untimed iteration
+// (the first touch of every buffer's pages is not what a training run's steps cost); rank 0
+// reports.
 #include <recurrent/recurrent.hpp>
 #include <recurrent/train/distributed.hpp>
 
@@ -35,10 +42,13 @@ int worldSize() {
   return size;
 }
 
-/// Runs `work` once per iteration, timed on every process; the iteration's time is the slowest
-/// process's.
-template <typename Work>
-void timeCollectively(benchmark::State& state, Work&& work) {
+/// Runs `work` once untimed, then once per iteration, timed on every process; the iteration's
+/// time is the slowest process's. `warmedUp` runs between the two.
+template <typename Work, typename WarmedUp = void (*)()>
+void timeCollectively(
+    benchmark::State& state, Work&& work, WarmedUp warmedUp = [] {}) {
+  work();
+  warmedUp();
   for (auto _ : state) {
     MPI_Barrier(MPI_COMM_WORLD);
     const double start = MPI_Wtime();
@@ -49,7 +59,10 @@ void timeCollectively(benchmark::State& state, Work&& work) {
   }
 }
 
-template <typename Cell, bool kAverage>
+/// How a step averages: not at all (what the shares cost alone), or with a transport.
+enum class Averaging { None, Automatic, Messages };
+
+template <typename Cell, Averaging kAverage>
 void trainStep(benchmark::State& state, int T, int B, int I, int H) {
   Cell cell(I, H);
   recurrent::Linear<float> fc(H, 1);
@@ -60,7 +73,10 @@ void trainStep(benchmark::State& state, int T, int B, int I, int H) {
   auto fcGrads = fc.zeroGradients();
   recurrent::ParameterList<float> params;
   params.add(cell.parameters(), cellGrads, "rnn.").add(fc.parameters(), fcGrads, "fc.");
-  recurrent::DataParallel<float> dp(params);
+  recurrent::DataParallel<float> dp(
+      params, MPI_COMM_WORLD, recurrent::DataParallel<float>::kDefaultBucketBytes,
+      kAverage == Averaging::Messages ? recurrent::Transport::Messages
+                                      : recurrent::Transport::Automatic);
   recurrent::Adam<float> adam(params);
   const std::vector<int> global(static_cast<std::size_t>(B), T);
   const std::vector<int> mine = recurrent::shareOfBatch(global, dp.rank(), dp.size());
@@ -71,17 +87,24 @@ void trainStep(benchmark::State& state, int T, int B, int I, int H) {
   recurrent::Sequence<Cell> seq(cell);
   seq.setThreads(1);
   Eigen::MatrixXf y, dy, dh;
-  timeCollectively(state, [&] {
+  double averaging = 0;
+  const auto step = [&] {
     params.zeroGradients();
     seq.forward(x, lengths);
     fc.forward(seq.output(), y);
     recurrent::mseLoss(y, target, lengths, dy);
     fc.backward(seq.output(), dy, fcGrads, dh);
     seq.backward(dh, cellGrads);
-    if (kAverage) dp.averageGradients(static_cast<double>(T) * static_cast<double>(b));
+    if (kAverage != Averaging::None) {
+      const double start = MPI_Wtime();
+      dp.averageGradients(static_cast<double>(T) * static_cast<double>(b));
+      averaging += MPI_Wtime() - start;
+    }
     adam.step();
-  });
+  };
+  timeCollectively(state, step, [&] { averaging = 0; });
   state.SetItemsProcessed(state.iterations() * B);
+  state.counters["average ms"] = 1e3 * averaging / static_cast<double>(state.iterations());
   state.counters["MB reduced"] = static_cast<double>(params.numel()) * sizeof(float) / 1e6;
 }
 
@@ -94,6 +117,7 @@ struct OneTensor {
   }
 };
 
+template <recurrent::Transport kTransport>
 void average(benchmark::State& state, int mb) {
   const auto n = static_cast<Eigen::Index>(1000000 / sizeof(float));
   std::vector<Eigen::VectorXf> tensors(static_cast<std::size_t>(mb), Eigen::VectorXf::Zero(n));
@@ -103,7 +127,8 @@ void average(benchmark::State& state, int mb) {
     OneTensor gradient{&grads[k]};
     params.add(OneTensor{&tensors[k]}, gradient, "t" + std::to_string(k) + ".");
   }
-  recurrent::DataParallel<float> dp(params);
+  recurrent::DataParallel<float> dp(
+      params, MPI_COMM_WORLD, recurrent::DataParallel<float>::kDefaultBucketBytes, kTransport);
   timeCollectively(state, [&] { dp.averageGradients(); });
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(mb) * 1000000);
 }
@@ -139,10 +164,12 @@ int main(int argc, char** argv) {
                               "/I:" + std::to_string(s[2]) + "/H:" + std::to_string(s[3]);
     using Step = void (*)(benchmark::State&, int, int, int, int);
     const std::pair<const char*, Step> steps[] = {
-        {"lstm/train_step", trainStep<recurrent::LSTMCell<float>, true>},
-        {"lstm/train_local", trainStep<recurrent::LSTMCell<float>, false>},
-        {"gru/train_step", trainStep<recurrent::GRUCell<float>, true>},
-        {"gru/train_local", trainStep<recurrent::GRUCell<float>, false>}};
+        {"lstm/train_step", trainStep<recurrent::LSTMCell<float>, Averaging::Automatic>},
+        {"lstm/train_step_messages", trainStep<recurrent::LSTMCell<float>, Averaging::Messages>},
+        {"lstm/train_local", trainStep<recurrent::LSTMCell<float>, Averaging::None>},
+        {"gru/train_step", trainStep<recurrent::GRUCell<float>, Averaging::Automatic>},
+        {"gru/train_step_messages", trainStep<recurrent::GRUCell<float>, Averaging::Messages>},
+        {"gru/train_local", trainStep<recurrent::GRUCell<float>, Averaging::None>}};
     for (const auto& [name, fn] : steps) {
       std::string label = name;
       label += shape;
@@ -159,8 +186,10 @@ int main(int argc, char** argv) {
   }
   for (int mb : {1, 4, 16, 64}) {
     using Reduce = void (*)(benchmark::State&, int);
-    const std::pair<const char*, Reduce> reductions[] = {{"average", average},
-                                                         {"allreduce", allreduce}};
+    const std::pair<const char*, Reduce> reductions[] = {
+        {"average", average<recurrent::Transport::Automatic>},
+        {"average_messages", average<recurrent::Transport::Messages>},
+        {"allreduce", allreduce}};
     for (const auto& [name, fn] : reductions) {
       std::string label = name;
       label += "/MB:" + std::to_string(mb);

@@ -275,19 +275,22 @@ TEMPLATE_TEST_CASE("the averaged gradient of a split batch is the whole batch's"
   CHECK(results[0] == results[2]);
 
   if constexpr (std::is_same_v<Layer, LSTMStack<S>>) {
-    // Started layer by layer during backward: the same bits.
-    recurrent::DataParallel<S> dp(model.params, MPI_COMM_WORLD, 512);
-    dp.connect(model.layer);
-    model.gradients(
-        batch, mine, [&](double weight) { dp.begin(weight); },
-        [&] {
-          dp.ready("fc.");
-          CHECK(dp.bucketsSent() == 0);  // bucket 0 also holds tensors of the last layer
-        });
-    CHECK(dp.bucketsSent() == dp.numBuckets());  // the layers reported themselves, all sent
-    dp.finish();
-    recurrent::DataParallel<S>::disconnect(model.layer);
-    CHECK(flatten(model.params, true) == results[0]);
+    // Started layer by layer during backward, through shared memory and as messages: the same
+    // bits.
+    for (auto transport : {recurrent::Transport::Automatic, recurrent::Transport::Messages}) {
+      recurrent::DataParallel<S> dp(model.params, MPI_COMM_WORLD, 512, transport);
+      dp.connect(model.layer);
+      model.gradients(
+          batch, mine, [&](double weight) { dp.begin(weight); },
+          [&] {
+            dp.ready("fc.");
+            CHECK(dp.bucketsSent() == 0);  // bucket 0 also holds tensors of the last layer
+          });
+      CHECK(dp.bucketsSent() == dp.numBuckets());  // the layers reported themselves, all sent
+      dp.finish();
+      recurrent::DataParallel<S>::disconnect(model.layer);
+      CHECK(flatten(model.params, true) == results[0]);
+    }
   }
 }
 
@@ -339,6 +342,16 @@ TEST_CASE("DataParallel refuses what it cannot average") {
       CHECK_THROWS_WITH(
           recurrent::DataParallel<S>(model.params, MPI_COMM_WORLD, worldRank() == 0 ? 64 : 128),
           Contains("the processes' parameter lists differ"));
+    }
+  }
+  SECTION("transports that differ between processes") {
+    if (worldSize() > 1) {
+      using recurrent::Transport;
+      const Transport transport = worldRank() == 0 ? Transport::Messages : Transport::Automatic;
+      CHECK_THROWS_WITH(
+          recurrent::DataParallel<S>(model.params, MPI_COMM_WORLD,
+                                     recurrent::DataParallel<S>::kDefaultBucketBytes, transport),
+          Contains("the transport must be the same"));
     }
   }
   SECTION("one process's list refused, on every process") {
@@ -437,28 +450,41 @@ TEST_CASE("a process with no share of the batch takes part with weight 0") {
   CHECK(relativeError(flatten(model.params, true), flatten(reference.params, true)) <= 1e-12);
 }
 
-TEST_CASE("bucket sizes do not change a bit of a larger model's average") {
+TEST_CASE("neither bucket sizes nor the transport change a bit of a larger model's average") {
   using S = float;
+  using recurrent::Transport;
   recurrent::LSTMCell<S> cell(64, 64);  // 4·64·128 + 512 scalars, 130 KB
   auto grads = cell.zeroGradients();
   recurrent::ParameterList<S> params;
   params.add(cell.parameters(), grads, "rnn.");
   std::vector<std::vector<S>> results;
-  for (std::size_t bucketBytes : {std::size_t(1), std::size_t(1) << 14, std::size_t(1) << 22}) {
-    recurrent::DataParallel<S> dp(params, MPI_COMM_WORLD, bucketBytes);
-    // This process's gradients: different on each, the same for each bucket size.
-    std::mt19937 rng(static_cast<unsigned>(worldRank()) + 1);
-    std::uniform_real_distribution<double> u(-1, 1);
-    for (const auto& e : params) {
-      e.gradient.array() = Eigen::Array<S, Eigen::Dynamic, 1>::NullaryExpr(
-          e.gradient.size(), [&] { return static_cast<S>(u(rng)); });
+  for (Transport transport : {Transport::Messages, Transport::Automatic}) {
+    for (std::size_t bucketBytes : {std::size_t(1), std::size_t(1) << 14, std::size_t(1) << 22}) {
+      recurrent::DataParallel<S> dp(params, MPI_COMM_WORLD, bucketBytes, transport);
+      // ctest runs every process on this machine: Automatic shares memory.
+      CHECK(dp.sharesMemory() == (transport == Transport::Automatic));
+      // Two averages in a row, so that the second's writes follow the first's reads.
+      for (int round = 0; round < 2; ++round) {
+        // This process's gradients: different on each and in each round, the same for each
+        // bucket size and transport.
+        std::mt19937 rng(static_cast<unsigned>(10 * worldRank() + round) + 1);
+        std::uniform_real_distribution<double> u(-1, 1);
+        for (const auto& e : params) {
+          e.gradient.array() = Eigen::Array<S, Eigen::Dynamic, 1>::NullaryExpr(
+              e.gradient.size(), [&] { return static_cast<S>(u(rng)); });
+        }
+        dp.averageGradients(1.0 + worldRank() + round);
+        results.push_back(flatten(params, true));
+        CHECK(sameOnEveryRank(results.back()));
+      }
     }
-    dp.averageGradients(1.0 + worldRank());
-    results.push_back(flatten(params, true));
-    CHECK(sameOnEveryRank(results.back()));
   }
-  CHECK(results[0] == results[1]);
-  CHECK(results[0] == results[2]);
+  REQUIRE(results.size() == 12);
+  for (std::size_t k = 2; k < results.size(); ++k) {
+    INFO("transport " << k / 6 << ", bucket size " << k / 2 % 3 << ", round " << k % 2);
+    CHECK(results[k] == results[k % 2]);
+  }
+  CHECK(results[0] != results[1]);
 }
 
 int main(int argc, char** argv) {

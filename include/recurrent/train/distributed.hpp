@@ -30,6 +30,12 @@
 // is still running (begin, ready, finish; or connect() a Stack, which reports each layer as its
 // gradients are complete); every process starts them in the same order, bucket 0 first,
 // whatever order it reports them in.
+//
+// Where every process of the communicator runs on one machine, the buckets need not travel as
+// messages at all (Transport::Automatic): each process packs its buckets into memory the
+// processes share (an MPI shared-memory window), sums its slice of each bucket straight from the
+// others' packed copies, in the same rank order, and reads the others' sums from where they
+// wrote them. The same bits as the messages give, with no copy through the kernel.
 #pragma once
 
 #include <recurrent/detail/errors.hpp>
@@ -59,6 +65,15 @@ namespace recurrent {
 class MpiError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+/// How DataParallel moves the gradients between the processes.
+enum class Transport {
+  /// Through memory the processes share (an MPI-3 shared-memory window) where every process of
+  /// the communicator runs on one machine, as messages otherwise.
+  Automatic,
+  /// As messages (MPI_Ialltoallv and MPI_Iallgatherv), wherever the processes run.
+  Messages
 };
 
 namespace detail {
@@ -93,13 +108,15 @@ class DataParallel {
   static constexpr std::size_t kDefaultBucketBytes = std::size_t(4) << 20;
 
   /// Over the tensors of `params` (which must outlive this object), in buckets of about
-  /// `bucketBytes` (a tensor is never split; at least one tensor a bucket). Throws
-  /// std::invalid_argument when MPI is not initialised or `comm` is null (on the process that
-  /// calls it), and, on every process, when any process's list is empty or its bucketBytes 0, or
-  /// the processes' lists differ (tensor count, names, shapes, scalar type or bucket size;
-  /// checked once, here, with one small MPI_Allreduce).
+  /// `bucketBytes` (a tensor is never split; at least one tensor a bucket), moved by `transport`
+  /// (the results are the same bits either way). Throws std::invalid_argument when MPI is not
+  /// initialised or `comm` is null (on the process that calls it), and, on every process, when
+  /// any process's list is empty or its bucketBytes 0, or the processes' lists differ (tensor
+  /// count, names, shapes, scalar type, bucket size or transport; checked once, here, with one
+  /// small MPI_Allreduce).
   explicit DataParallel(const ParameterList<Scalar>& params, MPI_Comm comm = MPI_COMM_WORLD,
-                        std::size_t bucketBytes = kDefaultBucketBytes)
+                        std::size_t bucketBytes = kDefaultBucketBytes,
+                        Transport transport = Transport::Automatic)
       : m_params(&params) {
     if (!detail::mpiRunning()) {
       detail::fail(
@@ -120,8 +137,10 @@ class DataParallel {
       } else {
         refused = makeBuckets(bucketBytes);
       }
-      checkSameLists(bucketBytes, refused);
+      checkSameLists(bucketBytes, transport, refused);
+      makeBuffers(transport);
     } catch (...) {
+      freeWindow();
       MPI_Comm_free(&m_comm);
       throw;
     }
@@ -138,6 +157,7 @@ class DataParallel {
       MPI_Waitall(static_cast<int>(m_started), m_scatters.data(), MPI_STATUSES_IGNORE);
       MPI_Wait(&m_weightRequest, MPI_STATUS_IGNORE);
     }
+    freeWindow();
     MPI_Comm_free(&m_comm);
   }
 
@@ -158,6 +178,9 @@ class DataParallel {
   }
   /// The buckets already sent in the average in flight (0 when none is).
   std::size_t bucketsSent() const { return m_active ? m_started : 0; }
+  /// Whether the gradients move through shared memory (Transport::Automatic, with every process
+  /// on this machine and more than one of them) rather than as messages.
+  bool sharesMemory() const { return m_window != MPI_WIN_NULL; }
 
   /// Sets every parameter to rank `root`'s values (MPI_Bcast, bucket by bucket). Throws unless
   /// 0 <= root < size(), no average is in flight and no tensor changed its shape.
@@ -169,7 +192,7 @@ class DataParallel {
     checkIdle("DataParallel::broadcastParameters");
     checkUnchanged("DataParallel::broadcastParameters");
     for (const Bucket& bucket : m_buckets) {
-      Scalar* buffer = m_buffer.data() + bucket.offset;
+      Scalar* buffer = packed() + bucket.offset;
       if (m_rank == root) pack(bucket, buffer, false);
       detail::mpiCheck(MPI_Bcast(buffer, bucket.count, detail::mpiType<Scalar>(), root, m_comm),
                        "MPI_Bcast");
@@ -250,6 +273,10 @@ class DataParallel {
     }
     startReady();
     m_active = false;
+    if (sharesMemory()) {
+      finishShared();
+      return;
+    }
     // Each bucket's slices, gathered from every process by its alltoall, are summed here in rank
     // order, and the sums gathered back; the collectives start in bucket order on every process.
     int scattered = MPI_SUCCESS, gathered = MPI_SUCCESS;
@@ -333,8 +360,8 @@ class DataParallel {
     std::string refused = detail::makeBuckets(sizes, bucketBytes / sizeof(Scalar), m_rank, m_size,
                                               m_buckets, numel, sliceNumel);
     if (!refused.empty()) return refused;
-    m_buffer.resize(numel);
-    m_slices.resize(sliceNumel);
+    m_numel = numel;
+    m_sliceNumel = sliceNumel;
     m_scatters.assign(m_buckets.size(), MPI_REQUEST_NULL);
     m_gathers.assign(m_buckets.size(), MPI_REQUEST_NULL);
     m_weights.assign(static_cast<std::size_t>(m_size), 0.0);
@@ -348,9 +375,10 @@ class DataParallel {
 
   /// One fingerprint of the list's layout and whether this process refuses (`refused` non-empty);
   /// equal on every process and none refusing, or every process throws.
-  void checkSameLists(std::size_t bucketBytes, const std::string& refused) {
+  void checkSameLists(std::size_t bucketBytes, Transport transport, const std::string& refused) {
     std::uint64_t h = 0xcbf29ce484222325ULL;
-    const std::uint64_t header[] = {sizeof(Scalar), m_params->size(), bucketBytes};
+    const std::uint64_t header[] = {sizeof(Scalar), m_params->size(), bucketBytes,
+                                    static_cast<std::uint64_t>(transport)};
     h = detail::fingerprint(h, header, sizeof header);
     for (const auto& e : *m_params) {
       h = detail::fingerprint(h, e.name.data(), e.name.size() + 1);
@@ -365,11 +393,105 @@ class DataParallel {
     if (all[0] != h || all[1] != ~h) {
       detail::fail(
           "DataParallel: the processes' parameter lists differ (their tensors' count, "
-          "names and shapes, the scalar type and bucketBytes must be the same on every "
-          "process); this is rank ",
+          "names and shapes, the scalar type, bucketBytes and the transport must be the same "
+          "on every process); this is rank ",
           m_rank, " of ", m_size, " with ", m_params->size(), " tensors, ", m_params->numel(),
           " scalars");
     }
+  }
+
+  /// The buffers the transport needs (collective). Shared memory: every process's segment of
+  /// one window holds its packed buckets (m_numel scalars), then its sums of its slice of each
+  /// bucket, bucket after bucket; every process maps every segment. Messages: m_buffer holds
+  /// the packed buckets, then the sums in place; m_slices each process's copies of this one's
+  /// slices. Each process writes its buffers once here: the pages are then mapped, and the
+  /// first average does not pay for them (a page's first write costs several times what
+  /// averaging its bytes does).
+  void makeBuffers(Transport transport) {
+    if (transport == Transport::Automatic && m_size > 1) {
+      MPI_Comm node = MPI_COMM_NULL;
+      detail::mpiCheck(MPI_Comm_split_type(m_comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
+                       "MPI_Comm_split_type");
+      int nodeSize = 0;
+      MPI_Comm_size(node, &nodeSize);
+      // The same verdict on every process: the node of each holds all of them, or none does.
+      if (nodeSize == m_size) {
+        const int code = allocateWindow(node);
+        MPI_Comm_free(&node);
+        detail::mpiCheck(code, "MPI_Win_allocate_shared");
+        return;
+      }
+      MPI_Comm_free(&node);
+    }
+    m_buffer.setZero(m_numel);
+    m_slices.setZero(m_sliceNumel);
+  }
+  /// Allocates the window on `node` (the processes of m_comm, in the same rank order: the split
+  /// keeps it) and maps every segment; returns MPI's code.
+  int allocateWindow(MPI_Comm node) {
+    const auto N = static_cast<std::size_t>(m_size);
+    m_sumOffsets.assign(m_buckets.size() * N, 0);
+    std::vector<Eigen::Index> end(N, m_numel);  // each process's segment, so far
+    for (std::size_t q = 0; q < m_buckets.size(); ++q) {
+      for (std::size_t r = 0; r < N; ++r) {
+        m_sumOffsets[q * N + r] = end[r];
+        end[r] += m_buckets[q].counts[r];
+      }
+    }
+    MPI_Info info = MPI_INFO_NULL;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");  // each segment near its process
+    void* base = nullptr;
+    const auto bytes =
+        static_cast<MPI_Aint>(end[static_cast<std::size_t>(m_rank)] * Eigen::Index(sizeof(Scalar)));
+    int code = MPI_Win_allocate_shared(bytes, static_cast<int>(sizeof(Scalar)), info, node, &base,
+                                       &m_window);
+    MPI_Info_free(&info);
+    if (code != MPI_SUCCESS) {
+      m_window = MPI_WIN_NULL;
+      return code;
+    }
+    MPI_Win_set_errhandler(m_window, MPI_ERRORS_RETURN);
+    m_segments.assign(N, nullptr);
+    for (std::size_t r = 0; r < N && code == MPI_SUCCESS; ++r) {
+      MPI_Aint size = 0;
+      int unit = 0;
+      code = MPI_Win_shared_query(m_window, static_cast<int>(r), &size, &unit, &m_segments[r]);
+    }
+    // One passive epoch for the window's life: MPI_Win_sync then orders this process's stores
+    // and loads in the segments around the barriers that tell the processes they are done.
+    if (code == MPI_SUCCESS) code = MPI_Win_lock_all(MPI_MODE_NOCHECK, m_window);
+    if (code != MPI_SUCCESS) {
+      MPI_Win_free(&m_window);
+      m_window = MPI_WIN_NULL;
+      return code;
+    }
+    Scalar* own = segment(static_cast<std::size_t>(m_rank));
+    std::fill(own, own + end[static_cast<std::size_t>(m_rank)], Scalar(0));
+    // A page another process wrote still has to be mapped here on its first read: read one
+    // scalar of each page of every segment now.
+    MPI_Win_sync(m_window);
+    code = MPI_Barrier(node);
+    MPI_Win_sync(m_window);
+    constexpr auto kStride = Eigen::Index(4096 / sizeof(Scalar));
+    Scalar touched = 0;
+    for (std::size_t r = 0; r < N; ++r) {
+      for (Eigen::Index i = 0; i < end[r]; i += kStride) touched += segment(r)[i];
+    }
+    const volatile Scalar kept = touched;  // so that the reads are not optimised away
+    static_cast<void>(kept);
+    return code;
+  }
+  void freeWindow() {
+    if (m_window == MPI_WIN_NULL) return;
+    MPI_Win_unlock_all(m_window);
+    MPI_Win_free(&m_window);
+    m_window = MPI_WIN_NULL;
+  }
+  /// Where this process packs its buckets.
+  Scalar* packed() {
+    return sharesMemory() ? static_cast<Scalar*>(m_segments[static_cast<std::size_t>(m_rank)])
+                          : m_buffer.data();
   }
 
   void checkIdle(const char* where) const {
@@ -418,8 +540,15 @@ class DataParallel {
     if (m_size == 1) return;  // nothing to send: finish() keeps the gradients as they are
     while (m_started < m_buckets.size() && m_buckets[m_started].pending == 0) {
       const Bucket& bucket = m_buckets[m_started];
-      Scalar* buffer = m_buffer.data() + bucket.offset;
+      Scalar* buffer = packed() + bucket.offset;
       pack(bucket, buffer, true);
+      if (sharesMemory()) {
+        // Packed: the barrier, once every process has passed it, lets them read this bucket.
+        MPI_Win_sync(m_window);
+        detail::mpiCheck(MPI_Ibarrier(m_comm, &m_scatters[m_started]), "MPI_Ibarrier");
+        ++m_started;
+        continue;
+      }
       detail::mpiCheck(
           MPI_Ialltoallv(buffer, bucket.counts.data(), bucket.displs.data(),
                          detail::mpiType<Scalar>(), m_slices.data() + bucket.gatherOffset,
@@ -445,6 +574,79 @@ class DataParallel {
       for (int i = 0; i < mine; ++i) out[i] += part[i];
     }
   }
+
+  /// finish() through shared memory: each bucket, once every process has packed it, has this
+  /// process's slice summed; after a barrier (every sum written) the gradients are read from the
+  /// sums. The next average's writes wait for this one's reads: a process packs again only after
+  /// the barrier (nobody reads its packed copies any more), and writes its sums again only when
+  /// every process has packed that bucket again (has finished reading the sums of this one).
+  void finishShared() {
+    int code = MPI_SUCCESS;
+    for (std::size_t q = 0; q < m_buckets.size(); ++q) {
+      const int waited = MPI_Wait(&m_scatters[q], MPI_STATUS_IGNORE);
+      if (waited != MPI_SUCCESS && code == MPI_SUCCESS) code = waited;
+      if (code != MPI_SUCCESS) continue;
+      MPI_Win_sync(m_window);
+      sumShared(q);
+    }
+    if (code == MPI_SUCCESS) {
+      MPI_Win_sync(m_window);
+      code = MPI_Barrier(m_comm);
+      MPI_Win_sync(m_window);
+    }
+    const int weighted = MPI_Wait(&m_weightRequest, MPI_STATUS_IGNORE);
+    m_started = 0;
+    detail::mpiCheck(code, "MPI_Ibarrier (gradients)");
+    detail::mpiCheck(weighted, "MPI_Iallgather (weights)");
+    const double total = checkWeights();
+    for (std::size_t q = 0; q < m_buckets.size(); ++q) unpackShared(q, total);
+  }
+  /// This process's slice of bucket q: the sum of every process's packed values, in rank order,
+  /// as sumSlices() sums them, into its segment. In blocks that stay in L1 while the processes'
+  /// values are added.
+  void sumShared(std::size_t q) {
+    const Bucket& bucket = m_buckets[q];
+    const auto me = static_cast<std::size_t>(m_rank);
+    const auto N = static_cast<std::size_t>(m_size);
+    const Eigen::Index mine = bucket.counts[me];
+    const Eigen::Index at = bucket.offset + bucket.displs[me];
+    Scalar* out = segment(me) + m_sumOffsets[q * N + me];
+    constexpr Eigen::Index kBlock = 2048;
+    for (Eigen::Index i0 = 0; i0 < mine; i0 += kBlock) {
+      const Eigen::Index n = std::min(kBlock, mine - i0);
+      const Scalar* first = segment(0) + at + i0;
+      std::copy(first, first + n, out + i0);
+      for (std::size_t r = 1; r < N; ++r) {
+        const Scalar* part = segment(r) + at + i0;
+        for (Eigen::Index i = 0; i < n; ++i) out[i0 + i] += part[i];
+      }
+    }
+  }
+  /// Writes bucket q's sums, from the segments that hold them, divided by `divisor`, to its
+  /// gradients.
+  void unpackShared(std::size_t q, double divisor) {
+    using Flat = Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
+    using ConstFlat = Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>>;
+    const Bucket& bucket = m_buckets[q];
+    const auto N = static_cast<std::size_t>(m_size);
+    const auto d = static_cast<Scalar>(divisor);
+    Eigen::Index at = 0;  // in the bucket
+    std::size_t r = 0;    // the process whose slice holds `at`
+    for (std::size_t k : bucket.entries) {
+      const auto& g = (*m_params)[k].gradient;
+      Scalar* out = g.data();
+      for (Eigen::Index left = g.size(); left > 0;) {
+        while (at >= Eigen::Index(bucket.displs[r]) + bucket.counts[r]) ++r;
+        const Eigen::Index inSlice = at - bucket.displs[r];
+        const Eigen::Index n = std::min(left, Eigen::Index(bucket.counts[r]) - inSlice);
+        Flat(out, n) = ConstFlat(segment(r) + m_sumOffsets[q * N + r] + inSlice, n) / d;
+        out += n;
+        at += n;
+        left -= n;
+      }
+    }
+  }
+  Scalar* segment(std::size_t r) const { return static_cast<Scalar*>(m_segments[r]); }
 
   /// Copies the bucket's parameters (or its gradients times this process's weight) to `buffer`.
   /// A product or quotient by 1 is exact, so the parameters pass unchanged.
@@ -483,8 +685,15 @@ class DataParallel {
   std::vector<MPI_Request> m_scatters;  ///< each bucket's alltoall
   std::vector<MPI_Request> m_gathers;   ///< each bucket's allgather
   std::size_t m_started = 0;            ///< buckets sent in this average (0..m_started-1)
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_buffer;  ///< every bucket, packed
-  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_slices;  ///< this process's slices, from each
+  Eigen::Index m_numel = 0;             ///< scalars in every bucket
+  Eigen::Index m_sliceNumel = 0;        ///< scalars of this process's slices, from every process
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_buffer;  ///< messages: every bucket, packed
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> m_slices;  ///< messages: this process's slices
+  MPI_Win m_window = MPI_WIN_NULL;                    ///< shared memory: every process's segment
+  std::vector<void*> m_segments;  ///< shared memory: each process's segment, mapped here
+  /// Shared memory: where process r's sum of its slice of bucket q is, at [q · size() + r], in
+  /// scalars from the start of its segment.
+  std::vector<Eigen::Index> m_sumOffsets;
   double m_weight = 1, m_badWeight = 0;
   std::vector<double> m_weights;  ///< every process's weight, gathered
   MPI_Request m_weightRequest = MPI_REQUEST_NULL;
