@@ -14,12 +14,14 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -37,6 +39,21 @@ int worldSize() {
   int s = 1;
   MPI_Comm_size(MPI_COMM_WORLD, &s);
   return s;
+}
+
+using recurrent::Transport;
+/// Both transports: every test of the average runs each.
+constexpr Transport kTransports[] = {Transport::Automatic, Transport::Messages};
+
+/// Whether a DataParallel on MPI_COMM_WORLD with `transport` shares memory: with Automatic, where
+/// there are several processes and all run on this machine.
+bool sharesMemory(Transport transport) {
+  MPI_Comm node = MPI_COMM_NULL;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int nodeSize = 0;
+  MPI_Comm_size(node, &nodeSize);
+  MPI_Comm_free(&node);
+  return transport == Transport::Automatic && worldSize() > 1 && nodeSize == worldSize();
 }
 
 /// The same batch on every process: B sequences of unequal lengths in an unsorted order.
@@ -307,21 +324,27 @@ TEMPLATE_TEST_CASE("five Adam steps on split batches: every process equal, and e
     referenceAdam.step();
   }
 
-  // Each process starts from its own initialisation; the broadcast makes them rank 0's, which
-  // is the reference's.
-  auto model = Make<Layer>::model(worldRank() == 0 ? 5 : 100 + unsigned(worldRank()));
-  recurrent::DataParallel<S> dp(model.params);
-  dp.broadcastParameters();
-  CHECK(sameOnEveryRank(flatten(model.params, false)));
-  recurrent::Adam<S> adam(model.params, recurrent::AdamOptions(0.01));
-  const std::vector<int> mine = recurrent::shareOfBatch(batch.lengths, dp.rank(), dp.size());
-  for (int step = 0; step < 5; ++step) {
-    dp.averageGradients(model.gradients(batch, mine));
-    adam.step();
+  std::vector<std::vector<S>> results;
+  for (Transport transport : kTransports) {
+    // Each process starts from its own initialisation; the broadcast makes them rank 0's, which
+    // is the reference's.
+    auto model = Make<Layer>::model(worldRank() == 0 ? 5 : 100 + unsigned(worldRank()));
+    recurrent::DataParallel<S> dp(model.params, MPI_COMM_WORLD,
+                                  recurrent::DataParallel<S>::kDefaultBucketBytes, transport);
+    CHECK(dp.sharesMemory() == sharesMemory(transport));
+    dp.broadcastParameters();
+    CHECK(sameOnEveryRank(flatten(model.params, false)));
+    recurrent::Adam<S> adam(model.params, recurrent::AdamOptions(0.01));
+    const std::vector<int> mine = recurrent::shareOfBatch(batch.lengths, dp.rank(), dp.size());
+    for (int step = 0; step < 5; ++step) {
+      dp.averageGradients(model.gradients(batch, mine));
+      adam.step();
+    }
+    results.push_back(flatten(model.params, false));
+    CHECK(sameOnEveryRank(results.back()));
+    CHECK(relativeError(results.back(), flatten(reference.params, false)) <= 1e-5);
   }
-  const std::vector<S> trained = flatten(model.params, false);
-  CHECK(sameOnEveryRank(trained));
-  CHECK(relativeError(trained, flatten(reference.params, false)) <= 1e-5);
+  CHECK(results[0] == results[1]);
 }
 
 TEST_CASE("DataParallel refuses what it cannot average") {
@@ -346,7 +369,6 @@ TEST_CASE("DataParallel refuses what it cannot average") {
   }
   SECTION("transports that differ between processes") {
     if (worldSize() > 1) {
-      using recurrent::Transport;
       const Transport transport = worldRank() == 0 ? Transport::Messages : Transport::Automatic;
       CHECK_THROWS_WITH(
           recurrent::DataParallel<S>(model.params, MPI_COMM_WORLD,
@@ -394,29 +416,35 @@ TEST_CASE("DataParallel refuses what it cannot average") {
     dp.finish();
   }
   SECTION("a weight that is not finite and >= 0 on one process: every process refuses") {
-    recurrent::DataParallel<S> dp(model.params);
-    for (const auto& e : model.params) e.gradient.array().setConstant(S(0.25));
-    const std::vector<S> before = flatten(model.params, true);
-    const int last = worldSize() - 1;
-    CHECK_THROWS_WITH(dp.averageGradients(worldRank() == last ? -1 : 1),
-                      "recurrent: DataParallel::finish: every weight must be finite and >= 0, "
-                      "got " +
-                          std::string(worldRank() == last ? "-1.000000" : "another") + " on rank " +
-                          std::to_string(last));
-    CHECK(flatten(model.params, true) == before);
-    CHECK_FALSE(dp.inProgress());
-    dp.averageGradients(1);                        // usable again
-    CHECK(flatten(model.params, true) == before);  // every process's 0.25
+    for (Transport transport : kTransports) {
+      recurrent::DataParallel<S> dp(model.params, MPI_COMM_WORLD,
+                                    recurrent::DataParallel<S>::kDefaultBucketBytes, transport);
+      for (const auto& e : model.params) e.gradient.array().setConstant(S(0.25));
+      const std::vector<S> before = flatten(model.params, true);
+      const int last = worldSize() - 1;
+      CHECK_THROWS_WITH(dp.averageGradients(worldRank() == last ? -1 : 1),
+                        "recurrent: DataParallel::finish: every weight must be finite and >= 0, "
+                        "got " +
+                            std::string(worldRank() == last ? "-1.000000" : "another") +
+                            " on rank " + std::to_string(last));
+      CHECK(flatten(model.params, true) == before);
+      CHECK_FALSE(dp.inProgress());
+      dp.averageGradients(1);                        // usable again
+      CHECK(flatten(model.params, true) == before);  // every process's 0.25
+    }
   }
   SECTION("weights that sum to zero leave the gradients as they were") {
-    recurrent::DataParallel<S> dp(model.params);
-    for (const auto& e : model.params) e.gradient.array().setConstant(S(0.25));
-    const std::vector<S> before = flatten(model.params, true);
-    CHECK_THROWS_WITH(dp.averageGradients(0),
-                      "recurrent: DataParallel::finish: the processes' weights sum to 0; at "
-                      "least one must be positive");
-    CHECK(flatten(model.params, true) == before);
-    CHECK_FALSE(dp.inProgress());
+    for (Transport transport : kTransports) {
+      recurrent::DataParallel<S> dp(model.params, MPI_COMM_WORLD,
+                                    recurrent::DataParallel<S>::kDefaultBucketBytes, transport);
+      for (const auto& e : model.params) e.gradient.array().setConstant(S(0.25));
+      const std::vector<S> before = flatten(model.params, true);
+      CHECK_THROWS_WITH(dp.averageGradients(0),
+                        "recurrent: DataParallel::finish: the processes' weights sum to 0; at "
+                        "least one must be positive");
+      CHECK(flatten(model.params, true) == before);
+      CHECK_FALSE(dp.inProgress());
+    }
   }
   SECTION("a tensor reshaped after the buckets were made, even to as many scalars") {
     recurrent::DataParallel<S> dp(model.params);
@@ -440,19 +468,53 @@ TEST_CASE("a process with no share of the batch takes part with weight 0") {
   small.target = recurrent::selectSequences(batch.target, batch.batch(), two);
   auto reference = Make<GRUSeq<S>>::model(3);
   reference.gradients(small, two);
-  auto model = Make<GRUSeq<S>>::model(3);
-  recurrent::DataParallel<S> dp(model.params);
-  const std::vector<int> mine = recurrent::shareOfBatch(small.lengths, dp.rank(), dp.size());
-  // A gradient left with a NaN by the process with nothing to do does not reach the others.
-  const double weight = model.gradients(small, mine);
-  if (mine.empty()) model.params[0].gradient.array()(0) = std::numeric_limits<S>::quiet_NaN();
-  dp.averageGradients(weight);
-  CHECK(relativeError(flatten(model.params, true), flatten(reference.params, true)) <= 1e-12);
+  for (Transport transport : kTransports) {
+    auto model = Make<GRUSeq<S>>::model(3);
+    // A bucket a tensor: fc.bias, 2 scalars, leaves one of three processes an empty slice.
+    recurrent::DataParallel<S> dp(model.params, MPI_COMM_WORLD, 1, transport);
+    const std::vector<int> mine = recurrent::shareOfBatch(small.lengths, dp.rank(), dp.size());
+    // A gradient left with a NaN by the process with nothing to do does not reach the others.
+    const double weight = model.gradients(small, mine);
+    if (mine.empty()) model.params[0].gradient.array()(0) = std::numeric_limits<S>::quiet_NaN();
+    dp.averageGradients(weight);
+    CHECK(relativeError(flatten(model.params, true), flatten(reference.params, true)) <= 1e-12);
+  }
+}
+
+TEST_CASE("a process late to sum its slices: the others wait for its sums") {
+  // Every process sends its buckets at once; then one of them, a different one each round,
+  // sleeps before finish() sums its slices. The others must read its sums only once written.
+  using S = float;
+  recurrent::GRUCell<S> cell(8, 8);
+  auto grads = cell.zeroGradients();
+  recurrent::ParameterList<S> params;
+  params.add(cell.parameters(), grads, "rnn.");
+  std::vector<std::vector<S>> results;
+  for (Transport transport : kTransports) {
+    recurrent::DataParallel<S> dp(params, MPI_COMM_WORLD, 256, transport);
+    for (int round = 0; round < 3; ++round) {
+      std::mt19937 rng(static_cast<unsigned>(10 * worldRank() + round) + 1);
+      std::uniform_real_distribution<double> u(-1, 1);
+      for (const auto& e : params) {
+        e.gradient.array() = Eigen::Array<S, Eigen::Dynamic, 1>::NullaryExpr(
+            e.gradient.size(), [&] { return static_cast<S>(u(rng)); });
+      }
+      dp.begin(1);
+      dp.ready(0, params.size());
+      if (worldRank() == round % worldSize()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      dp.finish();
+      results.push_back(flatten(params, true));
+      CHECK(sameOnEveryRank(results.back()));
+    }
+  }
+  REQUIRE(results.size() == 6);
+  for (std::size_t k = 0; k < 3; ++k) CHECK(results[k] == results[k + 3]);
 }
 
 TEST_CASE("neither bucket sizes nor the transport change a bit of a larger model's average") {
   using S = float;
-  using recurrent::Transport;
   recurrent::LSTMCell<S> cell(64, 64);  // 4·64·128 + 512 scalars, 130 KB
   auto grads = cell.zeroGradients();
   recurrent::ParameterList<S> params;
@@ -461,8 +523,7 @@ TEST_CASE("neither bucket sizes nor the transport change a bit of a larger model
   for (Transport transport : {Transport::Messages, Transport::Automatic}) {
     for (std::size_t bucketBytes : {std::size_t(1), std::size_t(1) << 14, std::size_t(1) << 22}) {
       recurrent::DataParallel<S> dp(params, MPI_COMM_WORLD, bucketBytes, transport);
-      // ctest runs every process on this machine: Automatic shares memory.
-      CHECK(dp.sharesMemory() == (transport == Transport::Automatic));
+      CHECK(dp.sharesMemory() == sharesMemory(transport));
       // Two averages in a row, so that the second's writes follow the first's reads.
       for (int round = 0; round < 2; ++round) {
         // This process's gradients: different on each and in each round, the same for each

@@ -91,9 +91,10 @@ inline void mpiCheck(int code, const char* call) {
 /// over the processes of an MPI communicator (see the top of this file).
 ///
 /// The constructor is collective (every process of `comm` makes one, with lists of the same
-/// tensors, names and shapes, and the same bucketBytes); so are broadcastParameters(), begin()
-/// and finish(), which every process calls in the same order. It keeps a duplicate of `comm` of
-/// its own, whose errors are returned and thrown as MpiError instead of aborting.
+/// tensors, names and shapes, and the same bucketBytes and transport); so are
+/// broadcastParameters(), begin() and finish(), which every process calls in the same order. It
+/// keeps a duplicate of `comm` of its own, whose errors are returned and thrown as MpiError instead
+/// of aborting.
 ///
 /// Errors are of two kinds. What can differ between the processes — the lists, the weights —
 /// is checked collectively: every process throws, together, and nothing is changed. What is a
@@ -148,9 +149,9 @@ class DataParallel {
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
   /// Waits for an average still in flight (a collective cannot be cancelled; the other
-  /// processes must have started the same buckets) and frees the communicator, which is
-  /// collective too: every process destroys its DataParallel, before MPI_Finalize (after it,
-  /// nothing is freed).
+  /// processes must have started the same buckets, or this waits for ever) and frees the
+  /// shared-memory window and the communicator, which is collective too: every process destroys its
+  /// DataParallel, before MPI_Finalize (after it, nothing is freed).
   ~DataParallel() {
     if (!detail::mpiRunning()) return;
     if (m_active) {
@@ -404,31 +405,31 @@ class DataParallel {
   /// one window holds its packed buckets (m_numel scalars), then its sums of its slice of each
   /// bucket, bucket after bucket; every process maps every segment. Messages: m_buffer holds
   /// the packed buckets, then the sums in place; m_slices each process's copies of this one's
-  /// slices. Each process writes its buffers once here: the pages are then mapped, and the
-  /// first average does not pay for them (a page's first write costs several times what
-  /// averaging its bytes does).
+  /// slices. Where the window cannot be made on every process (no shared-memory support in the
+  /// MPI library, say), every process falls back to messages, together. Each process writes its
+  /// buffers once here: the pages are then mapped, and the first average does not pay for them
+  /// (a page's first write costs several times what averaging its bytes does).
   void makeBuffers(Transport transport) {
     if (transport == Transport::Automatic && m_size > 1) {
       MPI_Comm node = MPI_COMM_NULL;
       detail::mpiCheck(MPI_Comm_split_type(m_comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node),
                        "MPI_Comm_split_type");
+      MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
       int nodeSize = 0;
       MPI_Comm_size(node, &nodeSize);
       // The same verdict on every process: the node of each holds all of them, or none does.
-      if (nodeSize == m_size) {
-        const int code = allocateWindow(node);
-        MPI_Comm_free(&node);
-        detail::mpiCheck(code, "MPI_Win_allocate_shared");
-        return;
-      }
+      if (nodeSize == m_size) makeWindow(node);
       MPI_Comm_free(&node);
+      if (sharesMemory()) return;
     }
     m_buffer.setZero(m_numel);
     m_slices.setZero(m_sliceNumel);
   }
-  /// Allocates the window on `node` (the processes of m_comm, in the same rank order: the split
-  /// keeps it) and maps every segment; returns MPI's code.
-  int allocateWindow(MPI_Comm node) {
+  /// Makes the window on `node` (the processes of m_comm, in the same rank order: the split keeps
+  /// it) and maps every segment, or leaves m_window null on every process. Each step's success
+  /// is agreed on m_comm before the next collective, so that no process waits in a collective
+  /// the others have left.
+  void makeWindow(MPI_Comm node) {
     const auto N = static_cast<std::size_t>(m_size);
     m_sumOffsets.assign(m_buckets.size() * N, 0);
     std::vector<Eigen::Index> end(N, m_numel);  // each process's segment, so far
@@ -442,36 +443,40 @@ class DataParallel {
     MPI_Info_create(&info);
     MPI_Info_set(info, "alloc_shared_noncontig", "true");  // each segment near its process
     void* base = nullptr;
-    const auto bytes =
-        static_cast<MPI_Aint>(end[static_cast<std::size_t>(m_rank)] * Eigen::Index(sizeof(Scalar)));
+    const auto me = static_cast<std::size_t>(m_rank);
+    const auto bytes = static_cast<MPI_Aint>(end[me] * Eigen::Index(sizeof(Scalar)));
+    MPI_Win window = MPI_WIN_NULL;
     int code = MPI_Win_allocate_shared(bytes, static_cast<int>(sizeof(Scalar)), info, node, &base,
-                                       &m_window);
+                                       &window);
     MPI_Info_free(&info);
-    if (code != MPI_SUCCESS) {
-      m_window = MPI_WIN_NULL;
-      return code;
+    if (!everyProcess(code == MPI_SUCCESS)) {
+      // A window some process could not make cannot be freed collectively: it is left as it is.
+      return;
     }
-    MPI_Win_set_errhandler(m_window, MPI_ERRORS_RETURN);
+    MPI_Win_set_errhandler(window, MPI_ERRORS_RETURN);
     m_segments.assign(N, nullptr);
     for (std::size_t r = 0; r < N && code == MPI_SUCCESS; ++r) {
       MPI_Aint size = 0;
       int unit = 0;
-      code = MPI_Win_shared_query(m_window, static_cast<int>(r), &size, &unit, &m_segments[r]);
+      code = MPI_Win_shared_query(window, static_cast<int>(r), &size, &unit, &m_segments[r]);
     }
     // One passive epoch for the window's life: MPI_Win_sync then orders this process's stores
     // and loads in the segments around the barriers that tell the processes they are done.
-    if (code == MPI_SUCCESS) code = MPI_Win_lock_all(MPI_MODE_NOCHECK, m_window);
-    if (code != MPI_SUCCESS) {
-      MPI_Win_free(&m_window);
-      m_window = MPI_WIN_NULL;
-      return code;
+    if (code == MPI_SUCCESS) code = MPI_Win_lock_all(MPI_MODE_NOCHECK, window);
+    const bool locked = code == MPI_SUCCESS;
+    if (locked) {
+      Scalar* own = static_cast<Scalar*>(m_segments[me]);
+      std::fill(own, own + end[me], Scalar(0));
+      MPI_Win_sync(window);
     }
-    Scalar* own = segment(static_cast<std::size_t>(m_rank));
-    std::fill(own, own + end[static_cast<std::size_t>(m_rank)], Scalar(0));
+    if (!everyProcess(locked)) {
+      if (locked) MPI_Win_unlock_all(window);
+      MPI_Win_free(&window);
+      return;
+    }
+    m_window = window;
     // A page another process wrote still has to be mapped here on its first read: read one
-    // scalar of each page of every segment now.
-    MPI_Win_sync(m_window);
-    code = MPI_Barrier(node);
+    // scalar of each page of every segment (everyProcess() was the barrier: all are written).
     MPI_Win_sync(m_window);
     constexpr auto kStride = Eigen::Index(4096 / sizeof(Scalar));
     Scalar touched = 0;
@@ -480,7 +485,13 @@ class DataParallel {
     }
     const volatile Scalar kept = touched;  // so that the reads are not optimised away
     static_cast<void>(kept);
-    return code;
+  }
+  /// Whether `ok` holds on every process of m_comm (collective; MPI_Allreduce of the flags).
+  /// Throws MpiError, on the processes where it fails, if the reduction itself fails.
+  bool everyProcess(bool ok) const {
+    int mine = ok ? 1 : 0, all = 0;
+    detail::mpiCheck(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, m_comm), "MPI_Allreduce");
+    return all == 1;
   }
   void freeWindow() {
     if (m_window == MPI_WIN_NULL) return;
@@ -596,7 +607,7 @@ class DataParallel {
     }
     const int weighted = MPI_Wait(&m_weightRequest, MPI_STATUS_IGNORE);
     m_started = 0;
-    detail::mpiCheck(code, "MPI_Ibarrier (gradients)");
+    detail::mpiCheck(code, "MPI_Ibarrier or MPI_Barrier (gradients)");
     detail::mpiCheck(weighted, "MPI_Iallgather (weights)");
     const double total = checkWeights();
     for (std::size_t q = 0; q < m_buckets.size(); ++q) unpackShared(q, total);
