@@ -182,6 +182,18 @@ bool sameOnEveryRank(std::vector<S> v) {
   return any == 0;
 }
 
+/// Sets every gradient of `params` to U(−1, 1) draws of this process's and this `round`'s own:
+/// different on each process and in each round, the same whatever the transport and buckets.
+template <typename S>
+void randomGradients(const recurrent::ParameterList<S>& params, int round) {
+  std::mt19937 rng(static_cast<unsigned>(10 * worldRank() + round) + 1);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (const auto& e : params) {
+    e.gradient.array() = Eigen::Array<S, Eigen::Dynamic, 1>::NullaryExpr(
+        e.gradient.size(), [&] { return static_cast<S>(u(rng)); });
+  }
+}
+
 /// max |a − b| / (1 + max |b|) over every entry.
 template <typename S>
 double relativeError(const std::vector<S>& a, const std::vector<S>& b) {
@@ -493,12 +505,7 @@ TEST_CASE("a process late to sum its slices: the others wait for its sums") {
   for (Transport transport : kTransports) {
     recurrent::DataParallel<S> dp(params, MPI_COMM_WORLD, 256, transport);
     for (int round = 0; round < 3; ++round) {
-      std::mt19937 rng(static_cast<unsigned>(10 * worldRank() + round) + 1);
-      std::uniform_real_distribution<double> u(-1, 1);
-      for (const auto& e : params) {
-        e.gradient.array() = Eigen::Array<S, Eigen::Dynamic, 1>::NullaryExpr(
-            e.gradient.size(), [&] { return static_cast<S>(u(rng)); });
-      }
+      randomGradients(params, round);
       dp.begin(1);
       dp.ready(0, params.size());
       if (worldRank() == round % worldSize()) {
@@ -526,14 +533,7 @@ TEST_CASE("neither bucket sizes nor the transport change a bit of a larger model
       CHECK(dp.sharesMemory() == sharesMemory(transport));
       // Two averages in a row, so that the second's writes follow the first's reads.
       for (int round = 0; round < 2; ++round) {
-        // This process's gradients: different on each and in each round, the same for each
-        // bucket size and transport.
-        std::mt19937 rng(static_cast<unsigned>(10 * worldRank() + round) + 1);
-        std::uniform_real_distribution<double> u(-1, 1);
-        for (const auto& e : params) {
-          e.gradient.array() = Eigen::Array<S, Eigen::Dynamic, 1>::NullaryExpr(
-              e.gradient.size(), [&] { return static_cast<S>(u(rng)); });
-        }
+        randomGradients(params, round);
         dp.averageGradients(1.0 + worldRank() + round);
         results.push_back(flatten(params, true));
         CHECK(sameOnEveryRank(results.back()));
