@@ -9,6 +9,10 @@
 //   lstm|gru / step_fixed / I / H                        the same, sizes fixed at compile time
 //   lstm|gru / infer_int8|infer_bf16 / T / B / I / H / threads   S3 and S4 in a reduced Precision
 //   lstm|gru / step_int8|step_bf16 / I / H                       one step in a reduced Precision
+//   pack / forward|backward / H                          packing an LSTM's 4H × H weight matrix
+//                                                        for forward (W) or backward (Wᵀ), as
+//                                                        every training call does: bytes/s of
+//                                                        the matrix
 //
 // The step benchmarks report ns/step and RTF@48kHz, the fraction of real time one step per sample
 // of 48 kHz audio uses (step time × 48000 / 1 s; below 1 keeps up).
@@ -19,6 +23,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
@@ -31,6 +36,25 @@ using LnLstm = recurrent::LayerNormLSTMCell<float>;
 
 double gemmFlops(double T, double B, double G, double I, double H) {
   return 2.0 * T * B * G * H * (I + H);
+}
+
+/// Packs a 4H × H matrix as packForward (W) or packBackward (Wᵀ) packs W_hh.
+void pack(benchmark::State& state, bool transposed) {
+  using namespace recurrent::detail;
+  const auto H = static_cast<Eigen::Index>(state.range(0));
+  const Eigen::MatrixXf w = Eigen::MatrixXf::Random(4 * H, H);
+  PackedMatrix<float> packed;
+  for (auto _ : state) {
+    if (transposed) {
+      packed.pack(transposedViewOf<const float>(w.data(), w.outerStride()), Blocks{1, H},
+                  Blocks{4, H});
+    } else {
+      packed.pack(viewOf<const float>(w.data(), w.outerStride(), H), Blocks{1, 4 * H},
+                  Blocks{1, H});
+    }
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * w.size() * static_cast<std::int64_t>(sizeof(float)));
 }
 
 /// Lengths spread evenly over 1..T.
@@ -228,6 +252,13 @@ int main(int argc, char** argv) {
         ->Apply(reducedStepShapes);
     benchmark::RegisterBenchmark(("gru/step_" + name).c_str(), stepReduced<Gru>, p)
         ->Apply(reducedStepShapes);
+  }
+  for (bool transposed : {false, true}) {
+    benchmark::RegisterBenchmark(transposed ? "pack/backward" : "pack/forward", pack, transposed)
+        ->ArgName("H")
+        ->Arg(128)
+        ->Arg(256)
+        ->Arg(512);
   }
   benchmark::RegisterBenchmark("lstm/step", step<Lstm>)->Apply(stepShapes);
   benchmark::RegisterBenchmark("gru/step", step<Gru>)->Apply(stepShapes);

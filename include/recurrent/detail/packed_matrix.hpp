@@ -89,17 +89,26 @@ inline void packPanel(const View<SrcScalar>& a, const PanelRows& rows, Index col
                       Scalar* dst, Scalar* rowSums = nullptr) {
   const Index height = rows.height;
   const Index real = std::min(height, rows.blockRows - rows.row);
-  for (Index k = 0; k < depth; ++k) {
-    Scalar* d = dst + k * height;
-    if (!a.transposed) {
+  if (!a.transposed) {
+    for (Index k = 0; k < depth; ++k) {
+      Scalar* d = dst + k * height;
       const SrcScalar* s = a.at(rows.block, rows.row, column + k);
       for (Index r = 0; r < real; ++r) d[r] = static_cast<Scalar>(s[r]);
-    } else {
-      for (Index r = 0; r < real; ++r) {
-        d[r] = static_cast<Scalar>(*a.at(rows.block, rows.row + r, column + k));
+      for (Index r = real; r < height; ++r) d[r] = Scalar(0);
+    }
+  } else {
+    // A row of the panel lies along the depth in the source: read it in order and write it down
+    // its column of the k-major panel, which stays in L1 (reading the panel's rows in turn for
+    // each k, one scalar of each, ran about ten times slower: 5.4 GB/s at 4 MB).
+    for (Index r = 0; r < real; ++r) {
+      const SrcScalar* s = a.at(rows.block, rows.row + r, column);
+      for (Index k = 0; k < depth; ++k) dst[k * height + r] = static_cast<Scalar>(s[k]);
+    }
+    if (real < height) {
+      for (Index k = 0; k < depth; ++k) {
+        for (Index r = real; r < height; ++r) dst[k * height + r] = Scalar(0);
       }
     }
-    for (Index r = real; r < height; ++r) d[r] = Scalar(0);
   }
   if (rowSums != nullptr) {
     for (Index k = 0; k < depth; ++k) {
