@@ -465,7 +465,7 @@ class DataParallel {
     if (code == MPI_SUCCESS) code = MPI_Win_lock_all(MPI_MODE_NOCHECK, window);
     const bool locked = code == MPI_SUCCESS;
     if (locked) {
-      Scalar* own = static_cast<Scalar*>(m_segments[me]);
+      Scalar* own = segment(me);
       std::fill(own, own + end[me], Scalar(0));
       MPI_Win_sync(window);
     }
@@ -501,8 +501,7 @@ class DataParallel {
   }
   /// Where this process packs its buckets.
   Scalar* packed() {
-    return sharesMemory() ? static_cast<Scalar*>(m_segments[static_cast<std::size_t>(m_rank)])
-                          : m_buffer.data();
+    return sharesMemory() ? segment(static_cast<std::size_t>(m_rank)) : m_buffer.data();
   }
 
   void checkIdle(const char* where) const {
@@ -576,13 +575,24 @@ class DataParallel {
   /// This process's slice of `bucket`: the sum of every process's values, in rank order (the
   /// same order whatever the buckets, on every process), into its place in m_buffer.
   void sumSlices(const Bucket& bucket) {
-    const int mine = bucket.counts[static_cast<std::size_t>(m_rank)];
+    const Eigen::Index mine = bucket.counts[static_cast<std::size_t>(m_rank)];
     const Scalar* in = m_slices.data() + bucket.gatherOffset;
     Scalar* out = m_buffer.data() + bucket.offset + bucket.displs[static_cast<std::size_t>(m_rank)];
-    for (int i = 0; i < mine; ++i) out[i] = in[i];
-    for (int r = 1; r < m_size; ++r) {
-      const Scalar* part = in + Eigen::Index(r) * mine;
-      for (int i = 0; i < mine; ++i) out[i] += part[i];
+    sumInRankOrder([&](std::size_t r) { return in + Eigen::Index(r) * mine; }, mine, out);
+  }
+  /// out[i] = ((part(0)[i] + part(1)[i]) + part(2)[i]) + ... for i < n, part(r) being process
+  /// r's copy: the one order both transports sum in, so that they give the same bits. In blocks
+  /// that stay in L1 while the processes' copies are added.
+  template <typename Part>
+  void sumInRankOrder(Part part, Eigen::Index n, Scalar* out) const {
+    constexpr Eigen::Index kBlock = 2048;
+    for (Eigen::Index i0 = 0; i0 < n; i0 += kBlock) {
+      const Eigen::Index len = std::min(kBlock, n - i0);
+      std::copy(part(0) + i0, part(0) + i0 + len, out + i0);
+      for (std::size_t r = 1; r < static_cast<std::size_t>(m_size); ++r) {
+        const Scalar* p = part(r) + i0;
+        for (Eigen::Index i = 0; i < len; ++i) out[i0 + i] += p[i];
+      }
     }
   }
 
@@ -612,26 +622,14 @@ class DataParallel {
     const double total = checkWeights();
     for (std::size_t q = 0; q < m_buckets.size(); ++q) unpackShared(q, total);
   }
-  /// This process's slice of bucket q: the sum of every process's packed values, in rank order,
-  /// as sumSlices() sums them, into its segment. In blocks that stay in L1 while the processes'
-  /// values are added.
+  /// This process's slice of bucket q: the sum of every process's packed values, in rank order
+  /// (sumInRankOrder, as sumSlices() sums), into its segment.
   void sumShared(std::size_t q) {
     const Bucket& bucket = m_buckets[q];
     const auto me = static_cast<std::size_t>(m_rank);
-    const auto N = static_cast<std::size_t>(m_size);
-    const Eigen::Index mine = bucket.counts[me];
     const Eigen::Index at = bucket.offset + bucket.displs[me];
-    Scalar* out = segment(me) + m_sumOffsets[q * N + me];
-    constexpr Eigen::Index kBlock = 2048;
-    for (Eigen::Index i0 = 0; i0 < mine; i0 += kBlock) {
-      const Eigen::Index n = std::min(kBlock, mine - i0);
-      const Scalar* first = segment(0) + at + i0;
-      std::copy(first, first + n, out + i0);
-      for (std::size_t r = 1; r < N; ++r) {
-        const Scalar* part = segment(r) + at + i0;
-        for (Eigen::Index i = 0; i < n; ++i) out[i0 + i] += part[i];
-      }
-    }
+    Scalar* out = segment(me) + m_sumOffsets[q * static_cast<std::size_t>(m_size) + me];
+    sumInRankOrder([&](std::size_t r) { return segment(r) + at; }, bucket.counts[me], out);
   }
   /// Writes bucket q's sums, from the segments that hold them, divided by `divisor`, to its
   /// gradients.
