@@ -150,33 +150,41 @@ class AdamBase {
     const auto stepSize = static_cast<Scalar>(lr / correction1);
     const auto correction2Sqrt = static_cast<Scalar>(std::sqrt(correction2));
     const auto eps = static_cast<Scalar>(m_options.eps());
+    Array& scratch = m_state.scratch();
     for (std::size_t k = 0; k < m_params.size(); ++k) {
-      auto p = m_params[k].value.array();
-      auto gradient = m_params[k].gradient.array();
-      Array& m = m_state.buffer(k, 0);
-      Array& v = m_state.buffer(k, 1);
-      Array& vMax = m_state.buffer(k, 2);
-      Array& g = m_state.buffer(k, 3);
-      if (m_options.maximize()) {
-        g = -gradient;
-      } else {
-        g = gradient;
-      }
-      if (decay != 0) {
-        if constexpr (Decoupled) {
-          p *= static_cast<Scalar>(1.0 - lr * decay);
+      auto value = m_params[k].value.array();
+      const auto gradient = m_params[k].gradient.array();
+      Array& mAll = m_state.buffer(k, 0);
+      Array& vAll = m_state.buffer(k, 1);
+      Array& vMaxAll = m_state.buffer(k, 2);
+      // One chunk at a time, every pass but the first over data in L1 (detail::inChunks).
+      detail::inChunks(value.size(), [&](Eigen::Index begin, Eigen::Index n) {
+        auto p = value.segment(begin, n);
+        auto m = mAll.segment(begin, n);
+        auto v = vAll.segment(begin, n);
+        auto g = scratch.head(n);  // the gradient used
+        if (m_options.maximize()) {
+          g = -gradient.segment(begin, n);
         } else {
-          g += static_cast<Scalar>(decay) * p;
+          g = gradient.segment(begin, n);
         }
-      }
-      m = m * beta1 + (Scalar(1) - beta1) * g;
-      v = v * beta2 + (Scalar(1) - beta2) * g * g;
-      if (m_options.amsgrad()) {
-        vMax = vMax.max(v);
-        p -= stepSize * (m / (vMax.sqrt() / correction2Sqrt + eps));
-      } else {
-        p -= stepSize * (m / (v.sqrt() / correction2Sqrt + eps));
-      }
+        if (decay != 0) {
+          if constexpr (Decoupled) {
+            p *= static_cast<Scalar>(1.0 - lr * decay);
+          } else {
+            g += static_cast<Scalar>(decay) * p;
+          }
+        }
+        m = m * beta1 + (Scalar(1) - beta1) * g;
+        v = v * beta2 + (Scalar(1) - beta2) * g * g;
+        if (m_options.amsgrad()) {
+          auto vMax = vMaxAll.segment(begin, n);
+          vMax = vMax.max(v);
+          p -= stepSize * (m / (vMax.sqrt() / correction2Sqrt + eps));
+        } else {
+          p -= stepSize * (m / (v.sqrt() / correction2Sqrt + eps));
+        }
+      });
     }
     m_state.countStep();
   }
@@ -196,7 +204,7 @@ class AdamBase {
   ParameterList<Scalar> m_params;
   Options m_options;
   const char* m_stepName;
-  detail::OptimizerState<Scalar, 4> m_state;  // m, v, max v (AMSGrad), the gradient used
+  detail::OptimizerState<Scalar, 3> m_state;  // m, v, max v (AMSGrad)
 };
 
 /// Adam<Scalar>: torch.optim.Adam, step for step (Kingma & Ba, "Adam: A Method for Stochastic

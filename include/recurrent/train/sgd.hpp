@@ -123,30 +123,37 @@ class SGD {
     const Scalar mu = static_cast<Scalar>(m_options.momentum());
     const Scalar dampening = static_cast<Scalar>(1.0 - m_options.dampening());
     const Scalar decay = static_cast<Scalar>(m_options.weightDecay());
+    const bool first = m_state.steps() == 0;
+    Array& scratch = m_state.scratch();
     for (std::size_t k = 0; k < m_params.size(); ++k) {
-      auto p = m_params[k].value.array();
-      auto g = m_params[k].gradient.array();
-      Array& d = m_state.buffer(k, 1);  // the step direction
-      if (m_options.maximize()) {
-        d = -g;
-      } else {
-        d = g;
-      }
-      if (m_options.weightDecay() != 0) d += decay * p;
-      if (m_options.momentum() != 0) {
-        Array& b = m_state.buffer(k, 0);
-        if (m_state.steps() == 0) {
-          b = d;
+      auto value = m_params[k].value.array();
+      const auto gradient = m_params[k].gradient.array();
+      Array& momentum = m_state.buffer(k, 0);
+      // One chunk at a time, every pass but the first over data in L1 (detail::inChunks).
+      detail::inChunks(value.size(), [&](Eigen::Index begin, Eigen::Index n) {
+        auto p = value.segment(begin, n);
+        auto d = scratch.head(n);  // the step direction
+        if (m_options.maximize()) {
+          d = -gradient.segment(begin, n);
         } else {
-          b = mu * b + dampening * d;
+          d = gradient.segment(begin, n);
         }
-        if (m_options.nesterov()) {
-          d += mu * b;
-        } else {
-          d = b;
+        if (m_options.weightDecay() != 0) d += decay * p;
+        if (m_options.momentum() != 0) {
+          auto b = momentum.segment(begin, n);
+          if (first) {
+            b = d;
+          } else {
+            b = mu * b + dampening * d;
+          }
+          if (m_options.nesterov()) {
+            d += mu * b;
+          } else {
+            d = b;
+          }
         }
-      }
-      p -= lr * d;
+        p -= lr * d;
+      });
     }
     m_state.countStep();
   }
@@ -158,7 +165,7 @@ class SGD {
   using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
   ParameterList<Scalar> m_params;
   SGDOptions m_options;
-  detail::OptimizerState<Scalar, 2> m_state;  // momentum buffer, step direction
+  detail::OptimizerState<Scalar, 1> m_state;  // momentum buffer
 };
 
 }  // namespace recurrent
