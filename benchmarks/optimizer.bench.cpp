@@ -31,6 +31,9 @@ struct Model {
     params.add(cell.parameters(), cellGrads, "rnn.").add(fc.parameters(), fcGrads, "fc.");
     for (const auto& e : params) e.gradient.array().setRandom();
   }
+  // Made in place (the list refers to its members), never copied or moved.
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
 };
 
 template <typename Optimizer>

@@ -157,8 +157,8 @@ class AdamBase {
       Array& mAll = m_state.buffer(k, 0);
       Array& vAll = m_state.buffer(k, 1);
       Array& vMaxAll = m_state.buffer(k, 2);
-      // One chunk at a time, every pass but the first over data in L1 (detail::inChunks).
-      detail::inChunks(value.size(), [&](Eigen::Index begin, Eigen::Index n) {
+      // One chunk at a time, each pass reading what the last left in L1 (detail::inChunks).
+      detail::inChunks<Scalar>(value.size(), [&](Eigen::Index begin, Eigen::Index n) {
         auto p = value.segment(begin, n);
         auto m = mAll.segment(begin, n);
         auto v = vAll.segment(begin, n);

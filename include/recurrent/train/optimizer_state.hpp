@@ -6,7 +6,6 @@
 
 #include <Eigen/Core>
 
-#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <vector>
@@ -14,26 +13,31 @@
 namespace recurrent {
 namespace detail {
 
-/// Entries an optimizer updates at a time. Its update is several passes over a tensor (the
-/// moments, then the parameter); chunk by chunk, every pass after the first finds the chunk's
-/// parameter, gradient, buffers and scratch in L1 (five arrays of 4 KB in float: 20 KB, within
-/// the 32 KB data cache of the smaller x86 cores), where whole tensors would go back to L2 or
-/// memory between passes. A multiple of every SIMD packet, so that a chunk that starts aligned
-/// ends aligned: each entry is computed by the same (packet or scalar) operations as in one pass
-/// over the whole tensor.
-constexpr Eigen::Index kOptimizerChunk = 1024;
+/// Entries an optimizer updates at a time: 4 KB of each array. Its update is several passes over
+/// a tensor (Adam: the gradient used, the two moments, the parameter); chunk by chunk, what one
+/// pass wrote or read is still in L1 when the next reads it (Adam's parameter, gradient, moments,
+/// scratch and AMSGrad's maximum: at most 24 KB, within the 32 KB data cache of the smaller x86
+/// cores), where whole tensors would go back to L2 or memory between passes. 4 KB is a multiple
+/// of every SIMD packet: a chunk of an array whose data is aligned to its packet (as Eigen
+/// allocates it) starts and ends aligned, so that each entry is computed by the same packet or
+/// scalar operations as in one pass over the whole array.
+template <typename Scalar>
+constexpr Eigen::Index optimizerChunk() {
+  return Eigen::Index(4096 / sizeof(Scalar));
+}
 
-/// Calls f(begin, n) for the chunks [begin, begin + n) of [0, size), in order: kOptimizerChunk
-/// entries each, the last the rest.
-template <typename F>
+/// Calls f(begin, n) for the chunks [begin, begin + n) of [0, size), in order:
+/// optimizerChunk<Scalar>() entries each, the last the rest.
+template <typename Scalar, typename F>
 void inChunks(Eigen::Index size, F&& f) {
-  for (Eigen::Index begin = 0; begin < size; begin += kOptimizerChunk) {
-    f(begin, std::min(kOptimizerChunk, size - begin));
+  constexpr Eigen::Index kChunk = optimizerChunk<Scalar>();
+  for (Eigen::Index begin = 0; begin < size; begin += kChunk) {
+    f(begin, size - begin < kChunk ? size - begin : kChunk);
   }
 }
 
 /// N buffers per parameter tensor, each a flat array of the tensor's size (zero at first), a
-/// scratch array of one chunk (kOptimizerChunk), and the number of steps taken. Sized once: a
+/// scratch array of one chunk (optimizerChunk), and the number of steps taken. Sized once: a
 /// step allocates nothing.
 template <typename Scalar, std::size_t N>
 class OptimizerState {
@@ -47,7 +51,7 @@ class OptimizerState {
       for (Array& b : buffers) b = Array::Zero(e.value.size());
       m_buffers.push_back(std::move(buffers));
     }
-    m_scratch = Array::Zero(kOptimizerChunk);
+    m_scratch = Array::Zero(optimizerChunk<Scalar>());
     m_steps = 0;
   }
 
@@ -63,7 +67,7 @@ class OptimizerState {
   }
 
   Array& buffer(std::size_t k, std::size_t which) { return m_buffers[k][which]; }
-  /// kOptimizerChunk entries of scratch, for a chunk's intermediate values.
+  /// optimizerChunk<Scalar>() entries of scratch, for a chunk's intermediate values.
   Array& scratch() { return m_scratch; }
   long steps() const { return m_steps; }
   void countStep() { ++m_steps; }

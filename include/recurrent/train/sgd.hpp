@@ -129,8 +129,8 @@ class SGD {
       auto value = m_params[k].value.array();
       const auto gradient = m_params[k].gradient.array();
       Array& momentum = m_state.buffer(k, 0);
-      // One chunk at a time, every pass but the first over data in L1 (detail::inChunks).
-      detail::inChunks(value.size(), [&](Eigen::Index begin, Eigen::Index n) {
+      // One chunk at a time, each pass reading what the last left in L1 (detail::inChunks).
+      detail::inChunks<Scalar>(value.size(), [&](Eigen::Index begin, Eigen::Index n) {
         auto p = value.segment(begin, n);
         auto d = scratch.head(n);  // the step direction
         if (m_options.maximize()) {
