@@ -7,10 +7,13 @@
 //   char_model [--text FILE] [--cell lstm|gru|lnlstm|lngru] [--layers N] [--hidden N]
 //              [--dropout P] [--input-dropout P] [--recurrent-dropout P] [--zoneout P]
 //              [--weight-drop P] [--sample N --temperature T] [--metrics FILE] ...
+//   mpirun -np 2 char_model --distributed ...   (built with MPI: the streams split over the
+//                                                processes, data-parallel)
 //
 // The default text is the GNU GPL version 3, which every Debian system ships
 // (/usr/share/common-licenses/GPL-3), so that the example runs with no download.
 #include "../common/flags.hpp"
+#include "../common/world.hpp"
 #include "text.hpp"
 
 #include <recurrent/io/safetensors.hpp>
@@ -54,6 +57,7 @@ struct Options {
   std::string out = "char_model_out";
   std::string metrics;
   std::size_t limit = 0;  // use only the first `limit` bytes of the text (0: all)
+  bool distributed = false;
 };
 
 const char* kUsage = R"(usage: char_model [options]
@@ -89,6 +93,10 @@ The regularisation options act in training only; validation and sampling run wit
   --metrics FILE      write the run's figures as JSON
   --quick             a short run (the first 6000 bytes, 2 epochs, hidden 32) to check that
                       everything works
+  --distributed       under mpirun: the streams are split over the processes, the gradients
+                      averaged over them (data parallelism); each process draws its own dropout
+                      masks (seed + rank); rank 0 prints and writes the files. Needs a build
+                      with MPI
 )";
 
 Options parse(int argc, char** argv) {
@@ -148,6 +156,9 @@ Options parse(int argc, char** argv) {
       o.out = flagValue(argc, argv, i);
     } else if (a == "--metrics") {
       o.metrics = flagValue(argc, argv, i);
+    } else if (a == "--distributed") {
+      example::requireMpi(a);
+      o.distributed = true;
     } else if (a == "--quick") {
       o.limit = 6000;
       o.epochs = 2;
@@ -197,9 +208,10 @@ template <typename Cell>
 struct Model {
   recurrent::Stack<Cell> stack;
   recurrent::Linear<float> fc;
-  Model(int vocab, const Options& o)
+  /// `seed`: of the dropout and regularisation masks.
+  Model(int vocab, const Options& o, unsigned seed)
       : stack(vocab, o.hidden,
-              recurrent::StackOptions().numLayers(o.layers).dropout(o.dropout).seed(o.seed)),
+              recurrent::StackOptions().numLayers(o.layers).dropout(o.dropout).seed(seed)),
         fc(o.hidden, vocab) {
     // Training uses its masks; validation and sampling, the model loaded back included, run
     // zoneout as its expectation.
@@ -261,7 +273,7 @@ std::string sampleText(Model<Cell>& m, const example::Vocabulary& vocab, const s
 }
 
 template <typename Cell>
-int run(const Options& o) {
+int run(const Options& o, const example::World& world) {
   const auto start = std::chrono::steady_clock::now();
   const auto seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -290,8 +302,10 @@ int run(const Options& o) {
             << trainEnd << ", validation " << text.size() - trainEnd << "\n";
 
   // ---- the model: Stack → Linear, PyTorch's initialisation --------------------------------
+  // Every process draws the same initialisation and chunk offsets from `rng` (rank 0's
+  // parameters are broadcast all the same), and its own masks from seed + rank.
   std::mt19937 rng(o.seed);
-  Model<Cell> m(vocab.size(), o);
+  Model<Cell> m(vocab.size(), o, o.seed + static_cast<unsigned>(world.rank));
   m.stack.initialize(rng);
   recurrent::initialize(m.fc, rng);
   auto grads = m.stack.zeroGradients();
@@ -299,16 +313,21 @@ int run(const Options& o) {
   recurrent::ParameterList<float> params;
   params.add(m.stack.parameters(), grads, "rnn.").add(m.fc.parameters(), fcGrads, "fc.");
   recurrent::Adam<float> adam(params, recurrent::AdamOptions(o.lr));
+  // The streams this process trains: all of them, or its share under --distributed.
+  example::StreamShare share(world, params, B, T, "--batch");
+  const std::vector<int>& mine = share.streams();
+  const int Bm = static_cast<int>(mine.size());
   std::cout << o.layers << " x " << o.cell << " " << o.hidden << " -> linear " << vocab.size()
             << ": " << params.numel() << " parameters; " << o.epochs << " epochs of " << B
-            << " streams x chunks of " << T << " steps" << regularizationText(o) << "\n";
+            << " streams x chunks of " << T << " steps" << regularizationText(o)
+            << (world.size > 1 ? " on " + std::to_string(world.size) + " processes" : "") << "\n";
 
   // ---- training: truncated BPTT over B parallel streams, the state carried chunk to chunk ----
-  const std::vector<int> lengths(static_cast<std::size_t>(B), T);
-  Matrix x(vocab.size(), static_cast<Eigen::Index>(T) * B), logits, dLogits, dh;
-  std::vector<int> targets(static_cast<std::size_t>(T) * static_cast<std::size_t>(B));
+  const std::vector<int> lengths(static_cast<std::size_t>(Bm), T);
+  Matrix x(vocab.size(), static_cast<Eigen::Index>(T) * Bm), logits, dLogits, dh;
+  std::vector<int> targets(static_cast<std::size_t>(T) * static_cast<std::size_t>(Bm));
   const std::string modelPath = o.out + "/model.safetensors";
-  std::filesystem::create_directories(o.out);
+  if (world.root()) std::filesystem::create_directories(o.out);
   double bestVal = 1e300;
   int bestEpoch = 0;
   std::vector<double> trainCurve, valCurve;
@@ -323,10 +342,10 @@ int run(const Options& o) {
     double trainLoss = 0;
     for (std::size_t c = 0; c < chunks; ++c) {
       for (int t = 0; t < T; ++t) {
-        for (int b = 0; b < B; ++b) {
-          const std::size_t k = offset + static_cast<std::size_t>(b) * L +
+        for (int b = 0; b < Bm; ++b) {
+          const std::size_t k = offset + static_cast<std::size_t>(mine[std::size_t(b)]) * L +
                                 c * static_cast<std::size_t>(T) + static_cast<std::size_t>(t);
-          const int col = t * B + b;
+          const int col = t * Bm + b;
           example::setOneHot(x, col, vocab.index(text[k]));
           targets[static_cast<std::size_t>(col)] = vocab.index(text[k + 1]);
         }
@@ -337,11 +356,14 @@ int run(const Options& o) {
       trainLoss += recurrent::crossEntropyLoss(logits, targets, lengths, dLogits);
       m.fc.backward(m.stack.output(), dLogits, fcGrads, dh);
       m.stack.backward(dh, grads);
+      share.average(static_cast<double>(T) * Bm);
       recurrent::clipGradNorm(params, o.clip);
       adam.step();
       state = m.stack.finalState();
     }
-    const double trainBpc = trainLoss / static_cast<double>(chunks) / kLn2;
+    // The mean over the streams of every process (each chunk's loss is its streams' mean).
+    const double trainBpc = world.sum(trainLoss * Bm) / B / static_cast<double>(chunks) / kLn2;
+    if (!world.root()) continue;  // the other processes only train
     const double valBpc = bitsPerCharacter(m, vocab, text, trainEnd, text.size());
     trainCurve.push_back(trainBpc);
     valCurve.push_back(valBpc);
@@ -362,8 +384,10 @@ int run(const Options& o) {
     std::fflush(stdout);
   }
 
+  if (!world.root()) return 0;
+
   // ---- the best model, loaded back from its file into a new one, and a sample of it ----------
-  Model<Cell> loaded(vocab.size(), o);
+  Model<Cell> loaded(vocab.size(), o, o.seed);
   recurrent::loadSafetensors(modelPath, loaded.dict());
   const double loadedVal = bitsPerCharacter(loaded, vocab, text, trainEnd, text.size());
   std::printf("best epoch %d: validation %.3f bpc; saved to %s and loaded back (%.3f bpc)\n",
@@ -410,12 +434,22 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
-    if (o.cell == "gru") return run<recurrent::GRUCell<float>>(o);
-    if (o.cell == "lnlstm") return run<recurrent::LayerNormLSTMCell<float>>(o);
-    if (o.cell == "lngru") return run<recurrent::LayerNormGRUCell<float>>(o);
-    return run<recurrent::LSTMCell<float>>(o);
+    const example::World world = example::World::start(o.distributed, argc, argv);
+    int status = 0;
+    if (o.cell == "gru") {
+      status = run<recurrent::GRUCell<float>>(o, world);
+    } else if (o.cell == "lnlstm") {
+      status = run<recurrent::LayerNormLSTMCell<float>>(o, world);
+    } else if (o.cell == "lngru") {
+      status = run<recurrent::LayerNormGRUCell<float>>(o, world);
+    } else {
+      status = run<recurrent::LSTMCell<float>>(o, world);
+    }
+    world.finish();
+    return status;
   } catch (const std::exception& e) {
     std::cerr << "char_model: " << e.what() << "\n";
+    example::World::abortAll();  // the other processes would wait forever
     return 1;
   }
 }

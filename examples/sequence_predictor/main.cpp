@@ -9,6 +9,7 @@
 //
 // The default series is Mackey–Glass with τ = 17 (series.hpp). `--help` lists every flag.
 #include "../common/flags.hpp"
+#include "../common/world.hpp"
 #include "plot.hpp"
 #include "series.hpp"
 
@@ -16,14 +17,6 @@
 #include <recurrent/recurrent.hpp>
 
 #include <nlohmann/json.hpp>
-
-#ifdef RECURRENT_EXAMPLE_MPI
-#include <recurrent/train/distributed.hpp>
-
-#include <mpi.h>
-
-#include <memory>
-#endif
 
 #include <algorithm>
 #include <chrono>
@@ -162,9 +155,7 @@ Options parse(int argc, char** argv) {
     } else if (a == "--quick") {
       o.epochs = 3;
     } else if (a == "--distributed") {
-#ifndef RECURRENT_EXAMPLE_MPI
-      throw std::invalid_argument("--distributed needs a build with MPI (libopenmpi-dev)");
-#endif
+      example::requireMpi(a);
       o.distributed = true;
     } else {
       throw std::invalid_argument("unknown option '" + a + "' (see --help)");
@@ -182,18 +173,7 @@ Options parse(int argc, char** argv) {
 
 using Matrix = Eigen::MatrixXf;
 
-/// The processes this run trains on: one, or MPI's (--distributed).
-struct World {
-  int rank = 0, size = 1;
-  bool root() const { return rank == 0; }
-  /// The sum of `v` over the processes.
-  double sum(double v) const {
-#ifdef RECURRENT_EXAMPLE_MPI
-    if (size > 1) MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-#endif
-    return v;
-  }
-};
+using example::World;
 
 /// The model over the whole series: prediction[t] is its value for the predicted column at
 /// t + horizon after reading the inputs (one row each) at 0..t. Inference only (no tape), one
@@ -305,22 +285,8 @@ int run(const Options& o, const World& world) {
   // The streams this process trains: all of them, or its share under --distributed, where every
   // process starts from rank 0's model and the gradients are averaged over the processes,
   // weighted by their steps, into the whole batch's.
-  std::vector<int> mine(static_cast<std::size_t>(chunking.streams));
-  std::iota(mine.begin(), mine.end(), 0);
-#ifdef RECURRENT_EXAMPLE_MPI
-  std::unique_ptr<recurrent::DataParallel<float>> dp;
-  if (o.distributed) {
-    if (chunking.streams < world.size) {
-      throw std::invalid_argument("--distributed: --batch (" + std::to_string(chunking.streams) +
-                                  ") must be at least the number of processes (" +
-                                  std::to_string(world.size) + ")");
-    }
-    dp = std::make_unique<recurrent::DataParallel<float>>(params);
-    dp->broadcastParameters();
-    mine = recurrent::shareOfBatch(std::vector<int>(mine.size(), chunking.steps), world.rank,
-                                   world.size);
-  }
-#endif
+  example::StreamShare share(world, params, chunking.streams, chunking.steps, "--batch");
+  const std::vector<int>& mine = share.streams();
   std::cout << o.cell << ", hidden " << o.hidden << ", " << I << (I == 1 ? " input" : " inputs")
             << ", " << h << (h == 1 ? " step" : " steps") << " ahead: " << params.numel()
             << " parameters; " << o.epochs << " epochs of " << chunking.streams
@@ -364,9 +330,7 @@ int run(const Options& o, const World& world) {
       trainLoss += recurrent::mseLoss(y, target, lengths, dy);
       fc.backward(seq.output(), dy, fcGrads, dh);
       seq.backward(dh, cellGrads);  // stops at the chunk's start: truncated BPTT
-#ifdef RECURRENT_EXAMPLE_MPI
-      if (dp) dp->averageGradients(T * B);
-#endif
+      share.average(T * B);
       recurrent::clipGradNorm(params, o.clip);
       adam.step();
       state = seq.finalState();
@@ -493,28 +457,14 @@ int run(const Options& o, const World& world) {
 int main(int argc, char** argv) {
   try {
     const Options o = parse(argc, argv);
-    World world;
-#ifdef RECURRENT_EXAMPLE_MPI
-    if (o.distributed) {
-      MPI_Init(&argc, &argv);
-      MPI_Comm_rank(MPI_COMM_WORLD, &world.rank);
-      MPI_Comm_size(MPI_COMM_WORLD, &world.size);
-      if (!world.root() && std::freopen("/dev/null", "w", stdout) == nullptr) return 1;
-    }
-#endif
+    const World world = World::start(o.distributed, argc, argv);
     const int status = o.cell == "lstm" ? run<recurrent::LSTMCell<float>>(o, world)
                                         : run<recurrent::GRUCell<float>>(o, world);
-#ifdef RECURRENT_EXAMPLE_MPI
-    if (o.distributed) MPI_Finalize();
-#endif
+    world.finish();
     return status;
   } catch (const std::exception& e) {
     std::cerr << "sequence_predictor: " << e.what() << "\n";
-#ifdef RECURRENT_EXAMPLE_MPI
-    int running = 0;
-    MPI_Initialized(&running);
-    if (running != 0) MPI_Abort(MPI_COMM_WORLD, 1);  // the other processes would wait forever
-#endif
+    World::abortAll();  // the other processes would wait forever
     return 1;
   }
 }
