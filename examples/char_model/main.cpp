@@ -313,6 +313,9 @@ int run(const Options& o, const example::World& world) {
   recurrent::ParameterList<float> params;
   params.add(m.stack.parameters(), grads, "rnn.").add(m.fc.parameters(), fcGrads, "fc.");
   recurrent::Adam<float> adam(params, recurrent::AdamOptions(o.lr));
+  // Before the processes' first collective call: an error here ends them all at once.
+  const std::string modelPath = o.out + "/model.safetensors";
+  if (world.root()) std::filesystem::create_directories(o.out);
   // The streams this process trains: all of them, or its share under --distributed.
   example::StreamShare share(world, params, B, T, "--batch");
   const std::vector<int>& mine = share.streams();
@@ -326,8 +329,6 @@ int run(const Options& o, const example::World& world) {
   const std::vector<int> lengths(static_cast<std::size_t>(Bm), T);
   Matrix x(vocab.size(), static_cast<Eigen::Index>(T) * Bm), logits, dLogits, dh;
   std::vector<int> targets(static_cast<std::size_t>(T) * static_cast<std::size_t>(Bm));
-  const std::string modelPath = o.out + "/model.safetensors";
-  if (world.root()) std::filesystem::create_directories(o.out);
   double bestVal = 1e300;
   int bestEpoch = 0;
   std::vector<double> trainCurve, valCurve;

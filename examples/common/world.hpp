@@ -13,7 +13,9 @@
 #include <memory>
 #endif
 
+#include <cstddef>
 #include <cstdio>
+#include <exception>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -115,6 +117,19 @@ class StreamShare {
     (void)params;
     (void)steps;
     (void)batchFlag;
+#endif
+  }
+
+  StreamShare(const StreamShare&) = delete;
+  StreamShare& operator=(const StreamShare&) = delete;
+
+  /// Frees the DataParallel (collective: every process frees its own together), except while an
+  /// exception unwinds the stack: the other processes may be waiting in an average then, and
+  /// would wait for ever on this one's free as it would on theirs. That process is about to end
+  /// them all (World::abortAll), so its DataParallel is left to the end of the process.
+  ~StreamShare() {
+#ifdef RECURRENT_EXAMPLE_MPI
+    if (std::uncaught_exceptions() > 0) (void)m_dp.release();
 #endif
   }
 
