@@ -150,42 +150,29 @@ class AdamBase {
     const auto stepSize = static_cast<Scalar>(lr / correction1);
     const auto correction2Sqrt = static_cast<Scalar>(std::sqrt(correction2));
     const auto eps = static_cast<Scalar>(m_options.eps());
-    Array& scratch = m_state.scratch();
-    for (std::size_t k = 0; k < m_params.size(); ++k) {
-      auto value = m_params[k].value.array();
-      const auto gradient = m_params[k].gradient.array();
-      Array& mAll = m_state.buffer(k, 0);
-      Array& vAll = m_state.buffer(k, 1);
-      Array& vMaxAll = m_state.buffer(k, 2);
-      // One chunk at a time, each pass reading what the last left in L1 (detail::inChunks).
-      detail::inChunks<Scalar>(value.size(), [&](Eigen::Index begin, Eigen::Index n) {
-        auto p = value.segment(begin, n);
-        auto m = mAll.segment(begin, n);
-        auto v = vAll.segment(begin, n);
-        auto g = scratch.head(n);  // the gradient used
-        if (m_options.maximize()) {
-          g = -gradient.segment(begin, n);
-        } else {
-          g = gradient.segment(begin, n);
-        }
-        if (decay != 0) {
-          if constexpr (Decoupled) {
-            p *= static_cast<Scalar>(1.0 - lr * decay);
-          } else {
-            g += static_cast<Scalar>(decay) * p;
-          }
-        }
-        m = m * beta1 + (Scalar(1) - beta1) * g;
-        v = v * beta2 + (Scalar(1) - beta2) * g * g;
-        if (m_options.amsgrad()) {
-          auto vMax = vMaxAll.segment(begin, n);
-          vMax = vMax.max(v);
-          p -= stepSize * (m / (vMax.sqrt() / correction2Sqrt + eps));
-        } else {
-          p -= stepSize * (m / (v.sqrt() / correction2Sqrt + eps));
-        }
-      });
-    }
+    // One chunk at a time, each pass reading what the last left in L1 (OptimizerState).
+    m_state.forEachChunk(m_params, m_options.maximize(),
+                         [&](std::size_t k, Eigen::Index begin, auto p, auto g) {
+                           const Eigen::Index n = p.size();
+                           auto m = m_state.buffer(k, 0).segment(begin, n);
+                           auto v = m_state.buffer(k, 1).segment(begin, n);
+                           if (decay != 0) {
+                             if constexpr (Decoupled) {
+                               p *= static_cast<Scalar>(1.0 - lr * decay);
+                             } else {
+                               g += static_cast<Scalar>(decay) * p;
+                             }
+                           }
+                           m = m * beta1 + (Scalar(1) - beta1) * g;
+                           v = v * beta2 + (Scalar(1) - beta2) * g * g;
+                           if (m_options.amsgrad()) {
+                             auto vMax = m_state.buffer(k, 2).segment(begin, n);
+                             vMax = vMax.max(v);
+                             p -= stepSize * (m / (vMax.sqrt() / correction2Sqrt + eps));
+                           } else {
+                             p -= stepSize * (m / (v.sqrt() / correction2Sqrt + eps));
+                           }
+                         });
     m_state.countStep();
   }
 
@@ -200,7 +187,6 @@ class AdamBase {
   }
 
  private:
-  using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
   ParameterList<Scalar> m_params;
   Options m_options;
   const char* m_stepName;

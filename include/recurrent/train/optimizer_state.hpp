@@ -6,6 +6,7 @@
 
 #include <Eigen/Core>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <vector>
@@ -26,19 +27,9 @@ constexpr Eigen::Index optimizerChunk() {
   return Eigen::Index(4096 / sizeof(Scalar));
 }
 
-/// Calls f(begin, n) for the chunks [begin, begin + n) of [0, size), in order:
-/// optimizerChunk<Scalar>() entries each, the last the rest.
-template <typename Scalar, typename F>
-void inChunks(Eigen::Index size, F&& f) {
-  constexpr Eigen::Index kChunk = optimizerChunk<Scalar>();
-  for (Eigen::Index begin = 0; begin < size; begin += kChunk) {
-    f(begin, size - begin < kChunk ? size - begin : kChunk);
-  }
-}
-
 /// N buffers per parameter tensor, each a flat array of the tensor's size (zero at first), a
-/// scratch array of one chunk (optimizerChunk), and the number of steps taken. Sized once: a
-/// step allocates nothing.
+/// scratch array of one chunk (optimizerChunk), and the number of steps taken; forEachChunk walks
+/// a step. Sized once: a step allocates nothing.
 template <typename Scalar, std::size_t N>
 class OptimizerState {
  public:
@@ -67,8 +58,30 @@ class OptimizerState {
   }
 
   Array& buffer(std::size_t k, std::size_t which) { return m_buffers[k][which]; }
-  /// optimizerChunk<Scalar>() entries of scratch, for a chunk's intermediate values.
-  Array& scratch() { return m_scratch; }
+
+  /// The walk of a step: for each tensor k of `params` and each of its chunks [begin, begin + n)
+  /// of optimizerChunk() entries (the last the rest), in order, the chunk's gradient used — the
+  /// gradient, negated when `maximize` — written to the scratch, then f(k, begin, p, g) with p
+  /// the parameter's chunk and g the scratch's (Eigen blocks, both writable). f's passes then
+  /// read what the last one left in L1.
+  template <typename F>
+  void forEachChunk(const ParameterList<Scalar>& params, bool maximize, F&& f) {
+    constexpr Eigen::Index kChunk = optimizerChunk<Scalar>();
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      auto value = params[k].value.array();
+      const auto gradient = params[k].gradient.array();
+      for (Eigen::Index begin = 0; begin < value.size(); begin += kChunk) {
+        const Eigen::Index n = std::min(kChunk, value.size() - begin);
+        auto g = m_scratch.head(n);
+        if (maximize) {
+          g = -gradient.segment(begin, n);
+        } else {
+          g = gradient.segment(begin, n);
+        }
+        f(k, begin, value.segment(begin, n), g);
+      }
+    }
+  }
   long steps() const { return m_steps; }
   void countStep() { ++m_steps; }
 

@@ -124,37 +124,26 @@ class SGD {
     const Scalar dampening = static_cast<Scalar>(1.0 - m_options.dampening());
     const Scalar decay = static_cast<Scalar>(m_options.weightDecay());
     const bool first = m_state.steps() == 0;
-    Array& scratch = m_state.scratch();
-    for (std::size_t k = 0; k < m_params.size(); ++k) {
-      auto value = m_params[k].value.array();
-      const auto gradient = m_params[k].gradient.array();
-      Array& momentum = m_state.buffer(k, 0);
-      // One chunk at a time, each pass reading what the last left in L1 (detail::inChunks).
-      detail::inChunks<Scalar>(value.size(), [&](Eigen::Index begin, Eigen::Index n) {
-        auto p = value.segment(begin, n);
-        auto d = scratch.head(n);  // the step direction
-        if (m_options.maximize()) {
-          d = -gradient.segment(begin, n);
-        } else {
-          d = gradient.segment(begin, n);
-        }
-        if (m_options.weightDecay() != 0) d += decay * p;
-        if (m_options.momentum() != 0) {
-          auto b = momentum.segment(begin, n);
-          if (first) {
-            b = d;
-          } else {
-            b = mu * b + dampening * d;
-          }
-          if (m_options.nesterov()) {
-            d += mu * b;
-          } else {
-            d = b;
-          }
-        }
-        p -= lr * d;
-      });
-    }
+    // One chunk at a time, each pass reading what the last left in L1 (OptimizerState); d is
+    // the step direction.
+    m_state.forEachChunk(m_params, m_options.maximize(),
+                         [&](std::size_t k, Eigen::Index begin, auto p, auto d) {
+                           if (m_options.weightDecay() != 0) d += decay * p;
+                           if (m_options.momentum() != 0) {
+                             auto b = m_state.buffer(k, 0).segment(begin, p.size());
+                             if (first) {
+                               b = d;
+                             } else {
+                               b = mu * b + dampening * d;
+                             }
+                             if (m_options.nesterov()) {
+                               d += mu * b;
+                             } else {
+                               d = b;
+                             }
+                           }
+                           p -= lr * d;
+                         });
     m_state.countStep();
   }
 
@@ -162,7 +151,6 @@ class SGD {
   long steps() const { return m_state.steps(); }
 
  private:
-  using Array = Eigen::Array<Scalar, Eigen::Dynamic, 1>;
   ParameterList<Scalar> m_params;
   SGDOptions m_options;
   detail::OptimizerState<Scalar, 1> m_state;  // momentum buffer
