@@ -317,7 +317,7 @@ int run(const Options& o, const example::World& world) {
   const std::string modelPath = o.out + "/model.safetensors";
   if (world.root()) std::filesystem::create_directories(o.out);
   // The streams this process trains: all of them, or its share under --distributed.
-  example::StreamShare share(world, params, B, T, "--batch");
+  example::StreamShare share(world, params, B, T);
   const std::vector<int>& mine = share.streams();
   const int Bm = static_cast<int>(mine.size());
   std::cout << o.layers << " x " << o.cell << " " << o.hidden << " -> linear " << vocab.size()

@@ -90,22 +90,22 @@ struct World {
   }
 };
 
-/// The streams this process trains, out of `streams` of `steps` steps each: all of them on one
-/// process; under --distributed its share (recurrent::shareOfBatch), every process starting from
-/// rank 0's parameters and the gradients averaged over the processes, weighted by their steps, into
-/// the whole batch's.
+/// The streams this process trains, out of `streams` (the examples' --batch) of `steps` steps
+/// each: all of them on one process; under --distributed its share (recurrent::shareOfBatch),
+/// every process starting from rank 0's parameters and the gradients averaged over the processes,
+/// weighted by their steps, into the whole batch's.
 class StreamShare {
  public:
   StreamShare(const World& world, const recurrent::ParameterList<float>& params, int streams,
-              int steps, const char* batchFlag)
+              int steps)
       : m_mine(static_cast<std::size_t>(streams)) {
     std::iota(m_mine.begin(), m_mine.end(), 0);
 #ifdef RECURRENT_EXAMPLE_MPI
     if (world.distributed) {
       if (streams < world.size) {
-        throw std::invalid_argument(
-            std::string("--distributed: ") + batchFlag + " (" + std::to_string(streams) +
-            ") must be at least the number of processes (" + std::to_string(world.size) + ")");
+        throw std::invalid_argument("--distributed: --batch (" + std::to_string(streams) +
+                                    ") must be at least the number of processes (" +
+                                    std::to_string(world.size) + ")");
       }
       m_dp = std::make_unique<recurrent::DataParallel<float>>(params);
       m_dp->broadcastParameters();
@@ -116,7 +116,6 @@ class StreamShare {
     (void)world;
     (void)params;
     (void)steps;
-    (void)batchFlag;
 #endif
   }
 

@@ -284,7 +284,7 @@ int run(const Options& o, const World& world) {
   // The streams this process trains: all of them, or its share under --distributed, where every
   // process starts from rank 0's model and the gradients are averaged over the processes,
   // weighted by their steps, into the whole batch's.
-  example::StreamShare share(world, params, chunking.streams, chunking.steps, "--batch");
+  example::StreamShare share(world, params, chunking.streams, chunking.steps);
   const std::vector<int>& mine = share.streams();
   std::cout << o.cell << ", hidden " << o.hidden << ", " << I << (I == 1 ? " input" : " inputs")
             << ", " << h << (h == 1 ? " step" : " steps") << " ahead: " << params.numel()
