@@ -3,9 +3,9 @@
 // The library is header-only: every translation unit that runs an LSTM instantiates and
 // optimises its Sequence, kernels and all. In the compiled mode the common specializations —
 // the LSTM (standard and peephole), GRU (both variants) and RNN cells in float and double, with
-// their Sequence, Stack and Stream, and the batched products — are compiled once into the
-// library `recurrent::compiled` (CMake), and a program that links it is built with
-// RECURRENT_EXTERN_TEMPLATES: <recurrent/recurrent.hpp> then includes this header, which
+// their Sequence, Stack and Stream, and the batched products in float, int8 and bf16 — are
+// compiled once into the library `recurrent::compiled` (CMake), and a program that links it is
+// built with RECURRENT_EXTERN_TEMPLATES: <recurrent/recurrent.hpp> then includes this header, which
 // declares those specializations `extern`, so that no translation unit of the program compiles
 // them again. Every other specialization (a cell of compile-time sizes, say) stays header-only.
 //
@@ -19,6 +19,7 @@
 #include <recurrent/cells/lstm.hpp>
 #include <recurrent/cells/rnn.hpp>
 #include <recurrent/detail/gemm.hpp>
+#include <recurrent/detail/reduced_kernel.hpp>
 #include <recurrent/layers/sequence.hpp>
 #include <recurrent/layers/stack.hpp>
 #include <recurrent/layers/stream.hpp>
@@ -55,6 +56,12 @@
   EXTERN template void recurrent::detail::gemmUnpacked<Scalar>(                                   \
       const recurrent::detail::UnpackedProduct<Scalar>&, recurrent::detail::GemmBuffer<Scalar>&)
 
+/// The int8 and bf16 products of one scalar type (detail/reduced_kernel.hpp): the same kernels
+/// serve every cell, so they are compiled once, not once per cell's translation unit.
+#define RECURRENT_REDUCED_SPECIALIZATIONS(EXTERN, Scalar)      \
+  EXTERN template void recurrent::detail::reducedGemm<Scalar>( \
+      const recurrent::detail::ReducedProduct<Scalar>&, recurrent::detail::ReducedBuffer&)
+
 // NOLINTEND(bugprone-macro-parentheses)
 
 // The configuration the specializations are compiled for, as the name of a symbol: the library's
@@ -86,6 +93,8 @@ namespace recurrent::detail {
 #define RECURRENT_DECLARE_CELL(...) RECURRENT_CELL_SPECIALIZATIONS(extern, __VA_ARGS__);
 RECURRENT_GEMM_SPECIALIZATIONS(extern, float);
 RECURRENT_GEMM_SPECIALIZATIONS(extern, double);
+RECURRENT_REDUCED_SPECIALIZATIONS(extern, float);
+RECURRENT_REDUCED_SPECIALIZATIONS(extern, double);
 RECURRENT_COMPILED_CELLS(RECURRENT_DECLARE_CELL, float)
 RECURRENT_COMPILED_CELLS(RECURRENT_DECLARE_CELL, double)
 #undef RECURRENT_DECLARE_CELL
