@@ -38,7 +38,7 @@ struct Model {
 
 template <typename Optimizer>
 void step(benchmark::State& state, Optimizer& optimizer, const Model& model, int floatsPerEntry) {
-  for (auto _ : state) {  // NOLINT(clang-analyzer-deadcode.DeadStores): counts iterations
+  for (auto _ : state) {
     optimizer.step();
     benchmark::ClobberMemory();
   }

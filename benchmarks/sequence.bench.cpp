@@ -44,7 +44,7 @@ void pack(benchmark::State& state, bool transposed) {
   const auto H = static_cast<Eigen::Index>(state.range(0));
   const Eigen::MatrixXf w = Eigen::MatrixXf::Random(4 * H, H);
   PackedMatrix<float> packed;
-  for (auto _ : state) {  // NOLINT(clang-analyzer-deadcode.DeadStores): counts iterations
+  for (auto _ : state) {
     if (transposed) {
       packed.pack(transposedViewOf<const float>(w.data(), w.outerStride()), Blocks{1, H},
                   Blocks{4, H});

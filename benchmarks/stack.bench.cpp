@@ -46,7 +46,7 @@ void stack(benchmark::State& state, bool training, int layers) {
   const Eigen::MatrixXf dy = Eigen::MatrixXf::Ones(rnn.outputSize(), s.T * s.B);
   const std::vector<int> lengths = s.lengths();
   auto grads = rnn.zeroGradients();
-  for (auto _ : state) {  // NOLINT(clang-analyzer-deadcode.DeadStores): counts iterations
+  for (auto _ : state) {
     if (training) {
       rnn.forward(x, lengths);
       rnn.backward(dy, grads);
@@ -77,7 +77,7 @@ void twoSequences(benchmark::State& state, bool training) {
   const Eigen::MatrixXf dy = Eigen::MatrixXf::Ones(s.H, s.T * s.B);
   const std::vector<int> lengths = s.lengths();
   auto forwardGrads = forwardCell.zeroGradients(), reverseGrads = reverseCell.zeroGradients();
-  for (auto _ : state) {  // NOLINT(clang-analyzer-deadcode.DeadStores): counts iterations
+  for (auto _ : state) {
     if (training) {
       forward.forward(x, lengths);
       forward.backward(dy, forwardGrads);
