@@ -138,15 +138,18 @@ struct Layout {
     return true;
   }
 
-  /// Packs F (rows() × (I + H)) into `w` (offset(panels()) scalars).
+  /// Packs F (rows() × (I + H)) into `w` (offset(panels()) scalars): a panel's rows of each
+  /// column of F in turn, as one copy (a Sequence of one sequence packs at every call), and
+  /// zeros in the padding rows.
   template <typename Matrix, typename Scalar>
   void pack(const Matrix& f, Scalar* w) const {
+    Scalar* dst = w;
     for (int p = 0; p < panels(); ++p) {
-      const int r0 = begin(p), n = panelRows(p), kb = depthBegin(p);
-      Scalar* dst = w + offset(p);
-      for (int k = kb; k < depthEnd(p); ++k) {
-        for (int r = 0; r < n; ++r)
-          dst[(k - kb) * n + r] = r0 + r < rows() ? f(r0 + r, k) : Scalar(0);
+      const int r0 = begin(p), n = panelRows(p), filled = std::min(n, rows() - r0);
+      for (int k = depthBegin(p); k < depthEnd(p); ++k, dst += n) {
+        Eigen::Map<Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(dst, filled) =
+            f.col(k).segment(r0, filled);
+        std::fill(dst + filled, dst + n, Scalar(0));
       }
     }
   }
@@ -180,6 +183,12 @@ class FusedStep {
   void pack(const Cell& cell) {
     typename Cell::Matrix f;
     typename Cell::Vector b;
+    pack(cell, f, b);
+  }
+
+  /// The same with F and b_F built in the caller's f and b: packing the same sizes again
+  /// allocates nothing.
+  void pack(const Cell& cell, typename Cell::Matrix& f, typename Cell::Vector& b) {
     fused::buildProduct(cell, f, b);
     m_weights.resize(kLayout.offset(kLayout.panels()));
     kLayout.pack(f, m_weights.data());
@@ -251,6 +260,11 @@ class DynamicFusedStep {
   void pack(const Cell& cell) {
     typename Cell::Matrix f;
     typename Cell::Vector b;
+    pack(cell, f, b);
+  }
+
+  /// FusedStep::pack's overload: the same sizes again allocate nothing.
+  void pack(const Cell& cell, typename Cell::Matrix& f, typename Cell::Vector& b) {
     fused::buildProduct(cell, f, b);
     const fused::Layout<Cell> layout{static_cast<int>(cell.inputSize()),
                                      static_cast<int>(cell.hiddenSize())};

@@ -4,6 +4,7 @@
 
 #include <recurrent/cells/cell.hpp>
 #include <recurrent/detail/errors.hpp>
+#include <recurrent/detail/fused_step.hpp>
 #include <recurrent/detail/gemm.hpp>
 #include <recurrent/detail/packed_weights.hpp>
 #include <recurrent/detail/reduced_kernel.hpp>
@@ -428,6 +429,8 @@ class Sequence {
            bool training, const char* where);
   void runTraining(const Eigen::Ref<const Matrix>& x, int threads);
   void runInference(const Eigen::Ref<const Matrix>& x, int threads);
+  bool fusedInference(int threads) const;
+  void runFusedInference(const Eigen::Ref<const Matrix>& x);
   void inferStep(const StepContext<Scalar>& ctx, Index t, Index gateCol, const Rows& rows);
   void runBackward(const Eigen::Ref<const Matrix>* dOutput, const State& dFinal, Parameters& grads);
   void backwardSteps(const detail::Team& team, const Eigen::Ref<const Matrix>* dOutput,
@@ -453,6 +456,16 @@ class Sequence {
   // The weights packed for the kernel, and one packing buffer per thread.
   detail::PackedWeights<Scalar> m_weights;
   std::vector<detail::GemmBuffer<Scalar>> m_buffers;
+
+  // The fused step of infer() on one sequence (fusedInference), and its F and b_F as built.
+  static constexpr bool kFusedStep = detail::hasFusedStep<Cell>();
+  std::conditional_t<kFusedStep,
+                     std::conditional_t<detail::fixedSizes<Cell>(), detail::FusedStep<Cell>,
+                                        detail::DynamicFusedStep<Cell>>,
+                     detail::NoFusedStep>
+      m_fused;
+  typename Cell::Matrix m_fusedF;
+  typename Cell::Vector m_fusedB;
 
   // Backward workspaces and results.
   Matrix m_dGx, m_dGh, m_dh[2], m_dc[2], m_hPrev, m_cPrev, m_dhSteps, m_dxPacked, m_dx;

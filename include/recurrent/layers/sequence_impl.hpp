@@ -57,6 +57,11 @@ void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<in
   cell.foldedBias(m_bias);
   reserve(m_scratch, cell.scratchRows(), B);
   const int threads = threadsFor(B, false);
+  if (!training && fusedInference(threads)) {
+    if constexpr (kFusedStep) m_fused.pack(cell, m_fusedF, m_fusedB);
+    runFusedInference(x);
+    return;
+  }
   const bool dropWeight = m_reg.active && m_reg.dropsWeight();
   m_weights.packForward(cell, threads == 1 && Cell::kFullGateProducts,
                         training ? Precision::Full : m_precision,
@@ -209,6 +214,60 @@ void Sequence<Cell>::runInference(const Eigen::Ref<const Matrix>& x, int threads
       t0 = t1;
     }
   });
+}
+
+/// Whether infer() runs the fused step of one sequence (detail/fused_step.hpp), as a Stream of
+/// one sequence does: one product F·[x; h] a step with its sums in registers, for a cell that
+/// names one, whose h is its hidden state, in float on one thread, without zoneout, and where
+/// the packed F fits in the L1 data cache. There it saves the calls and passes over memory
+/// around a product of one column; beyond L1 the batched path is faster, as it reads W_ih once
+/// per block of steps where the fused step streams [W_ih W_hh] at every step (measured:
+/// benchmarks/README.md, one sequence in Sequence::infer).
+template <typename Cell>
+bool Sequence<Cell>::fusedInference(int threads) const {
+  if constexpr (kFusedStep) {
+    if (m_schedule.batch() != 1 || threads != 1 || projects() ||
+        m_precision != Precision::Full || m_reg.options.zoneoutH() != 0 ||
+        m_reg.options.zoneoutC() != 0) {
+      return false;
+    }
+    const detail::fused::Layout<Cell> layout{static_cast<int>(m_cell->inputSize()),
+                                             static_cast<int>(m_cell->hiddenSize())};
+    const long bytes = long(layout.offset(layout.panels())) * long(sizeof(Scalar));
+    return bytes <= detail::l1DataCacheBytes();
+  } else {
+    (void)threads;
+    return false;
+  }
+}
+
+/// infer() of one sequence on the fused step: the output columns are the steps' h, the cell
+/// state alternates between the two buffers.
+template <typename Cell>
+void Sequence<Cell>::runFusedInference(const Eigen::Ref<const Matrix>& x) {
+  if constexpr (kFusedStep) {
+    const Cell& cell = *m_cell;
+    const Index length = m_schedule.length(0);
+    Scalar* c[2] = {nullptr, nullptr};
+    const Scalar* cPrev = nullptr;
+    if constexpr (Cell::kHasCellState) {
+      for (Matrix& buffer : m_cBuffer) reserve(buffer, cell.hiddenSize(), 1);
+      c[0] = m_cBuffer[0].data();
+      c[1] = m_cBuffer[1].data();
+      cPrev = m_c0.data();
+    }
+    const Scalar* hPrev = m_h0.data();
+    for (Index t = 0; t < length; ++t) {
+      Scalar* h = m_output.col(t).data();
+      m_fused.step(cell, x.col(t).data(), hPrev, cPrev, h, c[t & 1]);
+      hPrev = h;
+      cPrev = c[t & 1];
+    }
+    m_final.h = m_output.col(length - 1);
+    if constexpr (Cell::kHasCellState) m_final.c = m_cBuffer[(length - 1) & 1].col(0);
+  } else {
+    (void)x;
+  }
 }
 
 /// One inference step: its gates start at packed column `gateCol` of the block.
