@@ -159,6 +159,8 @@ TEMPLATE_TEST_CASE("repeated calls of one shape allocate nothing", "[sequence][a
   SECTION("equal lengths") { checkNoAllocation<TestType>({20, 20, 20, 20}, 20, 32, 64); }
   SECTION("unequal lengths") { checkNoAllocation<TestType>({30, 10, 25}, 30, 16, 70); }
   SECTION("two threads") { checkNoAllocation<TestType>({30, 10, 25, 30}, 30, 16, 70, 2); }
+  // infer() of one sequence of a small cell runs the fused step, packed at every call.
+  SECTION("one sequence") { checkNoAllocation<TestType>({9}, 12, 7, 16); }
 }
 
 namespace {
