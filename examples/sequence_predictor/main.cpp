@@ -28,6 +28,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -50,7 +51,7 @@ struct Options {
   std::string out = "sequence_predictor_out";
   std::string metrics;
   bool distributed = false;
-  std::string precision;  // also evaluate the saved model in int8 or bf16 (--precision)
+  std::vector<std::string> precisions;  // also evaluate the saved model in these (--precision)
 };
 
 const char* kUsage = R"(usage: sequence_predictor [options]
@@ -82,7 +83,8 @@ last value seen, N steps before).
                       (sequence_predictor_out)
   --metrics FILE      write the final figures as JSON
   --quick             a short run (3 epochs) to check that everything works
-  --precision P       also evaluate the saved model with int8 or bf16 products (P = int8|bf16)
+  --precision P       also evaluate the saved model with int8 or bf16 products (P = int8, bf16
+                      or both, int8,bf16)
   --distributed       under mpirun: the streams are split over the processes, the gradients
                       averaged over them (data parallelism); rank 0 prints and writes the
                       files (needs a build with MPI)
@@ -147,9 +149,19 @@ Options parse(int argc, char** argv) {
     } else if (a == "--metrics") {
       o.metrics = value(i);
     } else if (a == "--precision") {
-      o.precision = value(i);
-      if (o.precision != "int8" && o.precision != "bf16") {
-        throw std::invalid_argument("--precision must be int8 or bf16, got '" + o.precision + "'");
+      const std::string list = value(i);
+      o.precisions.clear();
+      for (std::size_t at = 0; at <= list.size();) {
+        const std::size_t comma = std::min(list.find(',', at), list.size());
+        const std::string p = list.substr(at, comma - at);
+        if (p != "int8" && p != "bf16") {
+          throw std::invalid_argument("--precision must be int8, bf16 or int8,bf16, got '" + list +
+                                      "'");
+        }
+        if (std::find(o.precisions.begin(), o.precisions.end(), p) == o.precisions.end()) {
+          o.precisions.push_back(p);
+        }
+        at = comma + 1;
       }
     } else if (a == "--quick") {
       o.epochs = 3;
@@ -393,17 +405,19 @@ int run(const Options& o, const World& world) {
   std::printf("test RMSE %.5f   persistence RMSE %.5f   (%.1fx better)   %.1f s\n", testRmse,
               persistenceRmse, persistenceRmse / testRmse, elapsed);
   // The same model with int8 or bf16 products (the gate math stays float).
-  if (!o.precision.empty()) {
+  std::vector<std::pair<std::string, double>> reducedRmses;
+  for (const std::string& name : o.precisions) {
     const std::vector<double> r =
         predictAll(loadedCell, loadedFc, inputs,
-                   o.precision == "int8" ? recurrent::Precision::Int8 : recurrent::Precision::BF16);
+                   name == "int8" ? recurrent::Precision::Int8 : recurrent::Precision::BF16);
     std::vector<double> reduced;
     for (int t = valEnd; t < N; ++t) {
       reduced.push_back(r[static_cast<std::size_t>(t - h)] * scale + mean);
     }
     const double reducedRmse = rmse(reduced, truth);
+    reducedRmses.emplace_back(name, reducedRmse);
     std::printf("test RMSE in %s %.5f   (f32 %.5f, %.2fx; %.1fx better than persistence)\n",
-                o.precision.c_str(), reducedRmse, testRmse, reducedRmse / testRmse,
+                name.c_str(), reducedRmse, testRmse, reducedRmse / testRmse,
                 persistenceRmse / reducedRmse);
   }
 
@@ -431,20 +445,21 @@ int run(const Options& o, const World& world) {
   std::cout << "wrote " << csvPath << " and " << svgPath << "\n";
 
   if (!o.metrics.empty()) {
-    const nlohmann::ordered_json metrics = {{"cell", o.cell},
-                                            {"hidden", o.hidden},
-                                            {"data", source},
-                                            {"inputs", o.inputs},
-                                            {"horizon", h},
-                                            {"batch", chunking.streams},
-                                            {"bptt", chunking.steps},
-                                            {"epochs", o.epochs},
-                                            {"best_epoch", bestEpoch},
-                                            {"validation_loss", bestVal},
-                                            {"test_rmse", testRmse},
-                                            {"persistence_rmse", persistenceRmse},
-                                            {"ratio", persistenceRmse / testRmse},
-                                            {"seconds", elapsed}};
+    nlohmann::ordered_json metrics = {{"cell", o.cell},
+                                      {"hidden", o.hidden},
+                                      {"data", source},
+                                      {"inputs", o.inputs},
+                                      {"horizon", h},
+                                      {"batch", chunking.streams},
+                                      {"bptt", chunking.steps},
+                                      {"epochs", o.epochs},
+                                      {"best_epoch", bestEpoch},
+                                      {"validation_loss", bestVal},
+                                      {"test_rmse", testRmse},
+                                      {"persistence_rmse", persistenceRmse},
+                                      {"ratio", persistenceRmse / testRmse},
+                                      {"seconds", elapsed}};
+    for (const auto& [name, value] : reducedRmses) metrics["test_rmse_" + name] = value;
     std::ofstream(o.metrics) << metrics.dump(2) << "\n";
     std::cout << "wrote " << o.metrics << "\n";
   }
