@@ -19,12 +19,20 @@
 //     in every node; layout 0 / 1 → OnnxInfo::batchFirst; sequence_lens → the lengths of each
 //     call; initial_h / initial_c → zero, or graph inputs given at each call.
 //
-// Refused with an OnnxError naming the node, the attribute and its value: clip, input_forget = 1,
-// activations other than the defaults (and Relu for RNN), activation_alpha / _beta, nodes of
-// different directions in one chain, an operator other than Squeeze, Transpose, Reshape, Identity
-// between recurrent nodes, weights that are computed rather than stored, a non-zero constant
-// initial state. A malformed or truncated file is an OnnxError too (the file is parsed by
-// protobuf, then every tensor's size is checked against its dims before it is read;
+// After the last recurrent node, a Gemm (A' · B' + C), or a MatMul and the Add of a constant bias
+// (a MatMul alone: no bias), on the features of its output loads into a Linear; an output that
+// ends the graph or goes on to other operators loads without one (they are the caller's).
+//
+// Refused with an OnnxError naming the node, the attribute (or input) and its value: clip,
+// input_forget = 1, activations other than the defaults (and Relu for RNN), activation_alpha /
+// _beta, nodes of different directions in one chain, an operator other than Squeeze, Transpose,
+// Reshape, Identity between recurrent nodes, weights that are computed rather than stored, a
+// non-zero constant initial state, sequence_lens on some nodes of a chain but not on others; and
+// a Gemm or MatMul after the nodes that is not exactly a Linear: alpha, or beta with a C, other
+// than 1, transA 1, a weight or bias computed rather than stored, a weight that is not a matrix,
+// the nodes' output as its B or C, a MatMul whose product goes on to anything but one Add of a
+// constant. A malformed or truncated file is an OnnxError too (the file is parsed by protobuf,
+// then every tensor's size is checked against its dims before it is read;
 // tests/fuzz/onnx.fuzz.cpp).
 #pragma once
 
@@ -56,7 +64,7 @@ template <typename Cell>
 struct OnnxModel {
   using Scalar = typename Cell::Scalar;  ///< float or double
   Stack<Cell> stack;                     ///< the recurrent nodes, in order
-  std::optional<Linear<Scalar>> linear;  ///< the Gemm, or MatMul and Add, after them
+  std::optional<Linear<Scalar>> linear;  ///< the Gemm, or MatMul (and Add), after them
   OnnxInfo info;                         ///< the operator, sizes and inputs of the graph
 };
 

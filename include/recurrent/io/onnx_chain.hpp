@@ -1,6 +1,11 @@
 // recurrent — io/onnx_chain.hpp: the chain of recurrent nodes of an ONNX graph, followed from the
 // graph's input x through every recurrent node to the Linear (Gemm, or MatMul and Add) after them.
 //
+// The last node's output may end the graph or go on to operators that are not loaded (the caller
+// applies them); but a Gemm or MatMul that reads it is the Linear, and is loaded exactly or
+// refused: one whose scale factors, operands or stored tensors a Linear cannot hold would
+// otherwise be dropped without a word, and the model loaded would be another one.
+//
 // Between two recurrent nodes only shape operators may stand (Squeeze, Transpose, Reshape,
 // Identity: what torch.onnx.export writes), and they must turn the output Y of one node, (T, D,
 // B, H) or with layout 1 (B, T, D, H), into the input X of the next, (T, B, D·H) or (B, T, D·H),
@@ -24,9 +29,11 @@ enum class OnnxAxis { T, B, D, H, DH, TB };
 
 /// Where following the output of a recurrent node ended.
 struct OnnxWalk {
-  int next = -1;    ///< the next recurrent node, or -1
-  int stop = -1;    ///< the node the walk could not follow, or -1 (the value ends there)
-  int linear = -1;  ///< the MatMul or Gemm of a Linear, or -1
+  int next = -1;               ///< the next recurrent node, or -1
+  int stop = -1;               ///< the node the walk could not follow, or -1 (the value ends there)
+  int linear = -1;             ///< the MatMul or Gemm that reads the output, or -1
+  std::string value;           ///< with `linear`: the value of the output it reads
+  std::vector<OnnxAxis> axes;  ///< with `linear`: the axes of that value
 };
 
 inline std::string axesString(const std::vector<OnnxAxis>& axes) {
@@ -147,8 +154,19 @@ inline OnnxWalk followOutput(const OnnxGraph& g, int n, std::int64_t layout, std
     const std::vector<int> next = dataConsumers(g, value);
     if (next.empty()) return walk;
     const int c = next.front();
-    if (next.size() > 1 || g.input(c, 0) != value) {
-      walk.stop = c;  // a branch, or the value is not what the node works on
+    if (next.size() > 1) {
+      walk.stop = c;  // a branch
+      return walk;
+    }
+    const std::string& op = g.node(c).op_type();
+    if (op == "MatMul" || op == "Gemm") {  // whichever input reads it: readLinear checks
+      walk.linear = c;
+      walk.value = value;
+      walk.axes = axes;
+      return walk;
+    }
+    if (g.input(c, 0) != value) {
+      walk.stop = c;  // the value is not what the node works on
       return walk;
     }
     if (isRecurrentOp(g.node(c))) {
@@ -161,14 +179,6 @@ inline OnnxWalk followOutput(const OnnxGraph& g, int n, std::int64_t layout, std
       walk.next = c;
       return walk;
     }
-    const std::string& op = g.node(c).op_type();
-    const bool features =
-        !axes.empty() && (axes.back() == OnnxAxis::DH || (axes.back() == OnnxAxis::H && D == 1));
-    if ((op == "MatMul" && axes.size() == 3 && features) ||
-        (op == "Gemm" && axes.size() == 2 && features)) {
-      walk.linear = c;
-      return walk;
-    }
     if (!applyShapeOp(g, c, axes, D, H)) {
       walk.stop = c;
       return walk;
@@ -179,27 +189,104 @@ inline OnnxWalk followOutput(const OnnxGraph& g, int n, std::int64_t layout, std
   g.fail("the output of node ", g.describe(n), " runs in a cycle");
 }
 
-/// The Linear at node `n` (a MatMul followed by an Add, or a Gemm) on F features: its weight as
-/// O × F row-major and its bias. Returns false (and reads nothing) if it is not one.
-inline bool readLinear(const OnnxGraph& g, int n, std::int64_t F, OnnxChain& chain) {
+/// The Linear at node walk.linear (a Gemm, or a MatMul and the Add of its bias) on the F features
+/// of the output of recurrent node `from` (D directions): its weight as O × F row-major and its
+/// bias. Throws if the node is not exactly weight · x + bias of stored tensors on those features.
+inline void readLinear(const OnnxGraph& g, const OnnxWalk& walk, int from, std::int64_t D,
+                       std::int64_t F, OnnxChain& chain) {
+  const int n = walk.linear;
   const std::string desc = g.describe(n);
-  const onnx::TensorProto* w = g.constant(g.input(n, 1));
-  if (w == nullptr || w->dims_size() != 2) return false;
+  const bool gemm = g.node(n).op_type() == "Gemm";
+  static const char* const kInputs[] = {"A", "B", "C"};
+  // The recurrent output is A (the rows it multiplies); as B or C it is a weight or a bias of
+  // another product, which a Linear is not.
+  if (g.input(n, 0) != walk.value) {
+    int k = 1;
+    while (k < g.node(n).input_size() && g.input(n, k) != walk.value) ++k;
+    const std::string input = k < 3 ? std::string(kInputs[k]) : "#" + std::to_string(k);
+    g.fail("node ", desc, ": its input ", input, " ('", walk.value, "') is the output of node ",
+           g.describe(from), "; a Linear after the recurrent nodes reads it as input A");
+  }
+  // A MatMul multiplies the last axis of A, whatever leads it; a Gemm takes A as a matrix, every
+  // step of every sequence a row. Either way the features must be that axis: the directions'
+  // outputs side by side (D·H), or H of one direction.
+  const std::vector<OnnxAxis>& axes = walk.axes;
+  const bool features =
+      !axes.empty() && (axes.back() == OnnxAxis::DH || (axes.back() == OnnxAxis::H && D == 1));
+  if (!features || (gemm && axes.size() != 2)) {
+    g.fail("node ", desc, ": its input A is ", axesString(axes), " of the output of node ",
+           g.describe(from),
+           gemm ? "; a Gemm after the recurrent nodes needs (T·B, D·H)"
+                : "; a MatMul after the recurrent nodes needs the features (D·H) last");
+  }
   bool transB = false;
-  const onnx::TensorProto* bias = nullptr;
-  if (g.node(n).op_type() == "Gemm") {
-    if (g.attribute(n, "alpha") != nullptr && g.attribute(n, "alpha")->f() != 1.0f) return false;
-    if (g.attribute(n, "beta") != nullptr && g.attribute(n, "beta")->f() != 1.0f) return false;
-    if (g.intAttribute(n, "transA", 0) != 0) return false;
+  if (gemm) {  // Y = alpha · A' · B' + beta · C; a Linear is W · x + b
+    for (const onnx::AttributeProto& a : g.node(n).attribute()) {
+      if (a.name() != "alpha" && a.name() != "beta" && a.name() != "transA" &&
+          a.name() != "transB") {
+        g.fail("node ", desc, ": attribute ", a.name(), " is not supported");
+      }
+    }
+    const float alpha = g.floatAttribute(n, "alpha", 1.0f);
+    if (alpha != 1.0f) {
+      g.fail("node ", desc, ": attribute alpha = ", alpha,
+             " is not supported (only 1: a Linear does not scale its product)");
+    }
+    const float beta = g.floatAttribute(n, "beta", 1.0f);
+    if (beta != 1.0f && !g.input(n, 2).empty()) {  // without C, beta scales nothing
+      g.fail("node ", desc, ": attribute beta = ", beta,
+             " is not supported (only 1: a Linear adds its bias unscaled)");
+    }
+    const std::int64_t transA = g.intAttribute(n, "transA", 0);
+    if (transA != 0) {
+      g.fail("node ", desc, ": attribute transA = ", transA,
+             " is not supported (only 0: a Linear reads each step as a row)");
+    }
     transB = g.intAttribute(n, "transB", 0) != 0;
-    if (!g.input(n, 2).empty() && (bias = g.constant(g.input(n, 2))) == nullptr) return false;
-  } else {  // MatMul, then Add(bias, product) in either order
-    const std::vector<int> adds = dataConsumers(g, g.node(n).output(0));
-    if (adds.size() != 1 || g.node(adds[0]).op_type() != "Add") return false;
-    const int add = adds[0];
-    const std::string other =
-        g.input(add, 0) == g.node(n).output(0) ? g.input(add, 1) : g.input(add, 0);
-    if ((bias = g.constant(other)) == nullptr) return false;
+  } else if (g.node(n).attribute_size() > 0) {
+    g.fail("node ", desc, ": attribute ", g.node(n).attribute(0).name(), " is not supported");
+  }
+  const std::string weightName = g.input(n, 1);
+  if (weightName.empty()) g.fail("node ", desc, ": input B is missing");
+  const onnx::TensorProto* w = g.constant(weightName);
+  if (w == nullptr) {
+    g.fail("node ", desc, ": input B ('", weightName,
+           "') must be an initializer or a Constant (the weight of a Linear is loaded, not "
+           "computed)");
+  }
+  if (w->dims_size() != 2) {
+    g.fail("node ", desc, ": input B has dims ", dimsString({w->dims().begin(), w->dims().end()}),
+           "; the weight of a Linear is a matrix");
+  }
+  const onnx::TensorProto* bias = nullptr;
+  if (gemm) {
+    const std::string c = g.input(n, 2);
+    if (!c.empty() && (bias = g.constant(c)) == nullptr) {
+      g.fail("node ", desc, ": input C ('", c,
+             "') must be an initializer or a Constant (the bias of a Linear is loaded, not "
+             "computed)");
+    }
+  } else {
+    // The bias is the constant that one Add adds to the product, in either order. A product that
+    // goes nowhere further is a Linear without bias (nn.Linear(bias=False) exports as a MatMul
+    // alone); one that goes to any other node may be biased in a way not read here.
+    const std::string product = g.node(n).output_size() > 0 ? g.node(n).output(0) : std::string();
+    const std::vector<int> after = product.empty() ? std::vector<int>() : dataConsumers(g, product);
+    if (after.size() == 1 && g.node(after[0]).op_type() == "Add") {
+      const int add = after[0];
+      const int k = g.input(add, 0) == product ? 1 : 0;
+      const std::string other = g.input(add, k);
+      if ((bias = g.constant(other)) == nullptr) {
+        g.fail("node ", g.describe(add), ": input ", kInputs[k], " ('", other,
+               "') must be an initializer or a Constant (the bias of the Linear of node ", desc,
+               " is loaded, not computed)");
+      }
+    } else if (!after.empty()) {
+      g.fail("node ", desc, ": its product goes to ",
+             after.size() == 1 ? "node " + g.describe(after[0])
+                               : std::to_string(after.size()) + " nodes",
+             "; a Linear's goes to one Add of its bias, or nowhere further");
+    }
   }
   const OnnxTensor weight = g.floats(*w, "the weight of node " + desc);
   const std::int64_t O = transB ? weight.dims[0] : weight.dims[1];
@@ -223,7 +310,6 @@ inline bool readLinear(const OnnxGraph& g, int n, std::int64_t F, OnnxChain& cha
     chain.linearBias = b.values;
   }
   chain.info.linearOutput = O;
-  return true;
 }
 
 /// The graph input that X of node `n` comes from, through Transposes and Identities only, and
@@ -265,11 +351,11 @@ inline OnnxChain readOnnxChain(const OnnxGraph& g) {
   // question of how the nodes are joined. One stack reads all its layers in one direction
   // (forward, reverse or both ways), so the nodes' directions must agree.
   const std::string direction = g.stringAttribute(recurrent[0], "direction", "forward");
+  std::vector<std::int64_t> hidden(static_cast<std::size_t>(g.graph().node_size()), 0);
   for (const int n : recurrent) {
     OnnxInfo scratch;
     std::int64_t layout = 0;
-    std::int64_t hidden = 0;
-    readRecurrentAttributes(g, n, true, scratch, layout, hidden);
+    readRecurrentAttributes(g, n, true, scratch, layout, hidden[static_cast<std::size_t>(n)]);
     const std::string own = g.stringAttribute(n, "direction", "forward");
     if (own != direction) {
       g.fail("node ", g.describe(n), ": attribute direction = ", own, ", node ",
@@ -283,7 +369,7 @@ inline OnnxChain readOnnxChain(const OnnxGraph& g) {
   for (const int n : recurrent) {
     const std::int64_t D = g.stringAttribute(n, "direction", "forward") == "bidirectional" ? 2 : 1;
     walks[static_cast<std::size_t>(n)] =
-        followOutput(g, n, g.intAttribute(n, "layout", 0), D, g.intAttribute(n, "hidden_size", 0));
+        followOutput(g, n, g.intAttribute(n, "layout", 0), D, hidden[static_cast<std::size_t>(n)]);
     const int next = walks[static_cast<std::size_t>(n)].next;
     if (next >= 0) {
       if (led[static_cast<std::size_t>(next)]) {
@@ -331,6 +417,17 @@ inline OnnxChain readOnnxChain(const OnnxGraph& g) {
     std::int64_t layout = 0;
     chain.layers.push_back(readRecurrentNode(g, n, count == 0, inputSize, chain.info, layout));
     if (count == 0) chain.info.batchFirst = (layout == 1) != swapped;
+    // A Stack gives every layer the lengths of the call; a node without sequence_lens runs all T
+    // steps of every sequence (the operator's definition), so either every node has them or none.
+    const std::string lens = g.input(n, 4);
+    const std::string firstLens = g.input(firsts[0], 4);
+    if (lens.empty() != firstLens.empty()) {
+      g.fail("node ", g.describe(n), ": input sequence_lens ",
+             lens.empty() ? "is omitted" : "is '" + lens + "'", ", node ", g.describe(firsts[0]),
+             lens.empty() ? " has '" + firstLens + "'" : std::string(" has none"),
+             ": one stack gives every layer the same lengths (a layer without sequence_lens runs "
+             "all T steps)");
+    }
     const std::int64_t D = chain.info.bidirectional ? 2 : 1;
     const std::int64_t H = chain.info.hiddenSizes.back();
     inputSize = D * H;
@@ -344,7 +441,7 @@ inline OnnxChain readOnnxChain(const OnnxGraph& g) {
       g.fail("the output of node ", g.describe(n), " leads to no further recurrent node, but ",
              recurrent.size() - chain.layers.size(), " are left");
     }
-    if (walk.next < 0 && walk.linear >= 0) readLinear(g, walk.linear, inputSize, chain);
+    if (walk.next < 0 && walk.linear >= 0) readLinear(g, walk, n, D, inputSize, chain);
     n = walk.next;
   }
   return chain;

@@ -225,6 +225,13 @@ class OnnxGraph {
     if (a->type() != onnx::AttributeProto::INT) wrongType(n, name, "INT");
     return a->i();
   }
+  /// A FLOAT attribute, or `fallback` if absent.
+  float floatAttribute(int n, const char* name, float fallback) const {
+    const onnx::AttributeProto* a = attribute(n, name);
+    if (a == nullptr) return fallback;
+    if (a->type() != onnx::AttributeProto::FLOAT) wrongType(n, name, "FLOAT");
+    return a->f();
+  }
   /// A STRING attribute, or `fallback` if absent.
   std::string stringAttribute(int n, const char* name, const std::string& fallback) const {
     const onnx::AttributeProto* a = attribute(n, name);

@@ -102,7 +102,10 @@ inline std::string joined(const std::vector<std::string>& v) {
 }
 
 /// Checks node `n`'s attributes against what the library represents, into `info` (the first node
-/// sets the variant, later ones must agree). Returns D; sets `layout` and `hidden` (-1 if absent).
+/// sets the variant, later ones must agree). Returns D; sets `layout` and `hidden`: hidden_size, or
+/// where that optional attribute is absent the last dim of R [D, G·H, H]. Every reader of the node
+/// takes H from here, so the shapes of its output are followed with the H its weights are read
+/// with.
 inline std::int64_t readRecurrentAttributes(const OnnxGraph& g, int n, bool first, OnnxInfo& info,
                                             std::int64_t& layout, std::int64_t& hidden) {
   const std::string& op = g.node(n).op_type();
@@ -139,7 +142,15 @@ inline std::int64_t readRecurrentAttributes(const OnnxGraph& g, int n, bool firs
   if (layout != 0 && layout != 1) {
     g.fail("node ", g.describe(n), ": attribute layout = ", layout, " must be 0 or 1");
   }
+  // H from R [D, G·H, H] where hidden_size is absent: the weights say it (where both are given,
+  // R's dims are checked against hidden_size when the weights are read).
   hidden = g.intAttribute(n, "hidden_size", -1);
+  const onnx::TensorProto* r = g.constant(g.input(n, 2));
+  if (r != nullptr && r->dims_size() == 3 && hidden < 0) hidden = r->dims(2);
+  if (hidden < 1 || hidden > (std::int64_t(1) << 24)) {
+    g.fail("node ", g.describe(n), ": hidden_size = ", hidden, " must be in 1..",
+           std::int64_t(1) << 24);
+  }
 
   bool resetAfter = true;
   if (op == "GRU") {
@@ -215,14 +226,8 @@ inline OnnxLayer readRecurrentNode(const OnnxGraph& g, int n, bool first, std::i
   const std::string& op = g.node(n).op_type();
   const std::int64_t G = op == "LSTM" ? 4 : op == "GRU" ? 3 : 1;
   if (g.node(n).input_size() > (op == "LSTM" ? 8 : 6)) {
-    g.fail("node ", g.describe(n), " has ", g.node(n).input_size(), " inputs, the operator ",
-           op == "LSTM" ? 8 : 6);
-  }
-  // H from R (D, G·H, H): the weights say it; hidden_size must agree.
-  const onnx::TensorProto* r = g.constant(g.input(n, 2));
-  if (r != nullptr && r->dims_size() == 3 && hidden < 0) hidden = r->dims(2);
-  if (hidden < 1 || hidden > (std::int64_t(1) << 24)) {
-    g.fail("node ", g.describe(n), ": hidden_size = ", hidden, " must be at least 1");
+    g.fail("node ", g.describe(n), " has ", g.node(n).input_size(),
+           " inputs; the operator takes at most ", op == "LSTM" ? 8 : 6);
   }
   OnnxLayer layer;
   layer.node = n;
