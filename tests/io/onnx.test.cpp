@@ -598,6 +598,49 @@ TEST_CASE("ONNX: a Gemm or MatMul after the recurrent nodes that is not a Linear
                         "node 'fc' (MatMul): input B ('computed_B') must be an initializer or a "
                         "Constant (the weight of a Linear is loaded, not computed)");
   }
+  SECTION("MatMul: its product to two nodes") {
+    appendMatMul(model, kChainHidden, weight, &bias, false);
+    addNode(*model.mutable_graph(), "Relu", "relu", {"product"}, "relu_y");
+    requireRefused<RNN>(model,
+                        "node 'fc' (MatMul): its product goes to 2 nodes; a Linear's goes to one "
+                        "Add of its bias, or nowhere further");
+  }
+  SECTION("MatMul: an attribute") {
+    appendMatMul(model, kChainHidden, weight, &bias, false);
+    setInt(namedNode(model, "fc"), "transB", 1);
+    requireRefused<RNN>(model, "node 'fc' (MatMul): attribute transB is not supported");
+  }
+  SECTION("hidden_size 0") {
+    for (onnx::AttributeProto& a : *namedNode(model, "rnn_0")->mutable_attribute()) {
+      if (a.name() == "hidden_size") a.set_i(0);
+    }
+    requireRefused<RNN>(model, "node 'rnn_0' (RNN): hidden_size = 0 must be in 1..16777216");
+  }
+  SECTION("no hidden_size, and R computed by a node") {
+    auto& attributes = *namedNode(model, "rnn_0")->mutable_attribute();
+    for (int k = attributes.size() - 1; k >= 0; --k) {
+      if (attributes.Get(k).name() == "hidden_size") attributes.DeleteSubrange(k, 1);
+    }
+    computeInput(model, "rnn_0", 2, "R");
+    requireRefused<RNN>(model,
+                        "node 'rnn_0' (RNN): attribute hidden_size is absent and input R is not a "
+                        "stored tensor of 3 dims to take H from");
+  }
+  SECTION("Gemm: no input B") {
+    appendGemm(model, kChainHidden, weight, &bias, true);
+    namedNode(model, "fc")->set_input(1, "");
+    requireRefused<RNN>(model, "node 'fc' (Gemm): input B is missing");
+  }
+  SECTION("Gemm: the recurrent output as B, not A") {
+    appendGemm(model, kChainHidden, weight, nullptr, true);
+    addGraphInput(*model.mutable_graph(), "other", onnx::TensorProto::FLOAT);
+    onnx::NodeProto* gemm = namedNode(model, "fc");
+    gemm->set_input(1, gemm->input(0));
+    gemm->set_input(0, "other");
+    requireRefused<RNN>(model,
+                        "node 'fc' (Gemm): its input B ('rows') is the output of node 'rnn_0' "
+                        "(RNN); a Linear after the recurrent nodes reads it as input A");
+  }
   SECTION("MatMul: on (T, B, D, H) of two directions, each direction's H on its own") {
     onnx::ModelProto bi = rnnChain(1, true, rng);
     bi.mutable_graph()->mutable_node()->RemoveLast();  // the Reshape to (T, B, 2·H)

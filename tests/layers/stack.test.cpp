@@ -402,6 +402,14 @@ TEMPLATE_TEST_CASE("nothing in the padding has any effect, and a sequence does n
   stack.backward(dy1, grads3);
   CHECK(maxDiff(stack.output(), sequenceOf(y, 1, B, n)) <= 1e-13);
   CHECK(maxDiff(stack.inputGradient(), sequenceOf(dx, 1, B, n)) <= 1e-13);
+
+  // And in inference, where each direction of one sequence of these small LSTM layers runs the
+  // fused step (Sequence::infer), the batch the batched kernel.
+  stack.infer(x, lengths);
+  const Mat<S> yInfer = stack.output();
+  CHECK(maxDiff(yInfer, y) <= 1e-13);
+  stack.infer(x1, {int(n)});
+  CHECK(maxDiff(stack.output(), sequenceOf(yInfer, 1, B, n)) <= 1e-13);
 }
 
 // ---- a reverse stack ---------------------------------------------------------------------------

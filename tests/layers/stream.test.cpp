@@ -17,6 +17,51 @@ double relDiff(const A& a, const B& b) {
   const double scale = std::max(1.0, static_cast<double>(b.cwiseAbs().maxCoeff()));
   return static_cast<double>((a - b).cwiseAbs().maxCoeff()) / scale;
 }
+
+/// Whether Sequence::infer of one sequence of `cell` runs the fused step (full precision, one
+/// thread, no zoneout): the cell names a fused product, h is its hidden state, and the packed F
+/// fits in this machine's L1 data cache.
+template <typename Cell>
+bool fusedInL1(const Cell& cell) {
+  if constexpr (recurrent::Stream<Cell>::kFusedStep) {
+    const recurrent::detail::fused::Layout<Cell> layout{static_cast<int>(cell.inputSize()),
+                                                        static_cast<int>(cell.hiddenSize())};
+    return cell.outputSize() == cell.hiddenSize() &&
+           long(layout.offset(layout.panels())) * long(sizeof(typename Cell::Scalar)) <=
+               recurrent::detail::l1DataCacheBytes();
+  } else {
+    (void)cell;
+    return false;
+  }
+}
+
+/// Sequence::infer of one sequence against a Stream's steps from the same state (h0, or zero
+/// where it is empty), with lengths T and 5: within `tol`, and zero past the length.
+template <typename Cell>
+void checkOneSequence(const Cell& cell, const Mat<typename Cell::Scalar>& x,
+                      const typename Cell::State& h0, double tol) {
+  const Index T = x.cols();
+  recurrent::Stream<Cell> stream(cell, 1);
+  recurrent::Sequence<Cell> seq(cell);
+  for (int length : {static_cast<int>(T), 5}) {
+    seq.infer(x, {length}, h0);
+    if (h0.h.size() != 0) {
+      stream.reset(h0);
+    } else {
+      stream.reset();
+    }
+    INFO("length " << length << (h0.h.size() != 0 ? ", initial state given" : ", zero state"));
+    for (Index t = 0; t < length; ++t) {
+      INFO("t = " << t);
+      CHECK(relDiff(stream.step(x.col(t)), seq.output().col(t)) <= tol);
+    }
+    CHECK(seq.output().rightCols(T - length).isZero(0.0));
+    CHECK(relDiff(stream.finalState().h, seq.finalState().h) <= tol);
+    if constexpr (Cell::kHasCellState) {
+      CHECK(relDiff(stream.finalState().c, seq.finalState().c) <= tol);
+    }
+  }
+}
 }  // namespace
 
 TEMPLATE_TEST_CASE("Stream steps reproduce Sequence::infer", "[stream]", LSTM<float>, LSTM<double>,
@@ -203,36 +248,16 @@ TEMPLATE_TEST_CASE("Sequence::infer of one sequence gives a Stream's steps to th
     Cell cell = TestType::make(7, H);
     randomize(cell, rng);
     // Where the fused step's packed weights fit in L1 (I = 7, H ≤ 24: at most 24 KB), both run
-    // it and agree exactly; at H = 80 (at least 111 KB) Sequence takes its batched path, whose
-    // sums round differently (the bound of the test above). Cells without a fused step (GRU
-    // reset-before) or whose h is a projection run the batched kernel in both.
-    bool exact = false;
-    if constexpr (recurrent::Stream<Cell>::kFusedStep) {
-      const recurrent::detail::fused::Layout<Cell> layout{7, static_cast<int>(H)};
-      exact = cell.outputSize() == H &&
-              long(layout.offset(layout.panels())) * long(sizeof(S)) <=
-                  recurrent::detail::l1DataCacheBytes();
-    }
+    // it and agree exactly; at H = 80 the LSTM's and GRU's (at least 111 KB) take Sequence's
+    // batched path, whose sums round differently (the bound of the test above), while the RNN's
+    // (27 KB in float) may still fit. Cells without a fused step (GRU reset-before) or whose h is
+    // a projection run the batched kernel in both.
+    const bool exact = fusedInL1(cell);
     const double tol = exact ? 0.0 : std::is_same<S, float>::value ? 1e-5 : 1e-13;
-    const Index T = 12;
-    const Mat<S> x = uniform<S>(7, T, rng);
-    const typename Cell::State h0 = randomState(cell, 1, rng);
-    recurrent::Stream<Cell> stream(cell, 1);
-    recurrent::Sequence<Cell> seq(cell);
-    for (int length : {12, 5}) {
-      seq.infer(x, {length}, h0);
-      stream.reset(h0);
-      INFO("H = " << H << ", length " << length << (exact ? ", exact" : ""));
-      for (Index t = 0; t < length; ++t) {
-        INFO("t = " << t);
-        CHECK(relDiff(stream.step(x.col(t)), seq.output().col(t)) <= tol);
-      }
-      CHECK(seq.output().rightCols(T - length).isZero(0.0));
-      CHECK(relDiff(stream.finalState().h, seq.finalState().h) <= tol);
-      if constexpr (Cell::kHasCellState) {
-        CHECK(relDiff(stream.finalState().c, seq.finalState().c) <= tol);
-      }
-    }
+    INFO("H = " << H << (exact ? ", exact" : ""));
+    const Mat<S> x = uniform<S>(7, 12, rng);
+    checkOneSequence(cell, x, randomState(cell, 1, rng), tol);
+    checkOneSequence(cell, x, typename Cell::State{}, tol);
   }
 }
 
@@ -306,8 +331,8 @@ TEMPLATE_TEST_CASE(
       stepWorst = std::max(stepWorst, relDiff(a, reference.output().leftCols(B)));
       dynamicWorst = std::max(dynamicWorst, relDiff(a, d));
       if constexpr (Fixed::kHasCellState) {
-        stepWorst = std::max(stepWorst, relDiff(fixedStream.finalState().c,
-                                                reference.finalState().c.leftCols(B)));
+        stepWorst = std::max(
+            stepWorst, relDiff(fixedStream.finalState().c, reference.finalState().c.leftCols(B)));
         dynamicWorst = std::max(dynamicWorst,
                                 relDiff(fixedStream.finalState().c, dynamicStream.finalState().c));
       }
@@ -316,11 +341,38 @@ TEMPLATE_TEST_CASE(
                 << " eps; 40 steps vs the run-time-sized Stream " << dynamicWorst / eps << " eps");
     CHECK(stepWorst <= 16 * eps);
     CHECK(dynamicWorst <= 16 * eps);
-    // And the whole sequence through Sequence with the fixed-size cell (the batched kernel).
+    // And the whole sequence through Sequence with the fixed-size cell: for B = 1 the fused step
+    // where it fits in L1 (exact against the Stream: the test below), for B = 3 the batched
+    // kernel.
     recurrent::Sequence<Fixed> seq(fixed);
     seq.infer(x, std::vector<int>(static_cast<std::size_t>(B), static_cast<int>(T)), h0);
     CHECK(relDiff(fixedStream.finalState().h, seq.finalState().h) <= trajectoryTol);
   }
+}
+
+TEMPLATE_TEST_CASE(
+    "Sequence::infer of one sequence of a fixed-size cell gives its Stream's steps to the bit",
+    "[sequence][stream][fixed]", (FixedCase<LSTMCell<float, 7, 5>, LSTMCell<float>>),
+    (FixedCase<LSTMCell<float, 32, 32>, LSTMCell<float>>),
+    (FixedCase<LSTMCell<double, 3, 40>, LSTMCell<double>>),
+    (FixedCase<GRUCell<float, 7, 5, GRUVariant::ResetAfter>, GRUCell<float>>),
+    (FixedCase<RNNCell<double, 1, 8>, RNNCell<double>, recurrent::Nonlinearity::Relu>)) {
+  using Fixed = typename TestType::Fixed;
+  using S = typename Fixed::Scalar;
+  Fixed fixed = TestType::makeFixed();
+  const Index I = fixed.inputSize(), H = fixed.hiddenSize();
+  typename TestType::Dynamic dynamic = TestType::makeDynamic(I, H);
+  std::mt19937 rng(static_cast<unsigned>(I * 100 + H + 7));
+  randomize(dynamic, rng);
+  fixed.parameters() = dynamic.parameters();
+  // FusedStep in both where F fits in L1 (every case here but the double LSTM of 40 units,
+  // 55 KB); there the batched path, to float rounding.
+  const bool exact = fusedInL1(fixed);
+  const double tol = exact ? 0.0 : std::is_same<S, float>::value ? 1e-5 : 1e-13;
+  INFO((exact ? "exact" : "batched"));
+  const Mat<S> x = uniform<S>(I, 12, rng);
+  checkOneSequence(fixed, x, randomState(fixed, 1, rng), tol);
+  checkOneSequence(fixed, x, typename Fixed::State{}, tol);
 }
 
 TEST_CASE("the fused step follows the cell only after refresh()", "[stream][fixed]") {

@@ -1,7 +1,7 @@
 // recurrent — detail/fused_step.hpp: one step of one sequence, as one product.
 //
 // A Stream of one sequence of a cell that names a fused product (Cell::FusedProduct; LSTM,
-// GRU-ResetAfter, RNN) runs each step as
+// GRU-ResetAfter, RNN), and Sequence::infer of one sequence of a small such cell, run each step as
 //
 //     v = [x; h]                     K = I + H scalars, copied into an aligned buffer
 //     A = F · v + b_F                kBlocks·H rows, ONE pass over v for every gate
@@ -11,7 +11,8 @@
 // (fused_product.hpp: [W_ih W_hh] for LSTM and RNN; for the GRU the candidate's input and
 // recurrent halves as separate row blocks, since the reset gate sits between them).
 //
-// F is packed once (pack(), at Stream construction and refresh()) into panels of up to
+// F is packed (pack(): by a Stream at construction and refresh(), by Sequence::infer at every
+// call, as it packs its other weights) into panels of up to
 // kPanelPackets SIMD packets of rows, each stored k-major, and each panel is one call of the
 // one-column kernel (kernel.hpp's gemv) with its own accumulators. Row blocks that read only part
 // of the depth (the GRU's candidate halves) skip the rest: each panel's depth range is the hull
@@ -24,8 +25,8 @@
 //
 // The gate math is the cell's own (the same σ and tanh on the same packet-sized chunks as the
 // batched step). The product sums each row of F·v in one pass with its own order and
-// interleaving, where the batched kernel (Sequence; Stream for B > 1) sums W_ih·x and W_hh·h
-// separately: results agree with it to float rounding, not bit for bit.
+// interleaving, where the batched kernel (Sequence otherwise; Stream for B > 1) sums W_ih·x and
+// W_hh·h separately: results agree with it to float rounding, not bit for bit.
 #pragma once
 
 #include <recurrent/detail/cpu.hpp>

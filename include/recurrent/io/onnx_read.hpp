@@ -147,6 +147,11 @@ inline std::int64_t readRecurrentAttributes(const OnnxGraph& g, int n, bool firs
   hidden = g.intAttribute(n, "hidden_size", -1);
   const onnx::TensorProto* r = g.constant(g.input(n, 2));
   if (r != nullptr && r->dims_size() == 3 && hidden < 0) hidden = r->dims(2);
+  if (hidden == -1 && g.attribute(n, "hidden_size") == nullptr) {
+    g.fail("node ", g.describe(n),
+           ": attribute hidden_size is absent and input R is not a stored tensor of 3 dims to "
+           "take H from");
+  }
   if (hidden < 1 || hidden > (std::int64_t(1) << 24)) {
     g.fail("node ", g.describe(n), ": hidden_size = ", hidden, " must be in 1..",
            std::int64_t(1) << 24);

@@ -218,7 +218,8 @@ void Sequence<Cell>::runInference(const Eigen::Ref<const Matrix>& x, int threads
 
 /// Whether infer() runs the fused step of one sequence (detail/fused_step.hpp), as a Stream of
 /// one sequence does: one product F·[x; h] a step with its sums in registers, for a cell that
-/// names one, whose h is its hidden state, in float on one thread, without zoneout, and where
+/// names one, whose h is its hidden state, in full precision (float or double) on one thread,
+/// without zoneout, and where
 /// the packed F fits in the L1 data cache. There it saves the calls and passes over memory
 /// around a product of one column; beyond L1 the batched path is faster, as it reads W_ih once
 /// per block of steps where the fused step streams [W_ih W_hh] at every step (measured:
@@ -226,9 +227,8 @@ void Sequence<Cell>::runInference(const Eigen::Ref<const Matrix>& x, int threads
 template <typename Cell>
 bool Sequence<Cell>::fusedInference(int threads) const {
   if constexpr (kFusedStep) {
-    if (m_schedule.batch() != 1 || threads != 1 || projects() ||
-        m_precision != Precision::Full || m_reg.options.zoneoutH() != 0 ||
-        m_reg.options.zoneoutC() != 0) {
+    if (m_schedule.batch() != 1 || threads != 1 || projects() || m_precision != Precision::Full ||
+        m_reg.options.zoneoutH() != 0 || m_reg.options.zoneoutC() != 0) {
       return false;
     }
     const detail::fused::Layout<Cell> layout{static_cast<int>(m_cell->inputSize()),
