@@ -253,8 +253,11 @@ TEMPLATE_TEST_CASE("Sequence::infer of one sequence gives a Stream's steps to th
     // (27 KB in float) may still fit. Cells without a fused step (GRU reset-before) or whose h is
     // a projection run the batched kernel in both (a projection in double only, as in the test
     // above: in float the two batched paths may differ by more than 1e-5 without being wrong).
+    // Over these 12 steps the batched paths' different summation orders were measured at up to
+    // 3.7e-6 in float and 1.5e-13 in double (the projected LSTM at H = 80, -march=native): the
+    // bounds are 1e-5 and 1e-12; a wrong path differs by ~1e-2.
     const bool exact = fusedInL1(cell);
-    const double tol = exact ? 0.0 : std::is_same<S, float>::value ? 1e-5 : 1e-13;
+    const double tol = exact ? 0.0 : std::is_same<S, float>::value ? 1e-5 : 1e-12;
     INFO("H = " << H << (exact ? ", exact" : ""));
     const Mat<S> x = uniform<S>(7, 12, rng);
     checkOneSequence(cell, x, randomState(cell, 1, rng), tol);
