@@ -125,21 +125,25 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
           for (test::Index t = 0; t < T; ++t) stream.step(x.middleCols(t * B, B));
         }) == 0);
   // Inference in int8 and bf16: the reduced weights are packed at every call, into the same room.
-  for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
-    INFO(recurrent::precisionName(p));
-    seq.setPrecision(p);
-    seq.infer(x, lengths, h0);
-    CHECK(allocationsIn([&] {
-            for (int k = 0; k < 3; ++k) {
-              seq.infer(x, lengths, h0);
-              seq.infer(x, lengths);
-            }
-          }) == 0);
-    stream.setPrecision(p);
-    stream.step(x.leftCols(B));
-    CHECK(allocationsIn([&] {
-            for (test::Index t = 0; t < T; ++t) stream.step(x.middleCols(t * B, B));
-          }) == 0);
+  // With the input product in float as well (setPrecision's second argument).
+  for (const bool floatInput : {false, true}) {
+    for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
+      INFO(recurrent::precisionName(p) << (floatInput ? ", float input product" : ""));
+      const recurrent::Precision input = floatInput ? recurrent::Precision::Full : p;
+      seq.setPrecision(p, input);
+      seq.infer(x, lengths, h0);
+      CHECK(allocationsIn([&] {
+              for (int k = 0; k < 3; ++k) {
+                seq.infer(x, lengths, h0);
+                seq.infer(x, lengths);
+              }
+            }) == 0);
+      stream.setPrecision(p, input);
+      stream.step(x.leftCols(B));
+      CHECK(allocationsIn([&] {
+              for (test::Index t = 0; t < T; ++t) stream.step(x.middleCols(t * B, B));
+            }) == 0);
+    }
   }
   seq.setPrecision(recurrent::Precision::Full);
   // The hooks do count: a fresh Sequence allocates its workspaces.
@@ -358,12 +362,14 @@ void checkStreamOfOne(Cell cell) {
             for (test::Index t = 0; t + B <= x.cols(); t += B) stream.step(x.middleCols(t, B));
           }) == 0);
     for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
-      INFO(recurrent::precisionName(p));
-      stream.setPrecision(p);
-      stream.step(x.leftCols(B));
-      CHECK(allocationsIn([&] {
-              for (test::Index t = 0; t + B <= x.cols(); t += B) stream.step(x.middleCols(t, B));
-            }) == 0);
+      for (const recurrent::Precision input : {p, recurrent::Precision::Full}) {
+        INFO(recurrent::precisionName(p) << ", input product " << recurrent::precisionName(input));
+        stream.setPrecision(p, input);
+        stream.step(x.leftCols(B));
+        CHECK(allocationsIn([&] {
+                for (test::Index t = 0; t + B <= x.cols(); t += B) stream.step(x.middleCols(t, B));
+              }) == 0);
+      }
     }
   }
   // The hooks do count: making a Stream packs the weights.

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -509,4 +510,147 @@ TEST_CASE("packedWeightBytes: int8 a quarter of float, bf16 half", "[precision]"
   const recurrent::GRUCell<float> small(3, 20);
   CHECK(recurrent::Sequence<recurrent::GRUCell<float>>::packedWeightBytes(small, Precision::Int8) ==
         3 * 32 * (4 + 8) + 3 * 32 * (20 + 8));
+}
+
+// setPrecision(p, Precision::Full): W_hh·h in p, W_ih·x in float.
+namespace {
+
+// x with every entry a bfloat16 (its upper 16 bits): rounding it to bf16 changes nothing.
+MatrixF bf16Exact(MatrixF x) {
+  for (Index k = 0; k < x.size(); ++k) {
+    std::uint32_t bits = 0;
+    std::memcpy(&bits, x.data() + k, sizeof bits);
+    bits &= 0xFFFF0000u;
+    std::memcpy(x.data() + k, &bits, sizeof bits);
+  }
+  return x;
+}
+
+}  // namespace
+
+TEST_CASE("a float input product: W_ih·x in float, W_hh·h reduced", "[precision][sequence]") {
+  std::mt19937 rng(28);
+  const auto check = [&](auto cell, int threads) {
+    using Cell = decltype(cell);
+    recurrent::initialize(cell, rng);
+    const Index T = 9, B = 5, I = cell.inputSize();
+    const std::vector<int> lengths{9, 3, 9, 1, 6};
+    const MatrixF x = normal(I, T * B, rng);
+    recurrent::Sequence<Cell> seq(cell);
+    seq.setThreads(threads, recurrent::ThreadLimit::Exactly);
+    const MatrixF full = seq.infer(x, lengths);
+    for (const Precision p : {Precision::Int8, Precision::BF16}) {
+      INFO(recurrent::precisionName(p) << ", H = " << cell.hiddenSize() << ", threads " << threads);
+      seq.setPrecision(p, Precision::Full);
+      CHECK(seq.precision() == p);
+      CHECK(seq.inputPrecision() == Precision::Full);
+      const MatrixF mixed = seq.infer(x, lengths);
+      // Reduced where h enters: not the float result, but within the tolerances.
+      CHECK((mixed - full).cwiseAbs().maxCoeff() > 1e-6);
+      CHECK((mixed - full).cwiseAbs().maxCoeff() <= (p == Precision::Int8 ? 5e-2 : 1e-2));
+      CHECK(seq.output().col(1 * B + 3).isZero());
+      // Without W_hh only the input product is left, and it is float's.
+      Cell open = cell;
+      open.parameters().weight_hh.setZero();
+      recurrent::Sequence<Cell> openSeq(open);
+      openSeq.setThreads(threads, recurrent::ThreadLimit::Exactly);
+      const MatrixF openFull = openSeq.infer(x, lengths);
+      openSeq.setPrecision(p);
+      const MatrixF openReduced = openSeq.infer(x, lengths);
+      openSeq.setPrecision(p, Precision::Full);
+      const MatrixF openMixed = openSeq.infer(x, lengths);
+      CHECK((openMixed - openFull).cwiseAbs().maxCoeff() <= 1e-6);
+      CHECK((openReduced - openFull).cwiseAbs().maxCoeff() > 1e-5);
+    }
+    // With x and W_ih already in bf16, the float input product is bf16's, up to the order of
+    // its sums.
+    const MatrixF xb = bf16Exact(x);
+    cell.parameters().weight_ih = bf16Exact(cell.parameters().weight_ih);
+    seq.setPrecision(Precision::BF16);
+    const MatrixF reduced = seq.infer(xb, lengths);
+    seq.setPrecision(Precision::BF16, Precision::Full);
+    CHECK((seq.infer(xb, lengths) - reduced).cwiseAbs().maxCoeff() <= 1e-5);
+  };
+  for (const int threads : {1, 2}) {
+    check(recurrent::LSTMCell<float>(13, 40), threads);
+    check(recurrent::GRUCell<float>(7, 35), threads);
+    check(recurrent::RNNCell<float>(6, 70), threads);
+  }
+  check(recurrent::LSTMCell<float, 13, 40>(), 1);
+  check(recurrent::LSTMCell<float>(12, 40, 17), 1);  // a projection
+}
+
+TEST_CASE("a float input product in Stream and Stack", "[precision][stream][stack]") {
+  std::mt19937 rng(29);
+  const Index T = 7, I = 5, H = 24;
+  for (const Precision p : {Precision::Int8, Precision::BF16}) {
+    INFO(recurrent::precisionName(p));
+    // Stream, one sequence (the batched path, not the reduced fused step) and three.
+    for (const Index B : {Index(1), Index(3)}) {
+      recurrent::LSTMCell<float> cell(I, H);
+      recurrent::initialize(cell, rng);
+      const MatrixF x = normal(I, T * B, rng);
+      recurrent::Sequence<recurrent::LSTMCell<float>> seq(cell);
+      seq.setPrecision(p, Precision::Full);
+      const MatrixF y = seq.infer(x, std::vector<int>(std::size_t(B), int(T)));
+      recurrent::Stream<recurrent::LSTMCell<float>> stream(cell, B);
+      stream.setPrecision(p, Precision::Full);
+      CHECK(stream.inputPrecision() == Precision::Full);
+      double worst = 0;
+      for (Index t = 0; t < T; ++t) {
+        const MatrixF h = stream.step(x.middleCols(t * B, B));
+        worst = std::max(worst, double((h - y.middleCols(t * B, B)).cwiseAbs().maxCoeff()));
+      }
+      INFO("B = " << B);
+      CHECK(worst <= 1e-6);
+    }
+    // Stack: the first layer's input product in float, the second layer's in p.
+    recurrent::Stack<recurrent::GRUCell<float>> stack(I, H, recurrent::StackOptions().numLayers(2));
+    recurrent::initialize(stack, rng);
+    const Index B = 3;
+    const MatrixF x = normal(I, T * B, rng);
+    const std::vector<int> lengths{7, 4, 6};
+    stack.setPrecision(p, Precision::Full);
+    CHECK(stack.inputPrecision() == Precision::Full);
+    const MatrixF y = stack.infer(x, lengths);
+    recurrent::Sequence<recurrent::GRUCell<float>> first(stack.cell(0));
+    first.setPrecision(p, Precision::Full);
+    recurrent::Sequence<recurrent::GRUCell<float>> second(stack.cell(1));
+    second.setPrecision(p);
+    const MatrixF expected = second.infer(first.infer(x, lengths), lengths);
+    CHECK((y - expected).cwiseAbs().maxCoeff() <= 1e-6);
+    second.setPrecision(p, Precision::Full);
+    CHECK((y - second.infer(first.output(), lengths)).cwiseAbs().maxCoeff() > 1e-6);
+  }
+}
+
+TEST_CASE("setPrecision refuses an input product in the other reduced precision",
+          "[precision][errors]") {
+  recurrent::LSTMCell<float> cell(4, 8);
+  recurrent::Sequence<recurrent::LSTMCell<float>> seq(cell);
+  seq.setPrecision(Precision::BF16, Precision::Full);
+  CHECK_THROWS_WITH(seq.setPrecision(Precision::Int8, Precision::BF16),
+                    "recurrent: Sequence::setPrecision: the input product's precision must be "
+                    "full or int8 (that of the other products), got bf16");
+  CHECK_THROWS_WITH(seq.setPrecision(Precision::Full, Precision::Int8),
+                    Catch::Contains("must be full or full") && Catch::Contains("got int8"));
+  CHECK(seq.precision() == Precision::BF16);  // unchanged
+  CHECK(seq.inputPrecision() == Precision::Full);
+  recurrent::Stream<recurrent::LSTMCell<float>> stream(cell);
+  CHECK_THROWS_WITH(stream.setPrecision(Precision::BF16, Precision::Int8),
+                    Catch::Contains("Stream::setPrecision") && Catch::Contains("got int8"));
+  CHECK(stream.precision() == Precision::Full);
+  recurrent::Stack<recurrent::LSTMCell<float>> stack(4, 8);
+  CHECK_THROWS_WITH(stack.setPrecision(Precision::Int8, Precision::BF16),
+                    Catch::Contains("Stack::setPrecision") && Catch::Contains("got bf16"));
+  CHECK(stack.precision() == Precision::Full);
+  using Seq = recurrent::Sequence<recurrent::LSTMCell<float>>;
+  CHECK_THROWS_WITH(Seq::packedWeightBytes(cell, Precision::BF16, Precision::Int8),
+                    Catch::Contains("Sequence::packedWeightBytes") && Catch::Contains("got int8"));
+  // The bytes: W_ih's as float's, W_hh's as the reduced precision's (I = H: half of each).
+  const recurrent::LSTMCell<float> square(128, 128);
+  for (const Precision p : {Precision::Int8, Precision::BF16}) {
+    CHECK(2 * Seq::packedWeightBytes(square, p, Precision::Full) ==
+          Seq::packedWeightBytes(square, Precision::Full) + Seq::packedWeightBytes(square, p));
+  }
 }

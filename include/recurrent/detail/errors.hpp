@@ -32,6 +32,15 @@ inline void checkTrainingPrecision(const char* where, Precision precision) {
   }
 }
 
+/// Throws unless `input`, the precision of the input product W_ih·x, is `precision` (that of the
+/// other products) or Precision::Full.
+inline void checkInputPrecision(const char* where, Precision precision, Precision input) {
+  if (input != precision && input != Precision::Full) {
+    fail(where, ": the input product's precision must be full or ", precisionName(precision),
+         " (that of the other products), got ", precisionName(input));
+  }
+}
+
 /// Throws unless `rows x cols` equals `expectedRows x expectedCols`.
 /// `where` names the entry point, `what` the argument.
 inline void checkShape(const char* where, const char* what, Eigen::Index rows, Eigen::Index cols,

@@ -31,9 +31,9 @@ struct PackedWeights {
   PackedMatrix<Scalar> ihT, hhT, hrT;  ///< backward: their transposes
   /// Inference in int8 or bf16: W_ih and W_hh in that precision (W_hr stays in `hr`).
   ReducedMatrix ihReduced, hhReduced;
-  /// The precision of the last packForward: Full uses ih and hh, the others ihReduced and
-  /// hhReduced.
-  Precision precision = Precision::Full;
+  /// The precisions of the last packForward: of W_hh·h (Full uses hh, the others hhReduced) and
+  /// of W_ih·x (Full uses ih, the others ihReduced).
+  Precision precision = Precision::Full, inputPrecision = Precision::Full;
 
   /// Packs W_ih and W_hh (and W_hr) for forward. The gate blocks are packed apart, so that a
   /// thread's units are whole panels in every gate; with `dense` (one thread, and a cell whose
@@ -41,23 +41,27 @@ struct PackedWeights {
   /// a gate's end.
   /// `hhOverride` replaces the cell's W_hh where given (weight drop: M ⊙ W_hh, the same shape).
   ///
-  /// With a reduced `reduced` precision, W_ih and W_hh are packed in it instead, always by gate
-  /// blocks (reduced_matrix.hpp), and W_hr as above.
+  /// With a reduced `reduced` precision, W_hh is packed in it instead, always by gate blocks
+  /// (reduced_matrix.hpp), and W_ih in `input` (Full or `reduced`); W_hr as above.
   template <typename Cell, typename Matrix = typename Cell::Matrix>
   void packForward(const Cell& cell, bool dense, Precision reduced = Precision::Full,
-                   const Matrix* hhOverride = nullptr) {
+                   Precision input = Precision::Full, const Matrix* hhOverride = nullptr) {
     const auto& p = cell.parameters();
     const Matrix& whh = hhOverride != nullptr ? *hhOverride : p.weight_hh;
     const Index G = Cell::kGates, H = cell.hiddenSize();
     precision = reduced;
+    inputPrecision = input;
     const auto wih = viewOf<const Scalar>(p.weight_ih.data(), p.weight_ih.outerStride(), H);
     const auto whhView = viewOf<const Scalar>(whh.data(), whh.outerStride(), H);
+    const Blocks gated = dense ? Blocks{1, G * H} : Blocks{G, H};
+    if (input != Precision::Full) {
+      ihReduced.pack(wih, Blocks{G, H}, cell.inputSize(), input);
+    } else {
+      ih.pack(wih, gated, Blocks{1, cell.inputSize()});
+    }
     if (reduced != Precision::Full) {
-      ihReduced.pack(wih, Blocks{G, H}, cell.inputSize(), reduced);
       hhReduced.pack(whhView, Blocks{G, H}, whh.cols(), reduced);
     } else {
-      const Blocks gated = dense ? Blocks{1, G * H} : Blocks{G, H};
-      ih.pack(wih, gated, Blocks{1, cell.inputSize()});
       hh.pack(whhView, gated, Blocks{1, whh.cols()});
     }
     if constexpr (HasProjection<typename Cell::Parameters>::value) {

@@ -149,23 +149,37 @@ class Sequence {
 
   /// The precision of infer()'s products from the next call on (Precision: Full, the default;
   /// Int8; BF16). forward() and backward() train in Full only and refuse the others.
-  void setPrecision(Precision precision) { m_precision = precision; }
+  void setPrecision(Precision precision) { setPrecision(precision, precision); }
+  /// The same, with the input product W_ih·x in `input`: `precision` or Precision::Full (the
+  /// others throw std::invalid_argument, and nothing changes).
+  void setPrecision(Precision precision, Precision input) {
+    detail::checkInputPrecision("Sequence::setPrecision", precision, input);
+    m_precision = precision;
+    m_inputPrecision = input;
+  }
   /// The precision given to setPrecision() (Precision::Full by default).
   Precision precision() const { return m_precision; }
+  /// The input product's precision given to setPrecision() (by default precision()).
+  Precision inputPrecision() const { return m_inputPrecision; }
 
-  /// The bytes of `cell`'s weights as infer() packs them in `precision`: W_ih and W_hh (and an
-  /// LSTM's W_hr, which stays in Scalar) with their padding, and int8's row scales and row sums.
+  /// The bytes of `cell`'s weights as infer() packs them in `precision` (W_ih in `input`,
+  /// by default the same): W_ih and W_hh (and an LSTM's W_hr, which stays in Scalar) with their
+  /// padding, and int8's row scales and row sums.
   static Eigen::Index packedWeightBytes(const Cell& cell, Precision precision) {
+    return packedWeightBytes(cell, precision, precision);
+  }
+  static Eigen::Index packedWeightBytes(const Cell& cell, Precision precision, Precision input) {
+    detail::checkInputPrecision("Sequence::packedWeightBytes", precision, input);
     const Index G = Cell::kGates, H = cell.hiddenSize(), I = cell.inputSize();
     const Index R = cell.outputSize();
     const Index P = detail::GemmTraits<Scalar>::P;
     const Index scalar = sizeof(Scalar);
     const Index projection = R != H ? detail::roundUp(R, P) * H * scalar : 0;
-    if (precision == Precision::Full) {
-      return G * detail::roundUp(H, P) * (I + R) * scalar + projection;
-    }
-    return detail::ReducedMatrix::bytes(precision, detail::Blocks{G, H}, I) +
-           detail::ReducedMatrix::bytes(precision, detail::Blocks{G, H}, R) + projection;
+    const auto bytes = [&](Precision p, Index depth) {
+      return p == Precision::Full ? G * detail::roundUp(H, P) * depth * scalar
+                                  : detail::ReducedMatrix::bytes(p, detail::Blocks{G, H}, depth);
+    };
+    return bytes(input, I) + bytes(precision, R) + projection;
   }
 
   /// T, the steps of the last forward or infer call.
@@ -389,7 +403,7 @@ class Sequence {
     const auto in = detail::viewOf<const Scalar>(x.data(), x.outerStride());
     const auto out =
         detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_cell->hiddenSize());
-    if (m_weights.precision != Precision::Full) {  // int8 or bf16: columns [c0, c1)
+    if (m_weights.inputPrecision != Precision::Full) {  // int8 or bf16: columns [c0, c1)
       auto inPart = in;
       auto outPart = out;
       inPart.data += c0 * in.ld;
@@ -438,7 +452,7 @@ class Sequence {
 
   const Cell* m_cell;
   int m_threads = 0;
-  Precision m_precision = Precision::Full;
+  Precision m_precision = Precision::Full, m_inputPrecision = Precision::Full;
   bool m_exactThreads = false;
 
   // The last forward: its schedule and whether it kept a tape.

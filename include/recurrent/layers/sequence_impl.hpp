@@ -63,9 +63,9 @@ void Sequence<Cell>::run(const Eigen::Ref<const Matrix>& x, const std::vector<in
     return;
   }
   const bool dropWeight = m_reg.active && m_reg.dropsWeight();
-  m_weights.packForward(cell, threads == 1 && Cell::kFullGateProducts,
-                        training ? Precision::Full : m_precision,
-                        dropWeight ? &m_reg.droppedWeight : nullptr);
+  m_weights.packForward(
+      cell, threads == 1 && Cell::kFullGateProducts, training ? Precision::Full : m_precision,
+      training ? Precision::Full : m_inputPrecision, dropWeight ? &m_reg.droppedWeight : nullptr);
   reserveBuffers(threads);
   if (m_reg.active && m_reg.dropsRecurrent()) {
     if (m_maskedH.size() < static_cast<std::size_t>(threads)) {

@@ -343,12 +343,23 @@ class Stack {
 
   /// The precision of infer()'s products in every layer from the next call on (see Precision
   /// and Sequence::setPrecision); forward() and backward() refuse any but Precision::Full.
-  void setPrecision(Precision precision) {
+  void setPrecision(Precision precision) { setPrecision(precision, precision); }
+  /// The same, with the first layer's input product W_ih·x (the model's input) in `input`:
+  /// `precision` or Precision::Full (the others throw std::invalid_argument, and nothing
+  /// changes). The layers above take their input products in `precision`.
+  void setPrecision(Precision precision, Precision input) {
+    detail::checkInputPrecision("Stack::setPrecision", precision, input);
     m_precision = precision;
-    for (detail::StackLayer<Cell>& layer : m_layers) layer.setPrecision(precision);
+    m_inputPrecision = input;
+    for (std::size_t l = 0; l < m_layers.size(); ++l) {
+      m_layers[l].setPrecision(precision, l == 0 ? input : precision);
+    }
   }
   /// The precision given to setPrecision() (Precision::Full by default).
   Precision precision() const { return m_precision; }
+  /// The first layer's input product's precision given to setPrecision() (by default
+  /// precision()).
+  Precision inputPrecision() const { return m_inputPrecision; }
 
  private:
   using Index = Eigen::Index;
@@ -426,7 +437,7 @@ class Stack {
   Merge m_merge;
   double m_dropout;
   int m_threads = 0;
-  Precision m_precision = Precision::Full;
+  Precision m_precision = Precision::Full, m_inputPrecision = Precision::Full;
 
   std::vector<Cell> m_cells;                       ///< index layer·D + direction
   std::vector<CellSizes> m_sizes;                  ///< each cell's sizes, as the stack made it

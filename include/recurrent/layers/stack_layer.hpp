@@ -86,9 +86,9 @@ class StackLayer {
   void seedDirection(Eigen::Index d, std::uint64_t seed) {
     m_sequences[static_cast<std::size_t>(d)].seed(seed);
   }
-  /// Every direction's precision (Sequence::setPrecision).
-  void setPrecision(Precision precision) {
-    for (Sequence<Cell>& s : m_sequences) s.setPrecision(precision);
+  /// Every direction's precisions (Sequence::setPrecision).
+  void setPrecision(Precision precision, Precision input) {
+    for (Sequence<Cell>& s : m_sequences) s.setPrecision(precision, input);
   }
 
   /// The merged output of the last forward, and dL/d(input) of the last backward.

@@ -82,12 +82,20 @@ class Stream {
   /// Sequence::infer's at the same precision; in BF16 it agrees to float rounding (a batch of one
   /// sums each product's depth in four interleaved sets, Sequence's input projection over all
   /// steps in one).
-  void setPrecision(Precision precision) {
+  void setPrecision(Precision precision) { setPrecision(precision, precision); }
+  /// The same, with the input product W_ih·x in `input`: `precision` or Precision::Full (the
+  /// others throw std::invalid_argument, and nothing changes). A batch of one then runs the
+  /// batched kernel's two products, not the reduced fused step.
+  void setPrecision(Precision precision, Precision input) {
+    detail::checkInputPrecision("Stream::setPrecision", precision, input);
     m_precision = precision;
+    m_inputPrecision = input;
     refresh();
   }
   /// The precision given to setPrecision() (Precision::Full by default).
   Precision precision() const { return m_precision; }
+  /// The input product's precision given to setPrecision() (by default precision()).
+  Precision inputPrecision() const { return m_inputPrecision; }
 
   /// The regularisation the cell was trained with, as given to Sequence::setRegularization. A
   /// Stream infers: dropout and weight drop are off, and zoneout takes its expectation after
@@ -122,7 +130,7 @@ class Stream {
   void packBatched(const Cell& cell) {
     const Eigen::Index G = Cell::kGates, H = cell.hiddenSize();
     // One thread: all gates as one block where the cell allows it (see StepContext::multiply).
-    m_weights.packForward(cell, Cell::kFullGateProducts, m_precision);
+    m_weights.packForward(cell, Cell::kFullGateProducts, m_precision, m_inputPrecision);
     m_bias.resize(G * H);
     cell.foldedBias(m_bias);
     m_gates.resize(G * H, m_batch);
@@ -135,12 +143,15 @@ class Stream {
   }
 
   /// A batch of one of a cell that has the fused step and whose h is its hidden state (not an
-  /// LSTM's projection) runs the fused step: in float, or in the reduced precision.
+  /// LSTM's projection) runs the fused step: in float, or in the reduced precision where the
+  /// input product is in it too.
   bool fusedShape() const {
     return kFusedStep && m_batch == 1 && m_cell->outputSize() == m_cell->hiddenSize();
   }
   bool fusedApplies() const { return fusedShape() && m_precision == Precision::Full; }
-  bool reducedFusedApplies() const { return fusedShape() && m_precision != Precision::Full; }
+  bool reducedFusedApplies() const {
+    return fusedShape() && m_precision != Precision::Full && m_inputPrecision == m_precision;
+  }
 
   /// Zoneout's expectation on the step just made (prev → next), where a rate is set.
   void expectZoneout(const State& prev, State& next) const {
@@ -173,10 +184,11 @@ class Stream {
   const Cell* m_cell;
   Eigen::Index m_batch;
   Eigen::Index m_inputSize = 0, m_hiddenSize = 0, m_outputSize = 0;  ///< as packed
-  bool m_packed = false;                    ///< whether the last refresh() completed
-  Precision m_precision = Precision::Full;  ///< of the products (setPrecision)
-  Regularization m_regularization;          ///< its zoneout rates (setRegularization)
-  detail::PackedWeights<Scalar> m_weights;  ///< for the batched kernel
+  bool m_packed = false;                         ///< whether the last refresh() completed
+  Precision m_precision = Precision::Full;       ///< of the products (setPrecision)
+  Precision m_inputPrecision = Precision::Full;  ///< of W_ih·x (setPrecision)
+  Regularization m_regularization;               ///< its zoneout rates (setRegularization)
+  detail::PackedWeights<Scalar> m_weights;       ///< for the batched kernel
   detail::GemmBuffer<Scalar> m_buffer;
   Vector m_bias;
   Matrix m_gates, m_extra, m_scratch, m_none;
@@ -228,7 +240,7 @@ const typename Stream<Cell>::Matrix& Stream<Cell>::step(const Eigen::Ref<const M
   detail::checkShape("Stream::step", "input", x.rows(), x.cols(), m_inputSize, m_batch);
   m_cell->checkParameters("Stream::step");
   if constexpr (kFusedStep) {
-    if (fusedShape()) {
+    if (fusedApplies() || reducedFusedApplies()) {
       State& prev = m_state[m_current];
       State& next = m_state[1 - m_current];
       if (fusedApplies()) {
@@ -245,7 +257,7 @@ const typename Stream<Cell>::Matrix& Stream<Cell>::step(const Eigen::Ref<const M
   }
   const auto in = detail::viewOf<const Scalar>(x.data(), x.outerStride());
   const auto gates = detail::viewOf<Scalar>(m_gates.data(), m_gates.outerStride(), m_hiddenSize);
-  if (m_precision != Precision::Full) {
+  if (m_inputPrecision != Precision::Full) {
     detail::reducedGemm(detail::ReducedProduct<Scalar>(m_weights.ihReduced, in, gates, m_batch)
                             .overwrite()
                             .plusBias(m_bias.data()),
