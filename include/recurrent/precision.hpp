@@ -24,8 +24,8 @@ namespace recurrent {
 /// setPrecision's optional second argument keeps the input product W_ih·x in Full while W_hh·h
 /// is reduced (in a Stack, the first layer's: where the model's input enters). Rounding x costs
 /// accuracy wherever the model follows its input closely (a one-step-ahead predictor of a
-/// smooth series, whose error is below x's bf16 rounding); where I is small beside H, keeping
-/// W_ih·x in Full costs little time.
+/// smooth series, whose error is below x's bf16 rounding); where I is small beside H, W_ih·x is
+/// a small share of the multiply-adds (I/(I + H) of a step's).
 enum class Precision {
   Full,  ///< the cell's Scalar: the default, the only one that trains
   Int8,  ///< int8 weights per row, uint8 inputs per column, exact int32 sums
