@@ -25,7 +25,7 @@ namespace recurrent {
 /// is reduced (in a Stack, the first layer's: where the model's input enters). Rounding x costs
 /// accuracy wherever the model follows its input closely (a one-step-ahead predictor of a
 /// smooth series, whose error is below x's bf16 rounding); where I is small beside H, W_ih·x is
-/// a small share of the multiply-adds (I/(I + H) of a step's).
+/// a small share of the multiply-adds (I/(I + R) of a step's, R = H without a projection).
 enum class Precision {
   Full,  ///< the cell's Scalar: the default, the only one that trains
   Int8,  ///< int8 weights per row, uint8 inputs per column, exact int32 sums

@@ -207,15 +207,17 @@ void checkStackNoAllocation(const recurrent::StackOptions& options, std::vector<
           for (int k = 0; k < 3; ++k) once();
         }) == 0);
   for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
-    INFO(recurrent::precisionName(p));
-    stack.setPrecision(p);
-    stack.infer(x, lengths, h0);
-    CHECK(allocationsIn([&] {
-            for (int k = 0; k < 3; ++k) {
-              stack.infer(x, lengths, h0);
-              stack.infer(x, lengths);
-            }
-          }) == 0);
+    for (const recurrent::Precision input : {p, recurrent::Precision::Full}) {
+      INFO(recurrent::precisionName(p) << ", input product " << recurrent::precisionName(input));
+      stack.setPrecision(p, input);
+      stack.infer(x, lengths, h0);
+      CHECK(allocationsIn([&] {
+              for (int k = 0; k < 3; ++k) {
+                stack.infer(x, lengths, h0);
+                stack.infer(x, lengths);
+              }
+            }) == 0);
+    }
   }
   stack.setPrecision(recurrent::Precision::Full);
   // The hooks do count: a fresh Stack allocates its workspaces.

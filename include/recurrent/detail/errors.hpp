@@ -35,10 +35,13 @@ inline void checkTrainingPrecision(const char* where, Precision precision) {
 /// Throws unless `input`, the precision of the input product W_ih·x, is `precision` (that of the
 /// other products) or Precision::Full.
 inline void checkInputPrecision(const char* where, Precision precision, Precision input) {
-  if (input != precision && input != Precision::Full) {
-    fail(where, ": the input product's precision must be full or ", precisionName(precision),
-         " (that of the other products), got ", precisionName(input));
+  if (input == precision || input == Precision::Full) return;
+  if (precision == Precision::Full) {
+    fail(where, ": the input product's precision must be full, as the other products' are, got ",
+         precisionName(input));
   }
+  fail(where, ": the input product's precision must be full or ", precisionName(precision),
+       " (that of the other products), got ", precisionName(input));
 }
 
 /// Throws unless `rows x cols` equals `expectedRows x expectedCols`.

@@ -168,6 +168,8 @@ class Sequence {
   static Eigen::Index packedWeightBytes(const Cell& cell, Precision precision) {
     return packedWeightBytes(cell, precision, precision);
   }
+  /// The same with W_ih in `input` (`precision` or Precision::Full; the others throw
+  /// std::invalid_argument), as setPrecision(precision, input) packs them.
   static Eigen::Index packedWeightBytes(const Cell& cell, Precision precision, Precision input) {
     detail::checkInputPrecision("Sequence::packedWeightBytes", precision, input);
     const Index G = Cell::kGates, H = cell.hiddenSize(), I = cell.inputSize();

@@ -40,7 +40,8 @@ namespace recurrent {
 /// same kernel reads its bounds from the layout, and the two give the same sums. Its results agree
 /// with Sequence's batched kernel to float rounding (the products sum in another order). In int8
 /// and bf16 a batch of one of the same cells runs the reduced fused step
-/// (detail/reduced_step.hpp). Larger batches, GRU-ResetBefore and the layer-normalised cells use
+/// (detail/reduced_step.hpp), unless the input product is kept in float (setPrecision(p,
+/// Precision::Full)). Larger batches, GRU-ResetBefore and the layer-normalised cells use
 /// the batched kernel, which reads the weights once for all sequences.
 ///
 /// A model trained with regularisation (Sequence::setRegularization) steps here as
