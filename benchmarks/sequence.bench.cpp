@@ -9,6 +9,8 @@
 //   lstm|gru / step_fixed / I / H                        the same, sizes fixed at compile time
 //   lstm|gru / infer_int8|infer_bf16 / T / B / I / H / threads   S3 and S4 in a reduced Precision
 //   lstm|gru / step_int8|step_bf16 / I / H                       one step in a reduced Precision
+//   lstm / step_int8|step_bf16 _float_input / I / H              the same, W_ih·x in float
+//                                                                (setPrecision(p, Full))
 //   pack / forward|backward / H                          packing an LSTM's 4H × H weight matrix
 //                                                        for forward (W) or backward (Wᵀ), as
 //                                                        every training call does: bytes/s of
@@ -128,12 +130,13 @@ void regularised(benchmark::State& state, recurrent::Regularization regularizati
 /// One step of one sequence of `cell` per iteration.
 template <typename Cell>
 void stepOf(benchmark::State& state, Cell& cell,
-            recurrent::Precision precision = recurrent::Precision::Full) {
+            recurrent::Precision precision = recurrent::Precision::Full,
+            recurrent::Precision input = recurrent::Precision::Full) {
   const Eigen::Index I = cell.inputSize();
   std::mt19937 rng(1);
   cell.initialize(rng);
   recurrent::Stream<Cell> stream(cell);
-  stream.setPrecision(precision);
+  stream.setPrecision(precision, input);
   const Eigen::MatrixXf x = Eigen::MatrixXf::Random(I, 1);
   stream.step(x);  // untimed, as above
   for (auto _ : state) {
@@ -155,7 +158,14 @@ void step(benchmark::State& state) {
 template <typename Cell>
 void stepReduced(benchmark::State& state, recurrent::Precision precision) {
   Cell cell(state.range(0), state.range(1));
-  stepOf(state, cell, precision);
+  stepOf(state, cell, precision, precision);
+}
+
+/// One step in `precision` with the input product in float.
+template <typename Cell>
+void stepFloatInput(benchmark::State& state, recurrent::Precision precision) {
+  Cell cell(state.range(0), state.range(1));
+  stepOf(state, cell, precision, recurrent::Precision::Full);
 }
 
 template <typename Cell>
@@ -207,7 +217,7 @@ void reducedShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"T", "B", "I", "H", "threads"})->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 void reducedStepShapes(benchmark::internal::Benchmark* b) {
-  b->Args({64, 64})->Args({128, 128});
+  b->Args({1, 32})->Args({1, 128})->Args({64, 64})->Args({128, 128});
   b->ArgNames({"I", "H"})->Unit(benchmark::kNanosecond);
 }
 void stepShapes(benchmark::internal::Benchmark* b) {
@@ -251,6 +261,9 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("lstm/step_" + name).c_str(), stepReduced<Lstm>, p)
         ->Apply(reducedStepShapes);
     benchmark::RegisterBenchmark(("gru/step_" + name).c_str(), stepReduced<Gru>, p)
+        ->Apply(reducedStepShapes);
+    benchmark::RegisterBenchmark(("lstm/step_" + name + "_float_input").c_str(),
+                                 stepFloatInput<Lstm>, p)
         ->Apply(reducedStepShapes);
   }
   for (bool transposed : {false, true}) {
