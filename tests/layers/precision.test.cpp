@@ -207,6 +207,19 @@ Difference reducedAgainstFull(Layer& layer, const MatrixF& x, const std::vector<
   return difference(reduced, full);
 }
 
+// Calls check(cell, threads) for the plain cells at sizes off the panels: LSTM, GRU in both
+// variants, RNN.
+template <typename Check>
+void forPlainCells(Check&& check, int threads) {
+  check(recurrent::LSTMCell<float>(13, 40), threads);
+  check(recurrent::GRUCell<float>(7, 35), threads);
+  check(
+      recurrent::GRUCell<float, Eigen::Dynamic, Eigen::Dynamic, recurrent::GRUVariant::ResetBefore>(
+          20, 48),
+      threads);
+  check(recurrent::RNNCell<float>(6, 70), threads);
+}
+
 template <typename Cell>
 void checkSequenceAccuracy(const char* name) {
   std::mt19937 rng(21);
@@ -256,12 +269,7 @@ TEST_CASE("int8 and bf16 run every cell, sizes off the panels, and threads",
     CHECK(seq.output().col(1 * B + 3).isZero());
   };
   for (const int threads : {1, 2}) {
-    check(recurrent::LSTMCell<float>(13, 40), threads);
-    check(recurrent::GRUCell<float>(7, 35), threads);
-    check(recurrent::GRUCell<float, Eigen::Dynamic, Eigen::Dynamic,
-                             recurrent::GRUVariant::ResetBefore>(20, 48),
-          threads);
-    check(recurrent::RNNCell<float>(6, 70), threads);
+    forPlainCells(check, threads);
     check(recurrent::LSTMCell<double>(10, 24), threads);
   }
   check(recurrent::LSTMCell<float>(12, 40, 17), 1);  // a projection: W_hr stays in float
@@ -578,12 +586,7 @@ TEST_CASE("a float input product: W_ih·x in float, W_hh·h reduced", "[precisio
     CHECK((seq.infer(xb, lengths) - reduced).cwiseAbs().maxCoeff() <= 1e-5);
   };
   for (const int threads : {1, 2}) {
-    check(recurrent::LSTMCell<float>(13, 40), threads);
-    check(recurrent::GRUCell<float>(7, 35), threads);
-    check(recurrent::GRUCell<float, Eigen::Dynamic, Eigen::Dynamic,
-                             recurrent::GRUVariant::ResetBefore>(20, 48),
-          threads);
-    check(recurrent::RNNCell<float>(6, 70), threads);
+    forPlainCells(check, threads);
     check(recurrent::LayerNormLSTMCell<float>(11, 36), threads, true);
     check(recurrent::LayerNormGRUCell<float>(9, 30), threads, true);
   }
