@@ -155,17 +155,12 @@ void step(benchmark::State& state) {
   stepOf(state, cell);
 }
 
+/// One step in `precision`, the input product in `input` (`precision` or Full).
 template <typename Cell>
-void stepReduced(benchmark::State& state, recurrent::Precision precision) {
+void stepReduced(benchmark::State& state, recurrent::Precision precision,
+                 recurrent::Precision input) {
   Cell cell(state.range(0), state.range(1));
-  stepOf(state, cell, precision, precision);
-}
-
-/// One step in `precision` with the input product in float.
-template <typename Cell>
-void stepFloatInput(benchmark::State& state, recurrent::Precision precision) {
-  Cell cell(state.range(0), state.range(1));
-  stepOf(state, cell, precision, recurrent::Precision::Full);
+  stepOf(state, cell, precision, input);
 }
 
 template <typename Cell>
@@ -258,12 +253,12 @@ int main(int argc, char** argv) {
         ->Apply(reducedShapes);
     benchmark::RegisterBenchmark(("gru/infer_" + name).c_str(), reduced<Gru>, p)
         ->Apply(reducedShapes);
-    benchmark::RegisterBenchmark(("lstm/step_" + name).c_str(), stepReduced<Lstm>, p)
+    benchmark::RegisterBenchmark(("lstm/step_" + name).c_str(), stepReduced<Lstm>, p, p)
         ->Apply(reducedStepShapes);
-    benchmark::RegisterBenchmark(("gru/step_" + name).c_str(), stepReduced<Gru>, p)
+    benchmark::RegisterBenchmark(("gru/step_" + name).c_str(), stepReduced<Gru>, p, p)
         ->Apply(reducedStepShapes);
-    benchmark::RegisterBenchmark(("lstm/step_" + name + "_float_input").c_str(),
-                                 stepFloatInput<Lstm>, p)
+    benchmark::RegisterBenchmark(("lstm/step_" + name + "_float_input").c_str(), stepReduced<Lstm>,
+                                 p, recurrent::Precision::Full)
         ->Apply(reducedStepShapes);
   }
   for (bool transposed : {false, true}) {

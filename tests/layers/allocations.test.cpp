@@ -126,10 +126,9 @@ void checkNoAllocation(std::vector<int> lengths, test::Index T, test::Index I, t
         }) == 0);
   // Inference in int8 and bf16: the reduced weights are packed at every call, into the same room.
   // With the input product in float as well (setPrecision's second argument).
-  for (const bool floatInput : {false, true}) {
-    for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
-      INFO(recurrent::precisionName(p) << (floatInput ? ", float input product" : ""));
-      const recurrent::Precision input = floatInput ? recurrent::Precision::Full : p;
+  for (const recurrent::Precision p : {recurrent::Precision::Int8, recurrent::Precision::BF16}) {
+    for (const recurrent::Precision input : {p, recurrent::Precision::Full}) {
+      INFO(recurrent::precisionName(p) << ", input product " << recurrent::precisionName(input));
       seq.setPrecision(p, input);
       seq.infer(x, lengths, h0);
       CHECK(allocationsIn([&] {
