@@ -142,7 +142,6 @@ void gemm(const Product<Scalar>& p, GemmBuffer<Scalar>& buffer) {
   const Range depthBlocks = p.selectedDepth;
   const Index n = p.columns;
   if (n == 0 || units.begin >= units.end) return;
-  constexpr int NR = GemmTraits<Scalar>::NR;
   constexpr int MR = GemmTraits<Scalar>::MR;
   constexpr int kGroup = PackedMatrix<Scalar>::kGroupPanels;
   const PackedMatrix<Scalar>& a = p.a;
@@ -203,8 +202,8 @@ void gemm(const Product<Scalar>& p, GemmBuffer<Scalar>& buffer) {
             const Index height = panelHeight<Scalar>(u, H);
             const Index rows = std::min<Index>(MR, H - u);
             const Scalar* ap = a.panel(chunk, block, u);
-            for (Index j0 = 0; j0 < n; j0 += NR) {
-              const Index nr = std::min<Index>(NR, n - j0);
+            for (Index j0 = 0, nr = 0; j0 < n; j0 += nr) {
+              nr = tileWidth<Scalar>(j0, n);
               kernel(height, nr, chunk.depth, ap, packedB + j0 * chunk.depth, c.at(block, u, j0),
                      c.ld, rows, write, biasOf(block, u));
             }
@@ -240,7 +239,6 @@ void gemmColumns(const Product<Scalar>& p, Index first, Index last, GemmBuffer<S
 /// Computes the UnpackedProduct, its depth in chunks of KC. `buffer` must hold kc × p.columns.
 template <typename Scalar>
 void gemmUnpacked(const UnpackedProduct<Scalar>& p, GemmBuffer<Scalar>& buffer) {
-  constexpr int NR = GemmTraits<Scalar>::NR;
   constexpr int MR = GemmTraits<Scalar>::MR;
   constexpr Index KC = GemmTraits<Scalar>::KC;
   const Index H = p.aRows.size, n = p.columns;
@@ -254,8 +252,8 @@ void gemmUnpacked(const UnpackedProduct<Scalar>& p, GemmBuffer<Scalar>& buffer) 
         const PanelRows panel{block, u, panelHeight<Scalar>(u, H), H};
         packPanel(p.a, panel, k0, chunk.depth, buffer.a.data(),
                   p.rowSums == nullptr ? nullptr : p.rowSums + block * p.c.blockStride + u);
-        for (Index j0 = 0; j0 < n; j0 += NR) {
-          const Index nr = std::min<Index>(NR, n - j0);
+        for (Index j0 = 0, nr = 0; j0 < n; j0 += nr) {
+          nr = tileWidth<Scalar>(j0, n);
           kernel(panel.height, nr, chunk.depth, buffer.a.data(), buffer.b.data() + j0 * chunk.depth,
                  p.c.at(block, u, j0), p.c.ld, std::min<Index>(MR, H - u), write);
         }

@@ -117,14 +117,28 @@ inline void packPanel(const View<SrcScalar>& a, const PanelRows& rows, Index col
   }
 }
 
-/// Packs the depth `chunk` of the first n columns of B into NR-wide tiles (the last one
-/// n mod NR wide): each tile holds chunk.depth × its width scalars, k-major.
+/// The width of the tile of B's columns that starts at column j0 of n: NR, but where the columns
+/// left would end in a tile narrower than NR / 2, those and the tile before are split evenly
+/// (16 columns: 8 + 8, not 12 + 4), so that no tile keeps too few accumulators to hide the FMA
+/// latency (measured: benchmarks/README.md, the column tiles). Tiles narrower than 4 occur only
+/// for n < 4; from 4 columns on microKernel sums each column in one order (KU = 1), so a
+/// column's result does not depend on where the tiles fall, nor on how threads share columns.
+template <typename Scalar>
+inline Index tileWidth(Index j0, Index n) {
+  constexpr Index NR = GemmTraits<Scalar>::NR;
+  const Index left = n - j0;
+  if (left <= NR) return left;
+  if (left < NR + NR / 2) return (left + 1) / 2;
+  return NR;
+}
+
+/// Packs the depth `chunk` of the first n columns of B into tiles of tileWidth columns: each
+/// tile holds chunk.depth × its width scalars, k-major.
 template <typename Scalar>
 inline void packB(const View<const Scalar>& b, const KChunk& chunk, Index n, Scalar* dst) {
-  constexpr int NR = GemmTraits<Scalar>::NR;
   const Index kc = chunk.depth;
-  for (Index j0 = 0; j0 < n; j0 += NR) {
-    const Index nr = std::min<Index>(NR, n - j0);
+  for (Index j0 = 0, nr = 0; j0 < n; j0 += nr) {
+    nr = tileWidth<Scalar>(j0, n);
     if (!b.transposed) {
       for (Index j = 0; j < nr; ++j) {
         const Scalar* s = b.at(chunk.block, chunk.start, j0 + j);
