@@ -5,7 +5,7 @@
 // be the rows of B (the depth K). A is packed in panels of MR = two packets of rows (the last
 // panel of a block one packet, padded with zero rows) × at most KC of depth, k-major; panels
 // never straddle a block, so a thread that owns a range of units computes its rows of every gate
-// with whole panels. B is packed per call in tiles of NR columns.
+// with whole panels. B is packed per call in tiles of up to NR columns (tileWidth).
 //
 // The weights W_ih, W_hh (and their transposes, for backward) are constant while a call runs:
 // they are packed once per call (PackedMatrix) and each step packs only its B, the state.
@@ -118,17 +118,19 @@ inline void packPanel(const View<SrcScalar>& a, const PanelRows& rows, Index col
 }
 
 /// The width of the tile of B's columns that starts at column j0 of n: NR, but where the columns
-/// left would end in a tile narrower than NR / 2, those and the tile before are split evenly
-/// (16 columns: 8 + 8, not 12 + 4), so that no tile keeps too few accumulators to hide the FMA
-/// latency (measured: benchmarks/README.md, the column tiles). Tiles narrower than 4 occur only
-/// for n < 4; from 4 columns on microKernel sums each column in one order (KU = 1), so a
-/// column's result does not depend on where the tiles fall, nor on how threads share columns.
+/// left would end in a tile narrower than NR / 2, those and the tile before are shared between
+/// two tiles that differ by at most one column and are both at least 4 wide (NR = 12: 16 columns
+/// run as 8 + 8, not 12 + 4), so that no tile keeps too few accumulators to hide the FMA latency
+/// (measured: benchmarks/README.md, the column tiles). microKernel sums a column in one order in
+/// every tile of 4 columns or more (KU = 1), and in another in the narrower ones; a split never
+/// makes a tile narrower than 4. The tiles of a product depend on its n alone: threads share
+/// columns in whole blocks of NC (gemmColumns), and each block's tiles start at its first column.
 template <typename Scalar>
 inline Index tileWidth(Index j0, Index n) {
   constexpr Index NR = GemmTraits<Scalar>::NR;
   const Index left = n - j0;
   if (left <= NR) return left;
-  if (left < NR + NR / 2) return (left + 1) / 2;
+  if (left < NR + NR / 2 && left >= 8) return (left + 1) / 2;
   return NR;
 }
 
