@@ -228,6 +228,49 @@ TEMPLATE_TEST_CASE("a sequence's result does not depend on the rest of its batch
   }
 }
 
+// The products cut a batch's columns into tiles of the micro-kernel's width (NR = 12 with
+// AVX-512, 6 with AVX2), and the last two tiles share their columns where the last would be
+// narrow (detail::tileWidth): every width from 1 to 30 meets each layout, in the input
+// projection and the steps (B or T·B columns) and in the weight gradients (I = 13 and H = 16
+// columns of dWᵀ). Each sequence must get what it gets alone, and the weight gradients must be
+// the sum of the sequences' own.
+TEMPLATE_TEST_CASE("every batch width gives each sequence its own result",
+                   "[sequence][invariance]", LSTM<double>, GRU<double>, ProjLSTM<double>) {
+  using Cell = typename TestType::Cell;
+  const Index T = 3;
+  for (Index B = 1; B <= 30; ++B) {
+    std::vector<int> lengths(static_cast<std::size_t>(B));
+    for (Index b = 0; b < B; ++b) lengths[static_cast<std::size_t>(b)] = int(1 + (b * 7) % T);
+    Problem<Cell> p = makeProblem<TestType>(lengths, T, 100 + unsigned(B), 13, 16);
+    Sequence<Cell> batch(p.cell);
+    batch.forward(p.x, p.lengths, p.h0);
+    auto grads = p.cell.zeroGradients();
+    batch.backward(p.loss.wy, p.loss.wFinal, grads);
+    auto sum = p.cell.zeroGradients();
+    for (Index b = 0; b < B; ++b) {
+      INFO("B = " << B << ", sequence " << b);
+      const int len = lengths[static_cast<std::size_t>(b)];
+      MatrixXd x(p.x.rows(), len), wy(p.loss.wy.rows(), len);
+      for (Index t = 0; t < len; ++t) {
+        x.col(t) = p.x.col(t * B + b);
+        wy.col(t) = p.loss.wy.col(t * B + b);
+      }
+      Sequence<Cell> one(p.cell);
+      one.forward(x, {len}, stateColumn<Cell>(p.h0, b));
+      one.backward(wy, stateColumn<Cell>(p.loss.wFinal, b), sum);
+      for (Index t = 0; t < len; ++t) {
+        CHECK(maxDiff(one.output().col(t), batch.output().col(t * B + b)) <= 1e-14);
+        CHECK(maxDiff(one.inputGradient().col(t), batch.inputGradient().col(t * B + b)) <= 1e-13);
+      }
+      CHECK(maxDiff(one.initialStateGradient().h, batch.initialStateGradient().h.col(b)) <= 1e-13);
+    }
+    INFO("B = " << B);
+    CHECK(maxDiff(sum.weight_ih, grads.weight_ih) <= 1e-12);
+    CHECK(maxDiff(sum.weight_hh, grads.weight_hh) <= 1e-12);
+    CHECK(maxDiff(sum.bias_ih, grads.bias_ih) <= 1e-12);
+  }
+}
+
 TEMPLATE_TEST_CASE("backward accumulates into the gradients", "[sequence][bptt]", LSTM<double>,
                    GRU<double>, ProjLSTM<double>) {
   using Cell = typename TestType::Cell;
