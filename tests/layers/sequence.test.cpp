@@ -234,8 +234,8 @@ TEMPLATE_TEST_CASE("a sequence's result does not depend on the rest of its batch
 // projection and the steps (B or T·B columns) and in the weight gradients (I = 13 and H = 16
 // columns of dWᵀ). Each sequence must get what it gets alone, and the weight gradients must be
 // the sum of the sequences' own.
-TEMPLATE_TEST_CASE("every batch width gives each sequence its own result",
-                   "[sequence][invariance]", LSTM<double>, GRU<double>, ProjLSTM<double>) {
+TEMPLATE_TEST_CASE("every batch width gives each sequence its own result", "[sequence][invariance]",
+                   LSTM<double>, GRU<double>, ProjLSTM<double>) {
   using Cell = typename TestType::Cell;
   const Index T = 3;
   for (Index B = 1; B <= 30; ++B) {
