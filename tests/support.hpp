@@ -119,6 +119,14 @@ typename Cell::State randomState(const Cell& cell, Index B, std::mt19937& rng) {
   return s;
 }
 
+/// Columns of sequence b (steps 0..n−1) of a time-major batch of B.
+template <typename M>
+M sequenceOf(const M& x, Index b, Index B, Index n) {
+  M out(x.rows(), n);
+  for (Index t = 0; t < n; ++t) out.col(t) = x.col(t * B + b);
+  return out;
+}
+
 /// Column b of every matrix of a state.
 template <typename Cell>
 typename Cell::State stateColumn(const typename Cell::State& s, Index b) {

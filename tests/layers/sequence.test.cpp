@@ -144,11 +144,7 @@ TEMPLATE_TEST_CASE("a sequence's result does not depend on the rest of its batch
   SECTION("alone in its batch") {
     for (Index b = 0; b < B; ++b) {
       const int len = p.lengths[static_cast<std::size_t>(b)];
-      MatrixXd x(p.x.rows(), len), wy(p.loss.wy.rows(), len);
-      for (Index t = 0; t < len; ++t) {
-        x.col(t) = p.x.col(t * B + b);
-        wy.col(t) = p.loss.wy.col(t * B + b);
-      }
+      const MatrixXd x = sequenceOf(p.x, b, B, len), wy = sequenceOf(p.loss.wy, b, B, len);
       const typename Cell::State h0 = stateColumn<Cell>(p.h0, b);
       const typename Cell::State wFinal = stateColumn<Cell>(p.loss.wFinal, b);
       Sequence<Cell> one(p.cell);
@@ -250,11 +246,7 @@ TEMPLATE_TEST_CASE("every batch width gives each sequence its own result", "[seq
     for (Index b = 0; b < B; ++b) {
       INFO("B = " << B << ", sequence " << b);
       const int len = lengths[static_cast<std::size_t>(b)];
-      MatrixXd x(p.x.rows(), len), wy(p.loss.wy.rows(), len);
-      for (Index t = 0; t < len; ++t) {
-        x.col(t) = p.x.col(t * B + b);
-        wy.col(t) = p.loss.wy.col(t * B + b);
-      }
+      const MatrixXd x = sequenceOf(p.x, b, B, len), wy = sequenceOf(p.loss.wy, b, B, len);
       Sequence<Cell> one(p.cell);
       one.forward(x, {len}, stateColumn<Cell>(p.h0, b));
       one.backward(wy, stateColumn<Cell>(p.loss.wFinal, b), sum);

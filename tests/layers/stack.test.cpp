@@ -299,14 +299,6 @@ double maxDiff(const A& a, const B& b) {
   return static_cast<double>((a - b).cwiseAbs().maxCoeff()) / scale;
 }
 
-/// Columns of sequence b (steps 0..n−1) of a time-major batch of B.
-template <typename M>
-M sequenceOf(const M& x, Index b, Index B, Index n) {
-  M out(x.rows(), n);
-  for (Index t = 0; t < n; ++t) out.col(t) = x.col(t * B + b);
-  return out;
-}
-
 }  // namespace
 
 TEMPLATE_TEST_CASE("the reverse direction starts at each sequence's own last step",
