@@ -202,11 +202,10 @@ void gemm(const Product<Scalar>& p, GemmBuffer<Scalar>& buffer) {
             const Index height = panelHeight<Scalar>(u, H);
             const Index rows = std::min<Index>(MR, H - u);
             const Scalar* ap = a.panel(chunk, block, u);
-            for (Index j0 = 0, nr = 0; j0 < n; j0 += nr) {
-              nr = tileWidth<Scalar>(j0, n);
+            forEachTile<Scalar>(n, [&](Index j0, Index nr) {
               kernel(height, nr, chunk.depth, ap, packedB + j0 * chunk.depth, c.at(block, u, j0),
                      c.ld, rows, write, biasOf(block, u));
-            }
+            });
           }
         }
       });
@@ -252,11 +251,10 @@ void gemmUnpacked(const UnpackedProduct<Scalar>& p, GemmBuffer<Scalar>& buffer) 
         const PanelRows panel{block, u, panelHeight<Scalar>(u, H), H};
         packPanel(p.a, panel, k0, chunk.depth, buffer.a.data(),
                   p.rowSums == nullptr ? nullptr : p.rowSums + block * p.c.blockStride + u);
-        for (Index j0 = 0, nr = 0; j0 < n; j0 += nr) {
-          nr = tileWidth<Scalar>(j0, n);
+        forEachTile<Scalar>(n, [&](Index j0, Index nr) {
           kernel(panel.height, nr, chunk.depth, buffer.a.data(), buffer.b.data() + j0 * chunk.depth,
                  p.c.at(block, u, j0), p.c.ld, std::min<Index>(MR, H - u), write);
-        }
+        });
       }
     }
   }

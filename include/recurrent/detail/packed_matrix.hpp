@@ -134,26 +134,37 @@ inline Index tileWidth(Index j0, Index n) {
   return NR;
 }
 
+/// Calls f(j0, nr) for the tiles of n columns in order, nr = tileWidth(j0, n): the one walk that
+/// packB and the products that read its tiles share, so a tile is read as it was packed. The
+/// tile of column j0 starts at j0 · depth of the packed B.
+template <typename Scalar, typename F>
+inline void forEachTile(Index n, F&& f) {
+  for (Index j0 = 0; j0 < n;) {
+    const Index nr = tileWidth<Scalar>(j0, n);
+    f(j0, nr);
+    j0 += nr;
+  }
+}
+
 /// Packs the depth `chunk` of the first n columns of B into tiles of tileWidth columns: each
 /// tile holds chunk.depth × its width scalars, k-major.
 template <typename Scalar>
 inline void packB(const View<const Scalar>& b, const KChunk& chunk, Index n, Scalar* dst) {
   const Index kc = chunk.depth;
-  for (Index j0 = 0, nr = 0; j0 < n; j0 += nr) {
-    nr = tileWidth<Scalar>(j0, n);
+  forEachTile<Scalar>(n, [&](Index j0, Index nr) {
+    Scalar* tile = dst + j0 * kc;
     if (!b.transposed) {
       for (Index j = 0; j < nr; ++j) {
         const Scalar* s = b.at(chunk.block, chunk.start, j0 + j);
-        for (Index k = 0; k < kc; ++k) dst[k * nr + j] = s[k];
+        for (Index k = 0; k < kc; ++k) tile[k * nr + j] = s[k];
       }
     } else {
       for (Index k = 0; k < kc; ++k) {
         const Scalar* s = b.at(chunk.block, chunk.start + k, j0);
-        for (Index j = 0; j < nr; ++j) dst[k * nr + j] = s[j];
+        for (Index j = 0; j < nr; ++j) tile[k * nr + j] = s[j];
       }
     }
-    dst += kc * nr;
-  }
+  });
 }
 
 /// Splits a depth of k.count blocks of k.size rows into chunks of at most KC rows that never
